@@ -1,0 +1,1 @@
+"""idres registry: the control plane (operators, prefixes, writes, audit)."""

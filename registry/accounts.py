@@ -1,0 +1,201 @@
+"""Operators, their admin identities and tokens; turning credentials into a Principal.
+
+An operator's identity is a Handle admin identity ``INDEX:HANDLE`` such as
+``300:88.100.7/ADMIN``. Creating the operator creates that handle: an ``HS_ADMIN``
+value (index 100, publicly readable, so pyhandle's start-up check finds it) and an
+``HS_SECKEY`` value at INDEX holding the secret's hash, with permissions ``0100``
+(nobody may read it, not even administrators). Authentication reads that value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import asyncpg
+
+from registry import secrets
+from registry.permissions import Principal
+from registry.store import audit, notify
+from resolver.core import codec
+from resolver.core.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    IdentifierExists,
+    InvalidIdentifier,
+    OperatorExists,
+    OperatorNotFound,
+)
+from resolver.core.identifier import parse
+from resolver.core.record import HandleValue
+
+DEFAULT_IDENTITY_PREFIX = "0.OPERATOR"
+SECKEY_PERMISSIONS = "0100"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+@dataclass(frozen=True)
+class NewOperator:
+    """The result of creating an operator: the secret and token exist only here."""
+
+    principal: Principal
+    secret: str
+    token: str
+
+
+def parse_identity(text: str) -> tuple[int, str]:
+    """``INDEX:HANDLE`` → (index, normalised handle key).
+
+    :raises InvalidIdentifier: no colon, a non-numeric index or a malformed handle.
+    """
+    index_text, colon, handle = text.partition(":")
+    if not colon or not index_text.isdigit() or not 0 < int(index_text) < 2**31:
+        raise InvalidIdentifier(
+            f"admin identity {text!r} must look like INDEX:HANDLE, e.g. 300:88.100.7/ADMIN"
+        )
+    return int(index_text), parse(handle).key
+
+
+async def create_operator(
+    conn: asyncpg.Connection, actor: Principal, name: str, identity: str | None = None,
+    *, is_admin: bool = False,
+) -> NewOperator:
+    """Create an operator, its identity handle and a first token, in one transaction.
+
+    :raises BadRequest: an invalid name.
+    :raises OperatorExists: the name or identity is taken.
+    :raises IdentifierExists: the identity handle already exists.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadRequest(
+            "operator name must be 1-64 characters of letters, digits, '.', '_' or '-' "
+            "and start with a letter or digit"
+        )
+    index, handle = parse_identity(identity or f"300:{DEFAULT_IDENTITY_PREFIX}/{name}")
+    identity = f"{index}:{handle}"
+    secret, token = secrets.new_secret(), secrets.new_token()
+    values = [
+        HandleValue(100, "HS_ADMIN", "admin",
+                    {"handle": handle, "index": index, "permissions": "111111111111"}),
+        HandleValue(index, "HS_SECKEY", "string", secrets.hash_secret(secret),
+                    permissions=SECKEY_PERMISSIONS),
+    ]
+    stored = [codec.to_stored(v.with_timestamp(int(time.time()))) for v in values]
+    async with conn.transaction():
+        try:
+            op_id = await conn.fetchval(
+                "INSERT INTO operators (name, identity, is_admin) VALUES ($1, $2, $3) RETURNING id",
+                name, identity, is_admin,
+            )
+        except asyncpg.UniqueViolationError:
+            raise OperatorExists(f"an operator named {name!r} or with identity {identity} exists") from None
+        inserted = await conn.fetchval(
+            """INSERT INTO handles (handle, prefix, "values") VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            handle, handle.partition("/")[0], stored,
+        )
+        if not inserted:
+            raise IdentifierExists(f"the identity handle {handle} already exists")
+        await conn.execute(
+            "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, 'initial')",
+            op_id, secrets.hash_token(token),
+        )
+        # the audit keeps the record as created, minus the secret's hash
+        await audit(conn, actor, "operator_create", handle=handle,
+                    after={"name": name, "identity": identity, "admin": is_admin})
+        await notify(conn, [handle])
+    return NewOperator(Principal(op_id, name, identity, is_admin), secret, token)
+
+
+async def create_token(conn: asyncpg.Connection, principal: Principal, label: str = "") -> str:
+    token = secrets.new_token()
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, $3)",
+            principal.operator_id, secrets.hash_token(token), label[:100],
+        )
+        await audit(conn, principal, "token_create", after={"label": label[:100]})
+    return token
+
+
+async def find_operator(conn: asyncpg.Connection, name_or_identity: str) -> Principal:
+    """:raises OperatorNotFound: no operator has that name or identity."""
+    row = await conn.fetchrow(
+        "SELECT id, name, identity, is_admin FROM operators WHERE name = $1 OR identity = $1",
+        name_or_identity,
+    )
+    if row is None and ":" in name_or_identity:
+        try:
+            index, handle = parse_identity(name_or_identity)
+        except InvalidIdentifier:
+            pass
+        else:
+            row = await conn.fetchrow(
+                "SELECT id, name, identity, is_admin FROM operators WHERE identity = $1",
+                f"{index}:{handle}",
+            )
+    if row is None:
+        raise OperatorNotFound(f"no operator named {name_or_identity!r}")
+    return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+
+
+async def list_operators(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        "SELECT name, identity, is_admin, created_at FROM operators ORDER BY name"
+    )
+    return [{"name": r["name"], "identity": r["identity"], "admin": r["is_admin"],
+             "created": r["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ")} for r in rows]
+
+
+async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
+    """Credentials from an ``Authorization`` header → the operator.
+
+    ``Basic`` carries ``INDEX:HANDLE`` (colon percent-encoded, as pyhandle sends
+    it; an unencoded colon is accepted too) and the secret; ``Bearer`` carries a
+    token.
+
+    :raises AuthenticationFailed: malformed, unknown or wrong credentials; the
+        message never echoes the secret.
+    """
+    scheme, _, credentials = header.strip().partition(" ")
+    scheme = scheme.lower()
+    credentials = credentials.strip()
+    if scheme == "bearer" and credentials:
+        row = await pool.fetchrow(
+            """SELECT o.id, o.name, o.identity, o.is_admin FROM tokens t
+               JOIN operators o ON o.id = t.operator_id
+               WHERE t.token_hash = $1 AND t.revoked_at IS NULL""",
+            secrets.hash_token(credentials),
+        )
+        if row is None:
+            raise AuthenticationFailed("the bearer token is not valid")
+        return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+    if scheme == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthenticationFailed("the Basic credentials are not valid base64 UTF-8") from None
+        user, colon, secret = decoded.rpartition(":")
+        if not colon or not user:
+            raise AuthenticationFailed("Basic credentials must be INDEX:HANDLE and a secret")
+        try:
+            index, handle = parse_identity(unquote(user))
+        except InvalidIdentifier as exc:
+            raise AuthenticationFailed(exc.message) from None
+        row = await pool.fetchrow(
+            """SELECT o.id, o.name, o.identity, o.is_admin, h."values" FROM operators o
+               JOIN handles h ON h.handle = $2 WHERE o.identity = $1""",
+            f"{index}:{handle}", handle,
+        )
+        stored = None
+        if row is not None:
+            stored = next((v["data"]["value"] for v in row["values"]
+                           if v["index"] == index and v["type"] == "HS_SECKEY"), None)
+        if row is None or not isinstance(stored, str) or not secrets.verify_secret(secret, stored):
+            raise AuthenticationFailed(f"wrong identity or secret for {index}:{handle}")
+        return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+    raise AuthenticationFailed("unsupported Authorization scheme: use Basic or Bearer")

@@ -1,0 +1,103 @@
+"""What every registry handler needs: its context, the caller, the body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from registry.accounts import authenticate
+from registry.permissions import Principal, may_administer
+from registry.store import owners_of
+from resolver.core import codec
+from resolver.core.errors import (
+    AuthenticationNeeded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from resolver.core.identifier import Identifier, parse_raw
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class RegistryContext:
+    """Everything the registry gets from the node that mounts it."""
+
+    pool: asyncpg.Pool
+    max_body_bytes: int
+    max_bulk_bytes: int
+    max_bulk_records: int
+
+
+REGISTRY = web.AppKey("registry", RegistryContext)
+
+
+def context(request: web.Request) -> RegistryContext:
+    return request.app[REGISTRY]
+
+
+async def principal(request: web.Request) -> Principal:
+    """The authenticated caller.
+
+    :raises AuthenticationNeeded: no credentials (HTTP 401, responseCode 402).
+    :raises AuthenticationFailed: wrong or malformed credentials (HTTP 403).
+    """
+    header = request.headers.get("Authorization")
+    if not header:
+        raise AuthenticationNeeded(
+            "this operation needs credentials: HTTP Basic with INDEX:HANDLE and the secret, "
+            "or Authorization: Bearer <token>"
+        )
+    return await authenticate(context(request).pool, header)  # network op
+
+
+def identifier(request: web.Request, strip: str = "/api/handles/") -> tuple[str, Identifier]:
+    raw = request.rel_url.raw_path[len(strip):]
+    request["handle"] = raw
+    text, ident = parse_raw(raw)
+    request["handle"] = text
+    return text, ident
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes and non-JSON content types.
+
+    :raises PayloadTooLarge: declared or actual size over the limit (nothing is read past it).
+    :raises UnsupportedMediaType: a Content-Type that is not JSON.
+    """
+    ctype = request.content_type  # aiohttp: 'application/octet-stream' when absent
+    if "Content-Type" in request.headers and not (
+        ctype in (JSON, "text/json") or ctype.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"unsupported media type {ctype!r}: send Content-Type: application/json"
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the "
+                              f"limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1 << 16):  # network op
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def answer(status: int = 200, handle: str | None = None, **fields: object) -> web.Response:
+    return web.Response(body=codec.encode_answer(1, handle, **fields), status=status,
+                        content_type=JSON, charset="utf-8")
+
+
+async def may_read_restricted(request: web.Request, ident: Identifier) -> bool:
+    """Read hook for the resolver: credentials that administer the identifier's prefix
+    unlock its admin-readable values; wrong credentials are an error (403)."""
+    who = await principal(request)
+    if who.is_admin:
+        return True
+    async with context(request).pool.acquire() as conn:
+        owners = await owners_of(conn, [ident.prefix])
+    return may_administer(who, ident.prefix, owners)

@@ -1,0 +1,87 @@
+"""Writes on identifiers, as the Handle.Net REST API takes them (handle-facts §2.4, §4.4).
+
+* ``PUT /api/handles/{id}``: body = an array of values, ``{"values": [...]}`` or one
+  value. Without ``?index=`` it creates the record (``overwrite=false``: 201, or 409
+  + responseCode 101 if it exists) or replaces it whole (``overwrite=true``, the
+  default). With ``?index=N`` (repeatable; must equal the body's indexes) or
+  ``?index=various`` it adds/replaces those values of an existing record.
+  ``?mintNewSuffix=true`` appends a random UUID to the path's identifier.
+* ``DELETE /api/handles/{id}[?index=N...]``: the record, or those values.
+* ``GET /api/handles?prefix=P&page=&pageSize=``: list a prefix's identifiers.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from registry import store
+from registry.api.common import answer, context, identifier, principal, read_body
+from registry.prefixes import list_handles
+from registry.permissions import may_administer
+from resolver.core import codec, params
+from resolver.core.errors import InsufficientPermissions, MismatchedIndexes
+from resolver.core.identifier import parse, parse_prefix
+
+
+async def put_handle(request: web.Request) -> web.Response:
+    """Create, replace or add values; see the module docstring."""
+    ctx = context(request)
+    text, ident = identifier(request)
+    who = await principal(request)
+    q = request.rel_url.query
+    overwrite = params.flag("overwrite", q.getall("overwrite", []), True)
+    if params.flag("mintNewSuffix", q.getall("mintNewSuffix", []), False):
+        text = text + str(uuid.uuid4()).upper()
+        ident = parse(text)
+        request["handle"] = text
+    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    values = codec.parse_values(codec.values_from_body(body, text))
+    index_params = q.getall("index", [])
+    if index_params:
+        if [i.lower() for i in index_params] != ["various"]:
+            wanted = params.indexes(index_params)
+            got = frozenset(v.index for v in values)
+            if wanted != got:
+                raise MismatchedIndexes(
+                    f"mismatched indexes: the query names {sorted(wanted)}, "
+                    f"the body holds {sorted(got)}"
+                )
+        await store.put_values(ctx.pool, who, ident, values, overwrite=overwrite)
+        return answer(200, text)
+    created = await store.put_record(ctx.pool, who, ident, values, overwrite=overwrite)
+    return answer(201 if created else 200, text)
+
+
+async def delete_handle(request: web.Request) -> web.Response:
+    """Delete an identifier, or only the values named by ``?index=``."""
+    ctx = context(request)
+    text, ident = identifier(request)
+    who = await principal(request)
+    indexes = params.indexes(request.rel_url.query.getall("index", []))
+    await store.delete(ctx.pool, who, ident, indexes)
+    return answer(200, text)
+
+
+async def list_prefix_handles(request: web.Request) -> web.Response:
+    """``GET /api/handles?prefix=P``: identifiers under P, paged (``totalCount`` is a string,
+    as the Handle.Net server sends it). Needs credentials that administer P."""
+    ctx = context(request)
+    q = request.rel_url.query
+    if "prefix" not in q:
+        raise web.HTTPNotFound()
+    prefix_text = q["prefix"].removeprefix("0.NA/")
+    prefix = parse_prefix(prefix_text)
+    who = await principal(request)
+    page = params.integer("page", q.getall("page", []), 0, 0, 10**9)
+    size = params.integer("pageSize", q.getall("pageSize", []), 1000, 0, 100_000)
+    async with ctx.pool.acquire() as conn:
+        owners = await store.owners_of(conn, [prefix])
+        if not may_administer(who, prefix, owners):
+            raise InsufficientPermissions(
+                f"operator {who.name!r} may not list prefix {prefix.text}"
+            )
+        total, names = await list_handles(conn, prefix, page, size)
+    return answer(200, None, prefix=prefix_text, totalCount=str(total), page=page,
+                  pageSize=size, handles=names)

@@ -1,0 +1,87 @@
+"""Operators (administrators only), tokens (any operator, for itself), the audit trail."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry import accounts
+from registry.api.common import answer, context, principal, read_body
+from registry.permissions import may_administer
+from registry.store import owners_of
+from resolver.core import codec, params
+from resolver.core.errors import BadRequest, InsufficientPermissions
+from resolver.core.identifier import parse, parse_prefix
+
+NO_STORE = {"Cache-Control": "no-store"}
+_AUDIT = """SELECT id, at, actor, action, handle, prefix, before, after FROM audit
+            WHERE {} = $1 AND id < $2 ORDER BY id DESC LIMIT $3"""
+AUDIT_QUERY = {"handle": _AUDIT.format("handle"), "prefix": _AUDIT.format("prefix")}
+
+
+async def post_operator(request: web.Request) -> web.Response:
+    """Create ``{"name", "identity"?, "admin"?}``; answers the secret and token once."""
+    ctx = context(request)
+    who = await principal(request)
+    if not who.is_admin:
+        raise InsufficientPermissions("only an administrator may create operators")
+    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise BadRequest('send {"name": "...", "identity": "300:PREFIX/SUFFIX", "admin": false}')
+    identity = body.get("identity")
+    if identity is not None and not isinstance(identity, str):
+        raise BadRequest("identity must be a string INDEX:HANDLE")
+    async with ctx.pool.acquire() as conn:
+        new = await accounts.create_operator(conn, who, body["name"], identity,
+                                             is_admin=bool(body.get("admin", False)))
+    response = answer(201, None, name=new.principal.name, identity=new.principal.identity,
+                      admin=new.principal.is_admin, secret=new.secret, token=new.token)
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def get_operators(request: web.Request) -> web.Response:
+    who = await principal(request)
+    if not who.is_admin:
+        raise InsufficientPermissions("only an administrator may list operators")
+    async with context(request).pool.acquire() as conn:
+        return answer(200, None, operators=await accounts.list_operators(conn))
+
+
+async def post_token(request: web.Request) -> web.Response:
+    """A new bearer token for the caller itself."""
+    ctx = context(request)
+    who = await principal(request)
+    label = ""
+    if request.can_read_body:
+        body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+        label = str(body.get("label", "")) if isinstance(body, dict) else ""
+    async with ctx.pool.acquire() as conn:
+        token = await accounts.create_token(conn, who, label)
+    response = answer(201, None, operator=who.name, token=token)
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    """``GET /api/audit?handle=H`` or ``?prefix=P`` [``&limit=&before=<id>``], newest first.
+
+    Needs credentials that administer the identifier's or the prefix's lineage."""
+    ctx = context(request)
+    who = await principal(request)
+    q = request.rel_url.query
+    limit = params.integer("limit", q.getall("limit", []), 100, 1, 1000)
+    before = params.integer("before", q.getall("before", []), 2**62, 1, 2**62)
+    if "handle" in q:
+        ident = parse(q["handle"])
+        prefix, column, key = ident.prefix, "handle", ident.key
+    elif "prefix" in q:
+        prefix = parse_prefix(q["prefix"])
+        column, key = "prefix", prefix.text
+    else:
+        raise BadRequest("give ?handle=PREFIX/SUFFIX or ?prefix=PREFIX")
+    async with ctx.pool.acquire() as conn:
+        if not may_administer(who, prefix, await owners_of(conn, [prefix])):
+            raise InsufficientPermissions(f"operator {who.name!r} may not read this audit trail")
+        rows = await conn.fetch(AUDIT_QUERY[column], key, before, limit)
+    entries = [{**dict(r), "at": r["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for r in rows]
+    return answer(200, None, entries=entries)

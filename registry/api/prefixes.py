@@ -1,0 +1,38 @@
+"""``GET /api/prefixes`` and ``POST /api/prefixes`` (allocate a child prefix)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.api.common import answer, context, principal, read_body
+from registry.prefixes import create_prefix, list_prefixes
+from resolver.core import codec
+from resolver.core.errors import BadRequest
+from resolver.core.identifier import parse_prefix
+
+
+async def get_prefixes(request: web.Request) -> web.Response:
+    """Every allocated prefix (Handle shape: ``{"prefixes": [...]}``); with
+    credentials, also ``details`` (parent and owner of each)."""
+    ctx = context(request)
+    async with ctx.pool.acquire() as conn:
+        rows = await list_prefixes(conn)
+    fields: dict[str, object] = {"prefixes": [r["prefix"] for r in rows]}
+    if "Authorization" in request.headers:
+        await principal(request)
+        fields["details"] = rows
+    return answer(200, None, **fields)
+
+
+async def post_prefix(request: web.Request) -> web.Response:
+    """Allocate ``{"prefix": "88.100.7", "owner": "<operator name or identity>"}``."""
+    ctx = context(request)
+    who = await principal(request)
+    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    if not isinstance(body, dict) or not isinstance(body.get("prefix"), str) \
+            or not isinstance(body.get("owner", who.name), str):
+        raise BadRequest('send {"prefix": "88.100.7", "owner": "<operator>"}')
+    prefix = parse_prefix(body["prefix"])
+    async with ctx.pool.acquire() as conn:
+        owner = await create_prefix(conn, who, prefix, body.get("owner", who.name))
+    return answer(201, None, prefix=prefix.text, owner=owner.name)

@@ -1,0 +1,23 @@
+"""``add_routes``: the one function the node calls to mount the registry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.api import bulk, handles, operators, prefixes
+from registry.api.common import REGISTRY, RegistryContext
+
+
+def add_routes(app: web.Application, ctx: RegistryContext) -> None:
+    app[REGISTRY] = ctx
+    r = app.router
+    r.add_put("/api/handles/{handle:.+}", handles.put_handle)
+    r.add_delete("/api/handles/{handle:.+}", handles.delete_handle)
+    r.add_get("/api/handles", handles.list_prefix_handles)
+    r.add_get("/api/prefixes", prefixes.get_prefixes)
+    r.add_post("/api/prefixes", prefixes.post_prefix)
+    r.add_post("/api/bulk", bulk.bulk_register)
+    r.add_get("/api/operators", operators.get_operators)
+    r.add_post("/api/operators", operators.post_operator)
+    r.add_post("/api/tokens", operators.post_token)
+    r.add_get("/api/audit", operators.get_audit)

@@ -1,0 +1,252 @@
+"""Write transactions on identifiers.
+
+Each write runs in ONE transaction that (1) locks the current record, (2) checks
+that the caller owns the identifier's prefix or an ancestor, (3) changes the row,
+(4) appends the audit row and (5) sends the invalidation NOTIFY, which PostgreSQL
+delivers only after the commit. Nothing is written when any step fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from registry.permissions import Principal, may_administer
+from resolver.core import codec
+from resolver.core.channel import INVALIDATE_CHANNEL, payloads
+from resolver.core.errors import (
+    IdentifierExists,
+    IdentifierNotFound,
+    InsufficientPermissions,
+    ValueExists,
+    ValuesNotFound,
+)
+from resolver.core.identifier import Identifier, Prefix
+from resolver.core.record import HandleValue, check_record
+
+Stored = dict[str, Any]
+
+
+async def owners_of(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dict[str, int]:
+    """Owner ids of every registered prefix in the lineages of ``prefixes`` (one query)."""
+    names = sorted({p.text for prefix in prefixes for p in prefix.lineage()})
+    rows = await conn.fetch(
+        "SELECT prefix, owner_id FROM prefixes WHERE prefix = ANY($1::text[])", names
+    )
+    return {r["prefix"]: r["owner_id"] for r in rows}
+
+
+async def check_write(conn: asyncpg.Connection, principal: Principal, prefix: Prefix) -> None:
+    """:raises InsufficientPermissions: unless the caller may administer ``prefix``."""
+    if principal.is_admin:
+        return
+    owners = await owners_of(conn, [prefix])
+    if not may_administer(principal, prefix, owners):
+        raise InsufficientPermissions(
+            f"operator {principal.name!r} may not write under prefix {prefix.text}: "
+            "it owns neither that prefix nor one of its ancestors"
+        )
+
+
+async def audit(
+    conn: asyncpg.Connection, principal: Principal, action: str, *, handle: str | None = None,
+    prefix: str | None = None, before: Any = None, after: Any = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        principal.operator_id or None, principal.name, action, handle, prefix, before, after,
+    )
+
+
+async def notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
+    for payload in payloads(keys):
+        await conn.execute("SELECT pg_notify($1, $2)", INVALIDATE_CHANNEL, payload)
+
+
+async def _locked_values(conn: asyncpg.Connection, key: str) -> list[Stored] | None:
+    values: list[Stored] | None = await conn.fetchval(
+        'SELECT "values" FROM handles WHERE handle = $1 FOR UPDATE', key
+    )
+    return values
+
+
+async def put_record(
+    pool: asyncpg.Pool, principal: Principal, ident: Identifier, values: list[HandleValue],
+    *, overwrite: bool,
+) -> bool:
+    """Create the record, or replace it whole when ``overwrite``. Returns True if created.
+
+    :raises IdentifierExists: it exists and ``overwrite`` is false.
+    """
+    check_record(values)
+    after = [codec.to_stored(v) for v in values]
+    async with pool.acquire() as conn, conn.transaction():
+        await check_write(conn, principal, ident.prefix)
+        before = await _locked_values(conn, ident.key)
+        if before is None:
+            inserted = await conn.fetchval(
+                """INSERT INTO handles (handle, prefix, "values") VALUES ($1, $2, $3)
+                   ON CONFLICT (handle) DO NOTHING RETURNING true""",
+                ident.key, ident.prefix.text, after,
+            )
+            if not inserted:  # created concurrently since our SELECT
+                if not overwrite:
+                    raise IdentifierExists(f"handle {ident.key} already exists")
+                before = await _locked_values(conn, ident.key)
+        elif not overwrite:
+            raise IdentifierExists(f"handle {ident.key} already exists")
+        if before is not None:
+            await conn.execute(
+                'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
+                ident.key, after,
+            )
+        await audit(conn, principal, "create" if before is None else "replace",
+                    handle=ident.key, prefix=ident.prefix.text, before=before, after=after)
+        await notify(conn, [ident.key])
+    return before is None
+
+
+async def put_values(
+    pool: asyncpg.Pool, principal: Principal, ident: Identifier, values: list[HandleValue],
+    *, overwrite: bool,
+) -> None:
+    """Add values to an existing record, replacing same-index values when ``overwrite``.
+
+    :raises IdentifierNotFound: no such record.
+    :raises ValueExists: an index is taken and ``overwrite`` is false.
+    """
+    check_record(values)
+    async with pool.acquire() as conn, conn.transaction():
+        await check_write(conn, principal, ident.prefix)
+        before = await _locked_values(conn, ident.key)
+        if before is None:
+            raise IdentifierNotFound(f"handle {ident.key} not found")
+        new = {v.index: codec.to_stored(v) for v in values}
+        taken = sorted(i for i in new if any(b["index"] == i for b in before))
+        if taken and not overwrite:
+            raise ValueExists(f"handle {ident.key} already has values at index {taken}")
+        after = [new.pop(b["index"], b) for b in before] + list(new.values())
+        check_record([codec.from_stored(v) for v in after])
+        await conn.execute(
+            'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
+            ident.key, after,
+        )
+        await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
+                    before=before, after=after)
+        await notify(conn, [ident.key])
+
+
+async def delete(
+    pool: asyncpg.Pool, principal: Principal, ident: Identifier, indexes: frozenset[int] = frozenset()
+) -> None:
+    """Delete the record, or only the values at ``indexes``.
+
+    :raises IdentifierNotFound: no such record.
+    :raises ValuesNotFound: an index is not in the record (nothing is removed).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await check_write(conn, principal, ident.prefix)
+        before = await _locked_values(conn, ident.key)
+        if before is None:
+            raise IdentifierNotFound(f"handle {ident.key} not found")
+        if not indexes:
+            await conn.execute("DELETE FROM handles WHERE handle = $1", ident.key)
+            after = None
+            action = "delete"
+        else:
+            present = {v["index"] for v in before}
+            missing = sorted(indexes - present)
+            if missing:
+                raise ValuesNotFound(f"handle {ident.key} has no values at index {missing}")
+            after = [v for v in before if v["index"] not in indexes]
+            await conn.execute(
+                'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
+                ident.key, after,
+            )
+            action = "remove_values"
+        await audit(conn, principal, action, handle=ident.key, prefix=ident.prefix.text,
+                    before=before, after=after)
+        await notify(conn, [ident.key])
+
+
+async def bulk_put(
+    pool: asyncpg.Pool, principal: Principal,
+    records: Sequence[tuple[Identifier, list[HandleValue]]], *, overwrite: bool,
+) -> tuple[int, int]:
+    """Register many records in one transaction, all or nothing. Returns (created, replaced).
+
+    Rows go in with COPY: straight into ``handles`` when nothing may be replaced
+    (a unique violation then aborts the whole batch), through a temporary table
+    and one ``INSERT ... ON CONFLICT`` otherwise.
+
+    :raises IdentifierExists: when ``overwrite`` is false and any identifier exists,
+        naming some of them.
+    """
+    prefixes = {ident.prefix for ident, _ in records}
+    rows = [(ident.key, ident.prefix.text, [codec.to_stored(v) for v in values])
+            for ident, values in records]
+    actor_id = principal.operator_id or None
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if not principal.is_admin:
+                owners = await owners_of(conn, prefixes)
+                denied = sorted(p.text for p in prefixes
+                                if not may_administer(principal, p, owners))
+                if denied:
+                    raise InsufficientPermissions(
+                        f"operator {principal.name!r} may not write under prefix "
+                        f"{', '.join(denied[:10])}: it owns neither that prefix nor an ancestor"
+                    )
+            if not overwrite:
+                await conn.copy_records_to_table(
+                    "handles", records=rows, columns=["handle", "prefix", "values"]
+                )
+                await conn.copy_records_to_table(
+                    "audit",
+                    records=[(actor_id, principal.name, "create", k, p, v) for k, p, v in rows],
+                    columns=["operator_id", "actor", "action", "handle", "prefix", "after"],
+                )
+                created, replaced = len(rows), 0
+            else:
+                await conn.execute(
+                    'CREATE TEMP TABLE _bulk (handle text PRIMARY KEY, prefix text, "values" jsonb)'
+                    " ON COMMIT DROP"
+                )
+                await conn.copy_records_to_table(
+                    "_bulk", records=rows, columns=["handle", "prefix", "values"]
+                )
+                await conn.execute(
+                    "SELECT 1 FROM handles h JOIN _bulk b USING (handle) FOR UPDATE OF h"
+                )
+                replaced = await conn.fetchval(
+                    """WITH a AS (
+                         INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
+                         SELECT $1, $2, CASE WHEN h.handle IS NULL THEN 'create' ELSE 'replace' END,
+                                b.handle, b.prefix, h."values", b."values"
+                         FROM _bulk b LEFT JOIN handles h USING (handle)
+                         RETURNING before)
+                       SELECT count(*) FILTER (WHERE before IS NOT NULL) FROM a""",
+                    actor_id, principal.name,
+                )
+                await conn.execute(
+                    """INSERT INTO handles (handle, prefix, "values")
+                       SELECT handle, prefix, "values" FROM _bulk
+                       ON CONFLICT (handle) DO UPDATE
+                       SET "values" = EXCLUDED."values", updated_at = now()"""
+                )
+                created = len(rows) - replaced
+            await notify(conn, (k for k, _, _ in rows))
+    except asyncpg.UniqueViolationError:
+        existing = await pool.fetch(
+            "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",
+            [k for k, _, _ in rows],
+        )
+        names = ", ".join(r["handle"] for r in existing)
+        raise IdentifierExists(
+            f"nothing was registered: some identifiers already exist ({names}); "
+            "send overwrite=true to replace them"
+        ) from None
+    return created, replaced

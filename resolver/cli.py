@@ -1,0 +1,237 @@
+"""The ``idres`` command: serve, migrate, operator, prefix, resolve.
+
+Commands that touch the database take the same ``--dsn``/``--data-dir`` as
+``serve`` and work while a server runs on the same embedded database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import uvloop
+
+from registry import accounts, prefixes
+from registry.permissions import Principal
+from resolver import __version__
+from resolver.config import Settings, add_database_flags, add_serve_flags, from_args
+from resolver.core.errors import IdresError
+from resolver.core.identifier import parse_prefix
+from resolver.pg.embedded import EmbeddedError
+from resolver.pg.migrate import MigrationError
+from resolver.pg.pool import database, init_connection, migrate_dsn
+
+log = logging.getLogger("idres")
+
+
+def _local_actor() -> Principal:
+    """The principal of CLI commands: whoever can reach the database is in charge."""
+    user = os.environ.get("USER") or str(os.geteuid())
+    return Principal(0, f"cli:{user}", "", True)
+
+
+async def _with_connection(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+    async with database(settings.dsn, settings.data_dir) as dsn:
+        await migrate_dsn(dsn)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await init_connection(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from resolver.node import serve
+
+    uvloop.run(serve(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        async with database(settings.dsn, settings.data_dir) as dsn:
+            applied = await migrate_dsn(dsn)
+        print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_operator_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> int:
+        new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
+                                             is_admin=args.admin)
+        p = new.principal
+        _print(args, {"name": p.name, "identity": p.identity, "admin": p.is_admin,
+                      "secret": new.secret, "token": new.token},
+               f"operator {p.name} created{' (administrator)' if p.is_admin else ''}\n"
+               f"  identity: {p.identity}\n"
+               f"  secret:   {new.secret}\n"
+               f"  token:    {new.token}\n"
+               "The secret and the token are shown only now; idres keeps only their hashes.")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def cmd_operator_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> int:
+        ops = await accounts.list_operators(conn)
+        _print(args, {"operators": ops}, "\n".join(
+            f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
+        ) or "no operators")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def cmd_prefix_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> int:
+        prefix = parse_prefix(args.prefix)
+        owner = await prefixes.create_prefix(conn, _local_actor(), prefix, args.owner)
+        _print(args, {"prefix": prefix.text, "owner": owner.name},
+               f"prefix {prefix.text} allocated to {owner.name}")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def cmd_prefix_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: asyncpg.Connection) -> int:
+        rows = await prefixes.list_prefixes(conn)
+        _print(args, {"prefixes": rows}, "\n".join(
+            f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes")
+        return 0
+
+    return asyncio.run(_with_connection(settings, work))
+
+
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    query = "&".join([f"type={quote(t)}" for t in args.type] +
+                     [f"index={i}" for i in args.index])
+    url = f"{args.server.rstrip('/')}/api/handles/{quote(args.identifier, safe='/')}"
+    if query:
+        url += "?" + query
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        print(f"{args.identifier}: {body.get('message', exc.reason)} "
+              f"(HTTP {exc.code}, responseCode {body.get('responseCode')})", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cannot reach {args.server}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+        return 0
+    print(body["handle"])
+    for v in body.get("values", []):
+        data = v["data"]["value"]
+        shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        print(f"  {v['index']:>5}  {v['type']:<20} {shown}   (ttl {v['ttl']})")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="idres", description=(
+        "idres: identifier resolution service (Handle-compatible). "
+        "Without --dsn it runs on an embedded PostgreSQL in --data-dir."))
+    p.add_argument("--version", action="version", version=f"idres {__version__}")
+    p.add_argument("--log-level", default=None, help="debug, info, warning (default info)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the resolver and registry HTTP server")
+    add_database_flags(s)
+    add_serve_flags(s)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("migrate", help="apply database migrations and exit")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_migrate)
+
+    op = sub.add_parser("operator", help="manage operators").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    s = op.add_parser("create", help="create an operator; prints its secret and a token once")
+    s.add_argument("name")
+    s.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
+    s.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_operator_create)
+    s = op.add_parser("list", help="list operators")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_operator_list)
+
+    pf = sub.add_parser("prefix", help="manage prefixes").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    s = pf.add_parser("create", help="allocate a prefix to an operator")
+    s.add_argument("prefix")
+    s.add_argument("--owner", required=True, help="operator name or identity")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_prefix_create)
+    s = pf.add_parser("list", help="list prefixes")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_prefix_list)
+
+    s = sub.add_parser("resolve", help="resolve an identifier through a running server")
+    s.add_argument("identifier")
+    s.add_argument("--server", default=os.environ.get("IDRES_SERVER", "http://127.0.0.1:8000"),
+                   help="base URL (env IDRES_SERVER; default http://127.0.0.1:8000)")
+    s.add_argument("--type", action="append", default=[], help="only values of this type")
+    s.add_argument("--index", action="append", type=int, default=[], help="only this index")
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    s.add_argument("--json", action="store_true", help="print the JSON answer")
+    s.set_defaults(func=cmd_resolve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    quiet = "warning" if args.command != "serve" else "info"
+    level = (args.log_level or os.environ.get("IDRES_LOG_LEVEL") or quiet).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = from_args(args)
+        return int(args.func(args, settings))
+    except IdresError as exc:
+        print(f"idres: {exc.message}", file=sys.stderr)
+        return 1
+    except (EmbeddedError, MigrationError, ValueError) as exc:
+        print(f"idres: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"idres: database error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Typed settings, from command-line flags and ``IDRES_*`` environment variables.
+
+Precedence: a flag given on the command line, then the environment variable,
+then the default. The table in README.md "Configuration" lists every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database lives when no DSN is given.
+
+    As root: ``/var/lib/idres`` (the embedded server runs as an unprivileged user
+    that cannot enter root's home). Otherwise the user's data dir, e.g.
+    ``~/.local/share/idres``.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/idres")
+    return Path(platformdirs.user_data_dir("idres"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    dsn: str | None = None
+    data_dir: Path = Path()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    pool_min: int = 2
+    pool_max: int = 16
+    max_body_bytes: int = 1 << 20          # one PUT
+    max_bulk_bytes: int = 64 << 20         # one bulk registration
+    max_bulk_records: int = 100_000
+    access_log: bool = False
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if not 1 <= self.pool_min <= self.pool_max:
+            raise ValueError("pool sizes must satisfy 1 <= pool-min <= pool-max")
+
+
+_ENV = {
+    "dsn": "IDRES_DSN", "data_dir": "IDRES_DATA_DIR", "host": "IDRES_HOST",
+    "port": "IDRES_PORT", "tls_cert": "IDRES_TLS_CERT", "tls_key": "IDRES_TLS_KEY",
+    "pool_min": "IDRES_POOL_MIN", "pool_max": "IDRES_POOL_MAX",
+    "max_body_bytes": "IDRES_MAX_BODY_BYTES", "max_bulk_bytes": "IDRES_MAX_BULK_BYTES",
+    "max_bulk_records": "IDRES_MAX_BULK_RECORDS", "access_log": "IDRES_ACCESS_LOG",
+    "log_level": "IDRES_LOG_LEVEL",
+}
+
+
+def add_database_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", help="PostgreSQL DSN (env IDRES_DSN); default: embedded server")
+    parser.add_argument("--data-dir", type=Path,
+                        help="data directory of the embedded PostgreSQL (env IDRES_DATA_DIR; "
+                             f"default {default_data_dir()})")
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (env IDRES_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (env IDRES_PORT; default 8000)")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    parser.add_argument("--pool-max", type=int, help="database connections (default 16)")
+    parser.add_argument("--access-log", action="store_true", default=None,
+                        help="log every request (env IDRES_ACCESS_LOG=1)")
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    """Merge flags over environment variables over defaults."""
+    values: dict[str, object] = {"data_dir": default_data_dir()}
+    types = {f.name: f.type for f in fields(Settings)}
+    for name, env in _ENV.items():
+        raw = os.environ.get(env)
+        if raw is not None and raw != "":
+            values[name] = _convert(types[name], raw, env)
+    for name in _ENV:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _convert(kind: object, raw: str, env: str) -> object:
+    text = str(kind)
+    try:
+        if "int" in text:
+            return int(raw)
+        if "bool" in text:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if "Path" in text:
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{env}={raw!r} is not a valid value") from None
+    return raw

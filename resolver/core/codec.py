@@ -1,0 +1,260 @@
+"""Converters between the Handle JSON forms, idres storage and :class:`HandleValue`.
+
+Three representations of a value:
+
+* **input**: what Handle REST clients send in a PUT (handle-facts §2.4, §4.4):
+  ``data`` as an object or a bare string, an admin ``index`` as a string, ...;
+* **stored**: the dict kept in the ``handles.values`` JSONB array, always complete:
+  ``{"index", "type", "data": {"format", "value"}, "ttl", "timestamp", "permissions"}``
+  with ``timestamp`` in epoch seconds;
+* **output**: the Handle.Net GET shape (handle-facts §2.2): ISO timestamp, omitted
+  when 0, and ``permissions`` only when it is not ``1110``.
+
+The read path works on stored dicts directly (no object per value), the write
+path on :class:`HandleValue`, which validates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from resolver.core.errors import BadRequest, InvalidValue
+from resolver.core.record import (
+    ADMIN_PERMISSIONS_ALL,
+    DEFAULT_PERMISSIONS,
+    DEFAULT_TTL,
+    HandleValue,
+    check_index,
+    decode_hex,
+)
+
+Stored = dict[str, Any]
+
+
+# --- input (Handle REST PUT bodies) -------------------------------------------
+
+
+def _int_or_digits(value: object, what: str) -> int:
+    """Handle clients send some indexes as strings ("200"); accept digit strings."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    return check_index(value, what)
+
+
+def _admin_permissions(index: int, perms: object) -> str:
+    if isinstance(perms, bool):
+        return ADMIN_PERMISSIONS_ALL if perms else "0" * 12
+    if isinstance(perms, list) and len(perms) == 12 and all(p in (0, 1, True, False) for p in perms):
+        return "".join("1" if p else "0" for p in perms)
+    if isinstance(perms, str):
+        return perms
+    raise InvalidValue(f"value {index}: admin permissions must be a string of 12 characters of 0/1")
+
+
+def _data_from_input(index: int, type_: str, data: object) -> tuple[str, Any]:
+    if isinstance(data, str):
+        return "string", data
+    if not isinstance(data, dict):
+        raise InvalidValue(f"value {index}: data must be an object {{format, value}} or a string")
+    if "value" not in data:
+        raise InvalidValue(f"value {index}: data has no 'value'")
+    fmt = data.get("format")
+    value = data["value"]
+    if fmt is None:
+        fmt = "admin" if type_ == "HS_ADMIN" and isinstance(value, dict) else "string"
+    if not isinstance(fmt, str):
+        raise InvalidValue(f"value {index}: data format must be a string")
+    fmt = fmt.lower()
+    if fmt == "hex":
+        return "base64", decode_hex(index, value)
+    if fmt == "admin":
+        if not isinstance(value, dict):
+            raise InvalidValue(f"value {index}: admin data must be an object")
+        return "admin", {
+            "handle": value.get("handle"),
+            "index": _int_or_digits(value.get("index"), f"value {index}: admin index"),
+            "permissions": _admin_permissions(index, value.get("permissions", ADMIN_PERMISSIONS_ALL)),
+        }
+    if fmt == "vlist" and isinstance(value, list):
+        refs = []
+        for ref in value:
+            if not isinstance(ref, dict):
+                raise InvalidValue(f"value {index}: vlist entries must be {{handle, index}}")
+            refs.append(
+                {
+                    "handle": ref.get("handle"),
+                    "index": _int_or_digits(ref.get("index"), f"value {index}: vlist index"),
+                }
+            )
+        return "vlist", refs
+    return fmt, value
+
+
+def value_from_input(obj: object, timestamp: int) -> HandleValue:
+    """Build a validated value from one Handle REST input entry.
+
+    :raises InvalidValue: with a message naming the index and the problem.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidValue("each value must be a JSON object with index, type and data")
+    for key in ("index", "type", "data"):
+        if key not in obj:
+            raise InvalidValue(f"a value is missing {key!r}: {_short(obj)}")
+    index = _int_or_digits(obj["index"], "value index")
+    type_ = obj["type"]
+    if not isinstance(type_, str):
+        raise InvalidValue(f"value {index}: type must be a string")
+    fmt, value = _data_from_input(index, type_, obj["data"])
+    ttl = obj.get("ttl", DEFAULT_TTL)
+    if isinstance(ttl, str) and ttl.isdigit():
+        ttl = int(ttl)
+    perms = obj.get("permissions", DEFAULT_PERMISSIONS)
+    return HandleValue(index, type_, fmt, value, ttl, timestamp, perms)
+
+
+def values_from_body(body: object, handle: str | None = None) -> list[object]:
+    """The raw value entries of a PUT body: an array, ``{"values": [...]}`` or one value.
+
+    :raises BadRequest: an unrecognised shape, or a ``handle`` in the body that
+        differs from the one in the path.
+    """
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        if "values" in body:
+            if handle is not None and "handle" in body and body["handle"] != handle:
+                raise BadRequest(
+                    f"the body names handle {body['handle']!r} but the path names {handle!r}"
+                )
+            if not isinstance(body["values"], list):
+                raise BadRequest("'values' must be a JSON array")
+            return list(body["values"])
+        if {"index", "type", "data"} <= body.keys():
+            return [body]
+    raise BadRequest("the body must be an array of values, {\"values\": [...]} or one value")
+
+
+def parse_values(entries: Iterable[object], timestamp: int | None = None) -> list[HandleValue]:
+    """Validate every entry (all of them, before anything is written)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return [value_from_input(e, ts) for e in entries]
+
+
+def _short(obj: object) -> str:
+    text = orjson.dumps(obj, default=str).decode()
+    return text if len(text) <= 120 else text[:120] + "…"
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON request body.
+
+    :raises BadRequest: when the body is not JSON, with the parser's position.
+    """
+    if not body:
+        raise BadRequest("the request body is empty; send JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+# --- stored --------------------------------------------------------------------
+
+
+def to_stored(v: HandleValue) -> Stored:
+    return {
+        "index": v.index,
+        "type": v.type,
+        "data": {"format": v.format, "value": v.value},
+        "ttl": v.ttl,
+        "timestamp": v.timestamp,
+        "permissions": v.permissions,
+    }
+
+
+def from_stored(d: Stored) -> HandleValue:
+    data = d["data"]
+    return HandleValue(
+        d["index"], d["type"], data["format"], data["value"], d["ttl"], d["timestamp"],
+        d["permissions"],
+    )
+
+
+def select(
+    values: Sequence[Stored], indexes: frozenset[int] = frozenset(), types: Sequence[str] = ()
+) -> list[Stored]:
+    """Stored values matching any requested index or type (Handle ORs them; TM §14.5.1).
+
+    A type ending in ``.`` also matches its subtypes (``order.`` matches
+    ``order.status``). Types compare ASCII case-insensitively. No filter → all.
+    """
+    if not indexes and not types:
+        return list(values)
+    wanted = [t.upper() for t in types]
+    out = []
+    for v in values:
+        if v["index"] in indexes:
+            out.append(v)
+            continue
+        vt = v["type"].upper()
+        if any(vt == t or (t.endswith(".") and vt.startswith(t)) for t in wanted):
+            out.append(v)
+    return out
+
+
+def visible(values: Sequence[Stored], admin: bool = False) -> list[Stored]:
+    """The values a client may see: public-read ones, plus admin-read ones for an
+    operator who administers the identifier. A value with neither bit (an
+    ``HS_SECKEY`` holding a secret's hash) is never shown."""
+    if admin:
+        return [v for v in values if v["permissions"][2] == "1" or v["permissions"][0] == "1"]
+    return [v for v in values if v["permissions"][2] == "1"]
+
+
+# --- output (Handle REST GET) -----------------------------------------------------
+
+
+def iso_timestamp(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _data_output(data: Stored) -> Stored:
+    # JSONB stores object keys in its own order; answer in the Handle server's order.
+    value = data["value"]
+    if data["format"] == "admin":
+        value = {"handle": value["handle"], "index": value["index"],
+                 "permissions": value["permissions"]}
+    return {"format": data["format"], "value": value}
+
+
+def to_output(d: Stored) -> Stored:
+    out: Stored = {
+        "index": d["index"], "type": d["type"], "data": _data_output(d["data"]), "ttl": d["ttl"]
+    }
+    if d["timestamp"]:
+        out["timestamp"] = iso_timestamp(d["timestamp"])
+    if d["permissions"] != DEFAULT_PERMISSIONS:
+        out["permissions"] = d["permissions"]
+    return out
+
+
+def encode_record(handle: str, values: Sequence[Stored]) -> bytes:
+    """The Handle GET answer: rc 1 with values, or rc 200 when the filter left none."""
+    if values:
+        return orjson.dumps(
+            {"responseCode": 1, "handle": handle, "values": [to_output(v) for v in values]}
+        )
+    return orjson.dumps({"responseCode": 200, "values": [], "handle": handle})
+
+
+def encode_answer(response_code: int, handle: str | None = None, **fields: Any) -> bytes:
+    """A Handle JSON answer with ``responseCode`` first, then ``handle`` if given."""
+    body: dict[str, Any] = {"responseCode": response_code}
+    if handle is not None:
+        body["handle"] = handle
+    body.update(fields)
+    return orjson.dumps(body)

@@ -1,0 +1,106 @@
+"""The aiohttp application: routes, the error middleware, /metrics. No business logic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from resolver import __version__
+from resolver.config import Settings
+from resolver.core import codec
+from resolver.core.errors import IdresError, PayloadTooLarge, ServiceUnavailable
+from resolver.http import handles
+from resolver.http.keys import METRICS, POOL, READ_AUTH, SETTINGS
+
+log = logging.getLogger("idres.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The database went away or is refusing us: answer 503, never a stack trace.
+DATABASE_DOWN = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
+)
+
+
+def _error(request: web.Request, exc: IdresError) -> web.Response:
+    body = codec.encode_answer(exc.response_code, request.get("handle"), message=exc.message)
+    headers = {}
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="idres", Bearer'
+    return web.Response(body=body, status=exc.http_status, content_type=handles.JSON,
+                        charset="utf-8", headers=headers)
+
+
+def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except IdresError as exc:
+            response = _error(request, exc)
+        except web.HTTPRequestEntityTooLarge:
+            response = _error(request, PayloadTooLarge())
+        except web.HTTPException as exc:
+            if exc.status < 400 or not request.path.startswith("/api"):
+                raise
+            message = "no such endpoint" if exc.status == 404 else exc.reason
+            response = _error(request, _http_error(exc.status, message))
+        except DATABASE_DOWN as exc:
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            response = _error(request, ServiceUnavailable())
+        requests_total.labels(request.method, str(response.status)).inc()
+        return response
+
+    return middleware
+
+
+def _http_error(status: int, message: str) -> IdresError:
+    err = IdresError(message)
+    err.http_status = status
+    err.response_code = 5 if status == 405 else 2
+    return err
+
+
+async def index(request: web.Request) -> web.Response:
+    return handles.json_response(
+        codec.encode_answer(1, service="idres", version=__version__,
+                            api="/api/handles/{prefix}/{suffix}")
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(
+    settings: Settings, pool: asyncpg.Pool, registry_routes: Callable[[web.Application], None]
+    | None = None, read_auth: handles.ReadAuth | None = None,
+) -> web.Application:
+    """Assemble the application: resolution routes, then the registry's, then the proxy."""
+    collector = CollectorRegistry()
+    requests_total = Counter(
+        "idres_http_requests_total", "HTTP requests answered, by method and status",
+        ["method", "status"], registry=collector,
+    )
+    app = web.Application(
+        middlewares=[error_middleware(requests_total)],
+        client_max_size=settings.max_bulk_bytes,
+    )
+    app[SETTINGS] = settings
+    app[POOL] = pool
+    app[METRICS] = collector
+    app[READ_AUTH] = read_auth or handles.anonymous_reads_only
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/handles/{handle:.+}", handles.get_handle)
+    if registry_routes is not None:
+        registry_routes(app)
+    app.router.add_get("/{handle:.+}", handles.proxy)
+    return app

@@ -1,0 +1,18 @@
+"""Typed application state (aiohttp AppKey)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from resolver.config import Settings
+from resolver.core.identifier import Identifier
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", CollectorRegistry)
+# credentials on a GET → may the caller see admin-readable values? (registry supplies it)
+READ_AUTH = web.AppKey("read_auth", Callable[[web.Request, Identifier], Awaitable[bool]])

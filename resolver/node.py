@@ -1,0 +1,71 @@
+"""Composition root: builds one idres process (database, pool, HTTP app, registry).
+
+This and ``resolver/cli.py`` are the only resolver modules that import ``registry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+import asyncpg
+from aiohttp import web
+
+from registry.api.common import RegistryContext, may_read_restricted
+from registry.api.routes import add_routes
+from resolver.config import Settings
+from resolver.http.app import build_app
+from resolver.pg.pool import create_pool, database, migrate_dsn, redact
+
+log = logging.getLogger("idres")
+
+
+def build(settings: Settings, pool: asyncpg.Pool) -> web.Application:
+    ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
+                          settings.max_bulk_records)
+    return build_app(settings, pool, lambda app: add_routes(app, ctx), may_read_restricted)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then finish in-flight requests and stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    where = "the DSN given" if settings.dsn else f"embedded PostgreSQL in {settings.data_dir}"
+    async with database(settings.dsn, settings.data_dir) as dsn:
+        log.info("database: %s (%s)", redact(dsn), where)
+        applied = await migrate_dsn(dsn)
+        if applied:
+            log.info("schema migrated: %s", ", ".join(applied))
+        pool = await create_pool(dsn, settings.pool_min, settings.pool_max)
+        runner = web.AppRunner(build(settings, pool), handle_signals=False,
+                               access_log=log if settings.access_log else None,
+                               shutdown_timeout=10)
+        try:
+            await runner.setup()
+            tls = _ssl_context(settings)
+            site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls,
+                               backlog=1024)
+            await site.start()
+            scheme = "https" if tls else "http"
+            log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
+            if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning("serving writes over plain HTTP on %s: credentials travel in clear; "
+                            "use --tls-cert/--tls-key or a TLS proxy", settings.host)
+            await stop.wait()
+            log.info("shutting down: finishing in-flight requests")
+        finally:
+            await runner.cleanup()
+            await pool.close()
+    log.info("stopped")

@@ -1,0 +1,94 @@
+"""Database connections: the embedded server or a DSN, the database, the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from resolver.pg.embedded import DATABASE, EmbeddedPostgres
+from resolver.pg.migrate import migrate
+
+log = logging.getLogger("idres.pg")
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for logs and messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        netloc = parts.netloc
+    else:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        "password=***" if q.lower().startswith("password=") else q
+        for q in parts.query.split("&")
+    ) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection set-up: JSONB as Python objects through orjson (binary format)."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+async def _ensure_database(dsn: str) -> None:
+    parts = urlsplit(dsn)
+    admin_dsn = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def database(dsn: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """Yield a DSN: the given one, or the embedded server's (started and stopped here)."""
+    if dsn:
+        yield dsn
+        return
+    embedded = EmbeddedPostgres(data_dir)
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        await _ensure_database(url)
+        yield url
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections decode JSONB; fails fast when the server is unreachable."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, timeout=10,
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate_dsn(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
