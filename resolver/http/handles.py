@@ -62,6 +62,8 @@ async def get_handle(request: web.Request) -> web.Response:
 
 async def proxy(request: web.Request) -> web.StreamResponse:
     """Proxy-style resolution: redirect to the record's first URL value."""
+    if request.path.startswith("/api/"):
+        raise web.HTTPNotFound()  # an unknown API endpoint, not an identifier
     query = await _query(request, "/")
     values = await lookup(request.app[POOL], query)  # network op
     noredirect = params.flag("noredirect", request.rel_url.query.getall("noredirect", []), False)

@@ -1,0 +1,99 @@
+"""The Handle JSON forms: what clients send and what they get back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from resolver.core import codec
+from resolver.core.errors import BadRequest, InvalidValue
+from resolver.core.record import HandleValue, check_record
+
+
+def test_input_forms_pyhandle_and_datacite() -> None:
+    # pyhandle: bare-string data, admin index as a string
+    values = codec.parse_values(codec.values_from_body({"values": [
+        {"index": 1, "type": "URL", "data": "http://foo.bar"},
+        {"index": 100, "type": "HS_ADMIN", "data": {"value": {
+            "index": "200", "handle": "0.NA/88.1", "permissions": "011111110011"},
+            "format": "admin"}},
+    ]}), timestamp=1700000000)
+    assert values[0] == HandleValue(1, "URL", "string", "http://foo.bar", 86400, 1700000000)
+    assert values[1].value == {"handle": "0.NA/88.1", "index": 200, "permissions": "011111110011"}
+    # DataCite: a bare array
+    assert len(codec.values_from_body([{"index": 1, "type": "URL", "data": "x"}])) == 1
+    # one value on its own
+    assert len(codec.values_from_body({"index": 1, "type": "URL", "data": "x"})) == 1
+
+
+def test_hex_input_is_stored_as_base64() -> None:
+    (v,) = codec.parse_values([{"index": 5, "type": "CHECKSUM",
+                                "data": {"format": "hex", "value": "cafe"}}], 0)
+    assert (v.format, v.value) == ("base64", "yv4=")
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"index": 0, "type": "URL", "data": "x"}, "index must be an integer 1.."),
+    ({"index": "one", "type": "URL", "data": "x"}, "index must be an integer"),
+    ({"index": 1, "type": 7, "data": "x"}, "type must be a string"),
+    ({"index": 1, "type": "", "data": "x"}, "type must be a non-empty string"),
+    ({"index": 1, "type": "URL", "data": 5}, "data must be an object"),
+    ({"index": 1, "type": "URL", "data": {"format": "string", "value": 5}}, "JSON string"),
+    ({"index": 1, "type": "URL", "data": {"format": "base64", "value": "@@"}}, "not valid base64"),
+    ({"index": 1, "type": "URL", "data": {"format": "hex", "value": "zz"}}, "not valid hex"),
+    ({"index": 1, "type": "URL", "data": {"format": "jpeg", "value": "x"}}, "not supported"),
+    ({"index": 1, "type": "URL", "data": "x", "ttl": -1}, "ttl must be an integer"),
+    ({"index": 1, "type": "URL", "data": "x", "ttl": "soon"}, "ttl must be an integer"),
+    ({"index": 1, "type": "URL", "data": "x", "permissions": "11"}, "4 characters"),
+    ({"index": 1, "type": "URL"}, "missing 'data'"),
+    ("URL", "must be a JSON object"),
+])
+def test_wrong_types_in_values_are_named(entry: object, fragment: str) -> None:
+    with pytest.raises(InvalidValue, match=fragment):
+        codec.parse_values([entry], 0)
+
+
+def test_duplicate_indexes_are_rejected() -> None:
+    values = codec.parse_values([{"index": 2, "type": "A", "data": "x"},
+                                 {"index": 2, "type": "B", "data": "y"}], 0)
+    with pytest.raises(InvalidValue, match="duplicate index 2"):
+        check_record(values)
+
+
+def test_body_shapes() -> None:
+    with pytest.raises(BadRequest, match="path names"):
+        codec.values_from_body({"handle": "88.1/B", "values": []}, "88.1/A")
+    with pytest.raises(BadRequest, match="must be an array"):
+        codec.values_from_body("hello")
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        codec.parse_json(b"{nope")
+    with pytest.raises(BadRequest, match="empty"):
+        codec.parse_json(b"")
+
+
+def test_output_shape_matches_the_handle_server() -> None:
+    stored = [codec.to_stored(v) for v in codec.parse_values([
+        {"index": 1, "type": "URL", "data": "http://x"},
+        {"index": 2, "type": "SECRET", "data": "s", "permissions": "1100"},
+    ], timestamp=1700000000)]
+    body = orjson.loads(codec.encode_record("88.1/a", stored))
+    assert list(body) == ["responseCode", "handle", "values"]
+    assert body["values"][0] == {"index": 1, "type": "URL",
+                                 "data": {"format": "string", "value": "http://x"},
+                                 "ttl": 86400, "timestamp": "2023-11-14T22:13:20Z"}
+    assert body["values"][1]["permissions"] == "1100"   # only when not 1110
+    assert orjson.loads(codec.encode_record("88.1/a", [])) == {
+        "responseCode": 200, "values": [], "handle": "88.1/a"}
+
+
+def test_visibility_and_filters() -> None:
+    stored = [codec.to_stored(v) for v in codec.parse_values([
+        {"index": 1, "type": "URL", "data": "u"},
+        {"index": 2, "type": "order.status", "data": "s"},
+        {"index": 3, "type": "order.qty", "data": "3", "permissions": "1100"},
+        {"index": 300, "type": "HS_SECKEY", "data": "hash", "permissions": "0100"},
+    ], 0)]
+    assert [v["index"] for v in codec.visible(stored)] == [1, 2]
+    assert [v["index"] for v in codec.visible(stored, admin=True)] == [1, 2, 3]
+    assert [v["index"] for v in codec.select(stored, types=("ORDER.",))] == [2, 3]
+    assert [v["index"] for v in codec.select(stored, frozenset({1}), ("order.qty",))] == [1, 3]

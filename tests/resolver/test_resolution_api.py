@@ -1,0 +1,134 @@
+"""GET /api/handles/... and the proxy, against a running server (Handle checklist §6.1)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+
+import requests
+
+from tests.conftest import Server, Tenant
+
+ORDER = [
+    {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://mes.example/o/1"}},
+    {"index": 2, "type": "order.status", "data": "released"},
+    {"index": 3, "type": "order.cost", "data": "1200.50", "permissions": "1100"},
+]
+
+
+def register(t: Tenant, suffix: str, values: list[dict[str, Any]]) -> None:
+    r = requests.put(t.handle_url(suffix), json={"values": values}, headers=t.op.bearer)
+    assert r.status_code in (200, 201), r.text
+
+
+def test_resolve_returns_the_handle_json(tenant: Tenant) -> None:
+    register(tenant, "ORDER-1", ORDER)
+    r = requests.get(tenant.handle_url("ORDER-1"))
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert list(body) == ["responseCode", "handle", "values"]
+    assert body["responseCode"] == 1
+    assert body["handle"] == f"{tenant.prefix}/ORDER-1"
+    assert [v["index"] for v in body["values"]] == [1, 2]   # index 3 is not public
+    v = body["values"][0]
+    assert list(v) == ["index", "type", "data", "ttl", "timestamp"]
+    assert v["data"] == {"format": "string", "value": "https://mes.example/o/1"}
+    assert v["ttl"] == 86400 and v["timestamp"].endswith("Z") and len(v["timestamp"]) == 20
+
+
+def test_handle_is_echoed_as_requested_and_prefix_is_case_insensitive(tenant: Tenant) -> None:
+    register(tenant, "Mixed-Case", ORDER[:1])
+    asked = f"{tenant.prefix.lower()}/Mixed-Case"
+    r = requests.get(f"{tenant.url}/api/handles/{asked}")
+    assert r.status_code == 200 and r.json()["handle"] == asked
+    # the suffix is case-sensitive
+    r = requests.get(tenant.handle_url("mixed-case"))
+    assert r.status_code == 404
+
+
+def test_not_found_is_404_with_response_code_100_and_the_handle(server: Server) -> None:
+    r = requests.get(f"{server.url}/api/handles/88.0.0/NOPE")
+    assert r.status_code == 404
+    body = r.json()
+    assert body["responseCode"] == 100 and body["handle"] == "88.0.0/NOPE"
+    assert "not found" in body["message"]
+
+
+def test_type_and_index_filters_are_ored_and_repeatable(tenant: Tenant) -> None:
+    register(tenant, "F", ORDER)
+    url = tenant.handle_url("F")
+    assert [v["index"] for v in requests.get(url, params={"type": "URL"}).json()["values"]] == [1]
+    got = requests.get(url + "?index=2&type=URL").json()["values"]
+    assert [v["index"] for v in got] == [1, 2]
+    got = requests.get(url + "?type=order.").json()["values"]   # subtypes
+    assert [v["index"] for v in got] == [2]
+    # a filter that matches nothing: 200 with responseCode 200
+    r = requests.get(url + "?index=77")
+    assert r.status_code == 200
+    assert r.json() == {"responseCode": 200, "values": [], "handle": f"{tenant.prefix}/F"}
+    # a restricted value is not reachable through a filter either
+    assert requests.get(url + "?index=3").json()["responseCode"] == 200
+
+
+def test_head_answers_headers_without_a_body(tenant: Tenant) -> None:
+    register(tenant, "H", ORDER)
+    r = requests.head(tenant.handle_url("H"))
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["Content-Length"]) == len(requests.get(tenant.handle_url("H")).content)
+    assert requests.head(tenant.handle_url("missing")).status_code == 404
+
+
+def test_malformed_identifier_is_400_with_a_message(server: Server) -> None:
+    for path, fragment in [
+        ("88.1/%ZZ", "malformed percent-escape"),
+        ("88.1/%C3%28", "UTF-8"),
+        ("88..1/X", "empty segment"),
+        ("88.1/a%00b", "control character"),
+        ("88.1/" + "x" * 3000, "longer than 2048"),
+    ]:
+        # http.client sends the path as written (requests would re-quote '%ZZ')
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", f"/api/handles/{path}")
+        resp = conn.getresponse()
+        assert resp.status == 400, path
+        body = json.loads(resp.read())
+        conn.close()
+        assert body["responseCode"] == 102 and fragment in body["message"], body
+    r = requests.get(f"{server.url}/api/handles/88.1/X?index=abc")
+    assert r.status_code == 400 and "index must be a positive integer" in r.json()["message"]
+
+
+def test_authenticated_owner_sees_admin_readable_values(tenant: Tenant, server: Server,
+                                                        admin: Any) -> None:
+    register(tenant, "PRIV", ORDER)
+    mine = requests.get(tenant.handle_url("PRIV"), headers=tenant.op.bearer).json()
+    assert [v["index"] for v in mine["values"]] == [1, 2, 3]
+    assert mine["values"][2]["permissions"] == "1100"
+    r = requests.get(tenant.handle_url("PRIV"), headers={"Authorization": "Bearer idr_wrong"})
+    assert r.status_code == 403
+
+
+def test_proxy_redirects_to_the_first_url(tenant: Tenant) -> None:
+    register(tenant, "P", ORDER)
+    r = requests.get(f"{tenant.url}/{tenant.prefix}/P", allow_redirects=False)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "https://mes.example/o/1"
+    r = requests.get(f"{tenant.url}/{tenant.prefix}/P?noredirect", allow_redirects=False)
+    assert r.status_code == 200 and r.json()["responseCode"] == 1
+    r = requests.get(f"{tenant.url}/{tenant.prefix}/NOPE", allow_redirects=False)
+    assert r.status_code == 404 and r.json()["responseCode"] == 100
+
+
+def test_unknown_api_path_is_a_json_error(server: Server) -> None:
+    r = requests.get(f"{server.url}/api/nothing-here")
+    assert r.status_code == 404 and r.json()["message"] == "no such endpoint"
+    r = requests.post(f"{server.url}/api/handles/88.1/X")
+    assert r.status_code == 405 and r.json()["responseCode"] == 5
+
+
+def test_metrics_count_requests(server: Server) -> None:
+    requests.get(f"{server.url}/api/handles/88.0.0/METRIC")
+    text = requests.get(f"{server.url}/metrics").text
+    assert 'idres_http_requests_total{method="GET",status="404"}' in text
