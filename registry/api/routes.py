@@ -11,8 +11,8 @@ from registry.api.common import REGISTRY, RegistryContext
 def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     app[REGISTRY] = ctx
     r = app.router
-    r.add_put("/api/handles/{handle:.+}", handles.put_handle)
-    r.add_delete("/api/handles/{handle:.+}", handles.delete_handle)
+    r.add_put(r"/api/handles/{handle:[\s\S]+}", handles.put_handle)
+    r.add_delete(r"/api/handles/{handle:[\s\S]+}", handles.delete_handle)
     r.add_get("/api/handles", handles.list_prefix_handles)
     r.add_get("/api/prefixes", prefixes.get_prefixes)
     r.add_post("/api/prefixes", prefixes.post_prefix)

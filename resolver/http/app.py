@@ -99,8 +99,8 @@ def build_app(
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/handles/{handle:.+}", handles.get_handle)
+    app.router.add_get(r"/api/handles/{handle:[\s\S]+}", handles.get_handle)
     if registry_routes is not None:
         registry_routes(app)
-    app.router.add_get("/{handle:.+}", handles.proxy)
+    app.router.add_get(r"/{handle:[\s\S]+}", handles.proxy)
     return app
