@@ -1,0 +1,112 @@
+"""Bulk registration (all or nothing, COPY) and the append-only audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+import requests
+
+from tests.conftest import Server, Tenant
+
+
+def records(t: Tenant, n: int, tag: str = "B") -> list[dict[str, Any]]:
+    return [{"handle": f"{t.prefix}/{tag}-{i:05d}", "values": [
+        {"index": 1, "type": "URL", "data": f"https://wms.example/batch/{i}"},
+        {"index": 2, "type": "batch.material", "data": "steel-304"},
+    ]} for i in range(n)]
+
+
+def count(sql: Any, prefix: str) -> int:
+    return int(sql("SELECT count(*) AS n FROM handles WHERE prefix = $1", prefix)[0]["n"])
+
+
+def test_bulk_registers_thousands_in_one_request(tenant: Tenant, sql: Any) -> None:
+    r = requests.post(f"{tenant.url}/api/bulk", json={"records": records(tenant, 5000)},
+                      headers=tenant.op.bearer)
+    assert r.status_code == 201, r.text
+    assert r.json()["count"] == 5000 and r.json()["created"] == 5000
+    assert count(sql, tenant.prefix) == 5000
+    got = requests.get(tenant.handle_url("B-04999")).json()
+    assert got["values"][0]["data"]["value"] == "https://wms.example/batch/4999"
+    n = sql("SELECT count(*) AS n FROM audit WHERE prefix = $1 AND action = 'create'",
+            tenant.prefix)[0]["n"]
+    assert n == 5000
+
+
+def test_bulk_is_all_or_nothing(tenant: Tenant, sql: Any) -> None:
+    requests.post(f"{tenant.url}/api/bulk", json=records(tenant, 3), headers=tenant.op.bearer)
+    # one existing identifier among new ones: nothing of the batch is written
+    batch = records(tenant, 10, "N") + records(tenant, 1)
+    r = requests.post(f"{tenant.url}/api/bulk", json=batch, headers=tenant.op.bearer)
+    assert r.status_code == 409 and r.json()["responseCode"] == 101
+    assert f"{tenant.prefix}/B-00000" in r.json()["message"]
+    assert count(sql, tenant.prefix) == 3
+    # one invalid record: 400 naming it, nothing written
+    bad = records(tenant, 10, "V")
+    bad[7]["values"][1]["index"] = 1
+    r = requests.post(f"{tenant.url}/api/bulk", json=bad, headers=tenant.op.bearer)
+    assert r.status_code == 400
+    assert r.json()["message"].startswith(f"record 7 ({tenant.prefix}/V-00007): duplicate index 1")
+    # the same identifier twice in one request
+    r = requests.post(f"{tenant.url}/api/bulk", json=records(tenant, 2, "D") * 2,
+                      headers=tenant.op.bearer)
+    assert r.status_code == 400 and "appears twice" in r.json()["message"]
+    assert count(sql, tenant.prefix) == 3
+
+
+def test_bulk_overwrite_replaces_and_audits_before(tenant: Tenant, sql: Any) -> None:
+    requests.post(f"{tenant.url}/api/bulk", json=records(tenant, 2), headers=tenant.op.bearer)
+    batch = records(tenant, 4)
+    for rec in batch:
+        rec["values"][1]["data"] = "aluminium"
+    r = requests.post(f"{tenant.url}/api/bulk?overwrite=true", json={"handleRecords": {
+        rec["handle"]: {"values": rec["values"]} for rec in batch}}, headers=tenant.op.bearer)
+    assert r.status_code == 201 and (r.json()["created"], r.json()["replaced"]) == (2, 2)
+    rows = sql("SELECT action, before, after FROM audit WHERE handle = $1 ORDER BY id",
+               f"{tenant.prefix}/B-00000")
+    assert [r["action"] for r in rows] == ["create", "replace"]
+    assert rows[1]["before"][1]["data"]["value"] == "steel-304"
+    assert rows[1]["after"][1]["data"]["value"] == "aluminium"
+
+
+def test_bulk_limits(tenant: Tenant, server: Server) -> None:
+    r = requests.post(f"{server.url}/api/bulk", json=[], headers=tenant.op.bearer)
+    assert r.status_code == 400 and "no records" in r.json()["message"]
+    r = requests.post(f"{server.url}/api/bulk", json={"x": 1}, headers=tenant.op.bearer)
+    assert r.status_code == 400
+
+
+def test_every_write_is_audited_with_before_and_after(tenant: Tenant) -> None:
+    h = tenant.handle_url("AUD")
+    requests.put(h, json=[{"index": 1, "type": "URL", "data": "u1"}], headers=tenant.op.bearer)
+    requests.put(h + "?index=2", json=[{"index": 2, "type": "A", "data": "a"}],
+                 headers=tenant.op.bearer)
+    requests.delete(h + "?index=2", headers=tenant.op.bearer)
+    requests.delete(h, headers=tenant.op.bearer)
+    r = requests.get(f"{tenant.url}/api/audit", params={"handle": f"{tenant.prefix}/AUD"},
+                     headers=tenant.op.bearer)
+    entries = r.json()["entries"]
+    assert [e["action"] for e in entries] == ["delete", "remove_values", "add_values", "create"]
+    assert all(e["actor"] == tenant.op.name for e in entries)
+    assert entries[0]["after"] is None and len(entries[0]["before"]) == 1
+    assert entries[3]["before"] is None
+    assert requests.get(f"{tenant.url}/api/audit", params={"handle": f"{tenant.prefix}/AUD"}
+                        ).status_code == 401
+
+
+def test_audit_table_is_append_only(pg_dsn: str) -> None:
+    import asyncio
+
+    async def tamper() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute("UPDATE audit SET actor = 'someone else'")
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute("DELETE FROM audit")
+        finally:
+            await conn.close()
+
+    asyncio.run(tamper())
