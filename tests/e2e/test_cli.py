@@ -1,0 +1,95 @@
+"""The idres command line, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
+
+
+@pytest.mark.parametrize("args", [
+    [], ["serve"], ["migrate"], ["operator"], ["operator", "create"], ["operator", "list"],
+    ["prefix"], ["prefix", "create"], ["prefix", "list"], ["resolve"],
+])
+def test_every_command_has_help(args: list[str]) -> None:
+    out = run_cli(*args, "--help").stdout
+    assert out.startswith("usage: idres")
+    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix"):
+        assert "--dsn" in out and "--data-dir" in out
+
+
+def test_operator_and_prefix_commands(pg_dsn: str, server: Server) -> None:
+    made = run_cli("operator", "create", "cli-op", "--identity", "300:88.77/ADMIN", dsn=pg_dsn)
+    assert "shown only now" in made.stdout and "secret:" in made.stdout
+    secret = made.stdout.split("secret:")[1].split()[0]
+    assert run_cli("prefix", "create", "88.77", "--owner", "cli-op", dsn=pg_dsn).stdout.strip() \
+        == "prefix 88.77 allocated to cli-op"
+    listed = json.loads(run_cli("prefix", "list", "--json", dsn=pg_dsn).stdout)
+    assert {"prefix": "88.77", "parent": "88", "owner": "cli-op"} in listed["prefixes"]
+    assert "cli-op" in run_cli("operator", "list", dsn=pg_dsn).stdout
+    # the identity works against the server straight away
+    r = requests.put(f"{server.url}/api/handles/88.77/CLI-1", auth=("300%3A88.77/ADMIN", secret),
+                     json=[{"index": 1, "type": "URL", "data": "https://example.org/cli"}])
+    assert r.status_code == 201, r.text
+    # errors: clear message, non-zero exit, nothing printed on stdout
+    bad = run_cli("prefix", "create", "88.78", "--owner", "nobody-here", dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "no operator named 'nobody-here'" in bad.stderr
+    bad = run_cli("prefix", "create", "88..1", "--owner", "cli-op", dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "empty segment" in bad.stderr
+    bad = run_cli("operator", "create", "cli-op", dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "exists" in bad.stderr
+
+
+def test_resolve_command(tenant: Tenant, server: Server) -> None:
+    requests.put(tenant.handle_url("RES-1"), headers=tenant.op.bearer, json=[
+        {"index": 1, "type": "URL", "data": "https://example.org/r"},
+        {"index": 2, "type": "device.model", "data": "PLC-9000"}])
+    out = run_cli("resolve", f"{tenant.prefix}/RES-1", "--server", server.url).stdout
+    assert out.splitlines()[0] == f"{tenant.prefix}/RES-1"
+    assert "device.model" in out and "PLC-9000" in out
+    out = run_cli("resolve", f"{tenant.prefix}/RES-1", "--server", server.url, "--type", "URL",
+                  "--json").stdout
+    assert [v["index"] for v in json.loads(out)["values"]] == [1]
+    miss = run_cli("resolve", f"{tenant.prefix}/NONE", "--server", server.url, check=False)
+    assert miss.returncode == 1 and "not found (HTTP 404, responseCode 100)" in miss.stderr
+    down = run_cli("resolve", "88.1/X", "--server", f"http://127.0.0.1:{free_port()}",
+                   check=False)
+    assert down.returncode == 2 and "cannot reach" in down.stderr
+
+
+def test_embedded_database_is_shared_by_serve_and_cli(tmp_path: Any) -> None:
+    """The README flow: `idres serve` on the embedded default, CLI commands beside it."""
+    root = make_temp_dir()
+    data = root / "data"
+    env = {"IDRES_DATA_DIR": str(data), "IDRES_DSN": ""}
+    try:
+        made = json.loads(run_cli("operator", "create", "boss", "--admin", "--json",
+                                  env=env).stdout)
+        assert not (data / "pg" / "postmaster.pid").exists()   # stopped again after the CLI
+        srv = Server("", "--data-dir", str(data), port=free_port())
+        srv.wait_ready()
+        try:
+            assert "embedded PostgreSQL" in srv.output()
+            assert made["secret"] not in srv.output()
+            run_cli("prefix", "create", "90", "--owner", "boss", env=env)   # joins the server
+            r = requests.put(f"{srv.url}/api/handles/90/X", headers={
+                "Authorization": f"Bearer {made['token']}"}, json=[
+                {"index": 1, "type": "URL", "data": "https://example.org/x"}])
+            assert r.status_code == 201, r.text
+            # the CLI left; the server's database is still up
+            assert requests.get(f"{srv.url}/api/handles/90/X").status_code == 200
+        finally:
+            assert srv.stop() == 0, srv.output()
+        deadline = time.monotonic() + 5
+        while (data / "pg" / "postmaster.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (data / "pg" / "postmaster.pid").exists(), "embedded server left running"
+        assert "stopping the embedded PostgreSQL" in srv.output()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
