@@ -1,0 +1,73 @@
+"""Migrations: applied exactly once, safe under concurrent start, append-only."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from resolver.pg.migrate import MigrationError, load, migrate, migrations_dir
+
+
+def _dsn_for(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+async def _fresh_database(dsn: str) -> str:
+    name = "mig_" + uuid.uuid4().hex[:10]
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return _dsn_for(dsn, name)
+
+
+def test_concurrent_starts_apply_each_migration_once(pg_dsn: str) -> None:
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conns = [await asyncpg.connect(dsn) for _ in range(4)]
+        try:
+            results = await asyncio.gather(*(migrate(c) for c in conns))
+            applied = [r for r in results if r]
+            assert len(applied) == 1
+            assert applied[0] == [m.version for m in load()]
+            rows = await conns[0].fetch("SELECT version FROM schema_migrations")
+            assert sorted(r["version"] for r in rows) == applied[0]
+            assert await migrate(conns[0]) == []     # a later start: nothing to do
+        finally:
+            for c in conns:
+                await c.close()
+
+    asyncio.run(go())
+
+
+def test_an_applied_migration_must_not_change(pg_dsn: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), folder)
+    (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert (await migrate(conn, folder))[-1] == "0002_extra"
+            (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id bigint);\n")
+            with pytest.raises(MigrationError, match="0002_extra was changed"):
+                await migrate(conn, folder)
+            # a failing migration leaves nothing behind
+            (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+            (folder / "0003_broken.sql").write_text("CREATE TABLE t3 (id int); SELEC 1;\n")
+            with pytest.raises(asyncpg.PostgresSyntaxError):
+                await migrate(conn, folder)
+            assert await conn.fetchval("SELECT to_regclass('t3')") is None
+            assert "0003_broken" not in [
+                r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
