@@ -1,0 +1,67 @@
+"""The README's quickstart, run as written (with curl and the idres CLI) against a server on
+a fresh database: if the documentation drifts from the code, this fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import requests
+
+from resolver.pg.pool import migrate_dsn
+from tests.conftest import REPO, Server
+
+
+def quickstart() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Quickstart with curl", 1)[1]
+    match = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert match, "the quickstart has no bash block"
+    return match.group(1)
+
+
+def fresh_database(dsn: str) -> str:
+    name = "readme_" + uuid.uuid4().hex[:8]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(go())
+    parts = urlsplit(dsn)
+    new = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    asyncio.run(migrate_dsn(new))
+    return new
+
+
+def test_quickstart_runs_as_written(pg_dsn: str, tmp_path: Path) -> None:
+    dsn = fresh_database(pg_dsn)
+    srv = Server(dsn).wait_ready()
+    try:
+        script = quickstart()
+        assert "IDRES=http://127.0.0.1:8000" in script
+        script = script.replace("IDRES=http://127.0.0.1:8000", f"IDRES={srv.url}")
+        # any HTTP error answer fails the run
+        prelude = "set -euo pipefail\ncurl() { command curl --fail-with-body \"$@\"; }\n"
+        env = {**os.environ, "IDRES_DSN": dsn,
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        proc = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = proc.stdout
+        assert "302 https://mes.acme.example/orders/ORDER-1" in out
+        assert '"count":10000' in out and "EQ-CNC-5AX-0042" in out
+        order = requests.get(f"{srv.url}/api/handles/88.100.7/ORDER-1").json()
+        assert order["values"][3]["data"]["value"] == "shipped"
+        asset = requests.get(f"{srv.url}/api/handles/88.100.7/ASSET-CNC-0042").json()
+        assert [v["index"] for v in asset["values"]] == [1, 2, 3, 4]   # 5 is not public
+    finally:
+        assert srv.stop() == 0, srv.output()
