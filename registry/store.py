@@ -28,6 +28,11 @@ from resolver.core.record import HandleValue, check_record
 
 Stored = dict[str, Any]
 
+# the operator (other than the caller) whose identity handle is among $1, if any
+IDENTITY_OWNER = """
+    SELECT name, substr(identity, strpos(identity, ':') + 1) AS handle FROM operators
+    WHERE substr(identity, strpos(identity, ':') + 1) = ANY($1::text[]) AND id <> $2 LIMIT 1"""
+
 
 async def owners_of(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dict[str, int]:
     """Owner ids of every registered prefix in the lineages of ``prefixes`` (one query)."""
@@ -38,15 +43,31 @@ async def owners_of(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dic
     return {r["prefix"]: r["owner_id"] for r in rows}
 
 
-async def check_write(conn: asyncpg.Connection, principal: Principal, prefix: Prefix) -> None:
-    """:raises InsufficientPermissions: unless the caller may administer ``prefix``."""
+async def check_write(conn: asyncpg.Connection, principal: Principal, ident: Identifier) -> None:
+    """:raises InsufficientPermissions: unless the caller may administer the identifier's
+    prefix, and the identifier is not another operator's identity handle."""
     if principal.is_admin:
         return
-    owners = await owners_of(conn, [prefix])
-    if not may_administer(principal, prefix, owners):
+    owners = await owners_of(conn, [ident.prefix])
+    if not may_administer(principal, ident.prefix, owners):
         raise InsufficientPermissions(
-            f"operator {principal.name!r} may not write under prefix {prefix.text}: "
+            f"operator {principal.name!r} may not write under prefix {ident.prefix.text}: "
             "it owns neither that prefix nor one of its ancestors"
+        )
+    await check_identities(conn, principal, [ident.key])
+
+
+async def check_identities(conn: asyncpg.Connection, principal: Principal, keys: list[str]) -> None:
+    """An operator's identity handle holds its secret's hash: only that operator or an
+    administrator may change it, even when someone else owns the prefix it lives under.
+
+    :raises InsufficientPermissions: naming the identity handle and its operator.
+    """
+    row = await conn.fetchrow(IDENTITY_OWNER, keys, principal.operator_id)
+    if row is not None:
+        raise InsufficientPermissions(
+            f"{row['handle']} is the identity handle of operator {row['name']!r}; only that "
+            "operator or an administrator may change it"
         )
 
 
@@ -84,7 +105,7 @@ async def put_record(
     check_record(values)
     after = [codec.to_stored(v) for v in values]
     async with pool.acquire() as conn, conn.transaction():
-        await check_write(conn, principal, ident.prefix)
+        await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
             inserted = await conn.fetchval(
@@ -120,7 +141,7 @@ async def put_values(
     """
     check_record(values)
     async with pool.acquire() as conn, conn.transaction():
-        await check_write(conn, principal, ident.prefix)
+        await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
             raise IdentifierNotFound(f"handle {ident.key} not found")
@@ -148,7 +169,7 @@ async def delete(
     :raises ValuesNotFound: an index is not in the record (nothing is removed).
     """
     async with pool.acquire() as conn, conn.transaction():
-        await check_write(conn, principal, ident.prefix)
+        await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
             raise IdentifierNotFound(f"handle {ident.key} not found")
@@ -200,6 +221,7 @@ async def bulk_put(
                         f"operator {principal.name!r} may not write under prefix "
                         f"{', '.join(denied[:10])}: it owns neither that prefix nor an ancestor"
                     )
+                await check_identities(conn, principal, [k for k, _, _ in rows])
             if not overwrite:
                 await conn.copy_records_to_table(
                     "handles", records=rows, columns=["handle", "prefix", "values"]

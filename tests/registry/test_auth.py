@@ -70,3 +70,26 @@ def test_only_administrators_manage_operators(tenant: Tenant, server: Server, ad
     r = requests.post(f"{server.url}/api/operators", json={"name": "bad name!"},
                       headers=admin.bearer)
     assert r.status_code == 400
+
+
+def test_identity_handles_are_protected_from_the_prefix_owner(tenant: Tenant, server: Server,
+                                                              admin: Any, sql: Any) -> None:
+    # an operator whose identity lives under the tenant's prefix
+    bob = new_operator(server, admin, f"bob-{tenant.op.name}",
+                       identity=f"300:{tenant.prefix}/BOB")
+    handle = f"{tenant.prefix}/BOB"
+    before = sql('SELECT "values" FROM handles WHERE handle = $1', handle)[0]["values"]
+    forged = [{"index": 300, "type": "HS_SECKEY", "data": "idres-sha256$AAAA$00"}]
+    for method, url, body in [("PUT", tenant.handle_url("BOB"), forged),
+                              ("PUT", tenant.handle_url("BOB") + "?index=300", forged),
+                              ("DELETE", tenant.handle_url("BOB"), None)]:
+        r = requests.request(method, url, json=body, headers=tenant.op.bearer)
+        assert r.status_code == 403 and "identity handle of operator" in r.json()["message"]
+    r = requests.post(f"{tenant.url}/api/bulk?overwrite=true", headers=tenant.op.bearer,
+                      json=[{"handle": handle, "values": forged}])
+    assert r.status_code == 403
+    assert sql('SELECT "values" FROM handles WHERE handle = $1', handle)[0]["values"] == before
+    r = requests.put(tenant.handle_url("BOB-OK"), auth=bob.basic,
+                     json=[{"index": 1, "type": "URL", "data": "https://x"}])
+    assert r.status_code == 403   # bob owns no prefix: authenticated, but not permitted
+    assert "may not write under prefix" in r.json()["message"]
