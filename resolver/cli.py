@@ -75,53 +75,54 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_operator_create(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(conn: asyncpg.Connection) -> int:
-        new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
-                                             is_admin=args.admin)
-        p = new.principal
-        _print(args, {"name": p.name, "identity": p.identity, "admin": p.is_admin,
-                      "secret": new.secret, "token": new.token},
-               f"operator {p.name} created{' (administrator)' if p.is_admin else ''}\n"
-               f"  identity: {p.identity}\n"
-               f"  secret:   {new.secret}\n"
-               f"  token:    {new.token}\n"
-               "The secret and the token are shown only now; idres keeps only their hashes.")
-        return 0
-
-    return asyncio.run(_with_connection(settings, work))
+DbWork = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
-def cmd_operator_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(conn: asyncpg.Connection) -> int:
-        ops = await accounts.list_operators(conn)
-        _print(args, {"operators": ops}, "\n".join(
-            f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
-        ) or "no operators")
-        return 0
+def db_command(work: DbWork) -> Callable[[argparse.Namespace, Settings], int]:
+    """A command that runs ``work`` on one connection (embedded server started if needed)
+    and prints its result as text, or as JSON with ``--json``."""
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        async def go(conn: asyncpg.Connection) -> int:
+            data, text = await work(conn, args)
+            _print(args, data, text)
+            return 0
 
-    return asyncio.run(_with_connection(settings, work))
+        return asyncio.run(_with_connection(settings, go))
 
-
-def cmd_prefix_create(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(conn: asyncpg.Connection) -> int:
-        prefix = parse_prefix(args.prefix)
-        owner = await prefixes.create_prefix(conn, _local_actor(), prefix, args.owner)
-        _print(args, {"prefix": prefix.text, "owner": owner.name},
-               f"prefix {prefix.text} allocated to {owner.name}")
-        return 0
-
-    return asyncio.run(_with_connection(settings, work))
+    return run
 
 
-def cmd_prefix_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(conn: asyncpg.Connection) -> int:
-        rows = await prefixes.list_prefixes(conn)
-        _print(args, {"prefixes": rows}, "\n".join(
-            f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes")
-        return 0
+async def operator_create(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
+                                         is_admin=args.admin)
+    p = new.principal
+    return ({"name": p.name, "identity": p.identity, "admin": p.is_admin,
+             "secret": new.secret, "token": new.token},
+            f"operator {p.name} created{' (administrator)' if p.is_admin else ''}\n"
+            f"  identity: {p.identity}\n"
+            f"  secret:   {new.secret}\n"
+            f"  token:    {new.token}\n"
+            "The secret and the token are shown only now; idres keeps only their hashes.")
 
-    return asyncio.run(_with_connection(settings, work))
+
+async def operator_list(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    ops = await accounts.list_operators(conn)
+    return {"operators": ops}, "\n".join(
+        f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
+    ) or "no operators"
+
+
+async def prefix_create(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    prefix = parse_prefix(args.prefix)
+    owner = await prefixes.create_prefix(conn, _local_actor(), prefix, args.owner)
+    return ({"prefix": prefix.text, "owner": owner.name},
+            f"prefix {prefix.text} allocated to {owner.name}")
+
+
+async def prefix_list(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    rows = await prefixes.list_prefixes(conn)
+    return {"prefixes": rows}, "\n".join(
+        f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,11 +182,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
-    s.set_defaults(func=cmd_operator_create)
+    s.set_defaults(func=db_command(operator_create))
     s = op.add_parser("list", help="list operators")
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
-    s.set_defaults(func=cmd_operator_list)
+    s.set_defaults(func=db_command(operator_list))
 
     pf = sub.add_parser("prefix", help="manage prefixes").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -194,11 +195,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--owner", required=True, help="operator name or identity")
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
-    s.set_defaults(func=cmd_prefix_create)
+    s.set_defaults(func=db_command(prefix_create))
     s = pf.add_parser("list", help="list prefixes")
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
-    s.set_defaults(func=cmd_prefix_list)
+    s.set_defaults(func=db_command(prefix_list))
 
     s = sub.add_parser("resolve", help="resolve an identifier through a running server")
     s.add_argument("identifier")

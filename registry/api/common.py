@@ -53,10 +53,9 @@ async def principal(request: web.Request) -> Principal:
     return await authenticate(context(request).pool, header)  # network op
 
 
-def identifier(request: web.Request, strip: str = "/api/handles/") -> tuple[str, Identifier]:
-    raw = request.rel_url.raw_path[len(strip):]
-    request["handle"] = raw
-    text, ident = parse_raw(raw)
+def identifier(request: web.Request) -> tuple[str, Identifier]:
+    """(identifier as written, parsed) from ``/api/handles/<raw>``; remembered for errors."""
+    text, ident = parse_raw(request.rel_url.raw_path[len("/api/handles/"):])
     request["handle"] = text
     return text, ident
 

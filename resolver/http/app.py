@@ -29,7 +29,9 @@ DATABASE_DOWN = (
 
 
 def _error(request: web.Request, exc: IdresError) -> web.Response:
-    body = codec.encode_answer(exc.response_code, request.get("handle"), message=exc.message)
+    # echo the identifier as decoded by the handler, else as the router matched it
+    handle = request.get("handle") or request.match_info.get("handle")
+    body = codec.encode_answer(exc.response_code, handle, message=exc.message)
     headers = {}
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="idres", Bearer'

@@ -35,9 +35,7 @@ def requested_identifier(request: web.Request, strip: str) -> tuple[str, Identif
     rather than a silent replacement character. ``request["handle"]`` is set for
     error answers, which must echo the handle (pyhandle reads it even from a 404).
     """
-    raw = request.rel_url.raw_path[len(strip):]
-    request["handle"] = raw
-    text, ident = parse_raw(raw)
+    text, ident = parse_raw(request.rel_url.raw_path[len(strip):])
     request["handle"] = text
     return text, ident
 

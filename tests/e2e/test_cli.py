@@ -77,6 +77,9 @@ def test_embedded_database_is_shared_by_serve_and_cli(tmp_path: Any) -> None:
         try:
             assert "embedded PostgreSQL" in srv.output()
             assert made["secret"] not in srv.output()
+            password = (data / "pg.password").read_text().strip()
+            assert password not in srv.output() and "idres:***@127.0.0.1" in srv.output()
+            assert oct((data / "pg.password").stat().st_mode & 0o777) == "0o600"
             run_cli("prefix", "create", "90", "--owner", "boss", env=env)   # joins the server
             r = requests.put(f"{srv.url}/api/handles/90/X", headers={
                 "Authorization": f"Bearer {made['token']}"}, json=[
