@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
 import asyncpg
 
 from registry.permissions import Principal, may_administer
 from resolver.core import codec
-from resolver.core.channel import INVALIDATE_CHANNEL, payloads
+from resolver.core.channel import INVALIDATE_CHANNEL, CommitSync, NoSync, payloads
 from resolver.core.errors import (
     IdentifierExists,
     IdentifierNotFound,
@@ -27,6 +31,27 @@ from resolver.core.identifier import Identifier, Prefix
 from resolver.core.record import HandleValue, check_record
 
 Stored = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Db:
+    """Where writes go, and how to wait until this process has seen their invalidation."""
+
+    pool: asyncpg.Pool
+    sync: CommitSync = NoSync()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(db: Db, keys: Sequence[str]) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction whose invalidation of ``keys`` is seen by the cache before we return."""
+    waiter = db.sync.expect(keys)
+    try:
+        async with db.pool.acquire() as conn, conn.transaction():
+            yield conn
+    except BaseException:
+        waiter.cancel()
+        raise
+    await waiter.wait()
 
 # the operator (other than the caller) whose identity handle is among $1, if any
 IDENTITY_OWNER = """
@@ -95,7 +120,7 @@ async def _locked_values(conn: asyncpg.Connection, key: str) -> list[Stored] | N
 
 
 async def put_record(
-    pool: asyncpg.Pool, principal: Principal, ident: Identifier, values: list[HandleValue],
+    db: Db, principal: Principal, ident: Identifier, values: list[HandleValue],
     *, overwrite: bool,
 ) -> bool:
     """Create the record, or replace it whole when ``overwrite``. Returns True if created.
@@ -104,7 +129,7 @@ async def put_record(
     """
     check_record(values)
     after = [codec.to_stored(v) for v in values]
-    async with pool.acquire() as conn, conn.transaction():
+    async with write_transaction(db, [ident.key]) as conn:
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -131,7 +156,7 @@ async def put_record(
 
 
 async def put_values(
-    pool: asyncpg.Pool, principal: Principal, ident: Identifier, values: list[HandleValue],
+    db: Db, principal: Principal, ident: Identifier, values: list[HandleValue],
     *, overwrite: bool,
 ) -> None:
     """Add values to an existing record, replacing same-index values when ``overwrite``.
@@ -140,7 +165,7 @@ async def put_values(
     :raises ValueExists: an index is taken and ``overwrite`` is false.
     """
     check_record(values)
-    async with pool.acquire() as conn, conn.transaction():
+    async with write_transaction(db, [ident.key]) as conn:
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -161,14 +186,14 @@ async def put_values(
 
 
 async def delete(
-    pool: asyncpg.Pool, principal: Principal, ident: Identifier, indexes: frozenset[int] = frozenset()
+    db: Db, principal: Principal, ident: Identifier, indexes: frozenset[int] = frozenset()
 ) -> None:
     """Delete the record, or only the values at ``indexes``.
 
     :raises IdentifierNotFound: no such record.
     :raises ValuesNotFound: an index is not in the record (nothing is removed).
     """
-    async with pool.acquire() as conn, conn.transaction():
+    async with write_transaction(db, [ident.key]) as conn:
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -194,7 +219,7 @@ async def delete(
 
 
 async def bulk_put(
-    pool: asyncpg.Pool, principal: Principal,
+    db: Db, principal: Principal,
     records: Sequence[tuple[Identifier, list[HandleValue]]], *, overwrite: bool,
 ) -> tuple[int, int]:
     """Register many records in one transaction, all or nothing. Returns (created, replaced).
@@ -211,7 +236,7 @@ async def bulk_put(
             for ident, values in records]
     actor_id = principal.operator_id or None
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with write_transaction(db, [k for k, _, _ in rows]) as conn:
             if not principal.is_admin:
                 owners = await owners_of(conn, prefixes)
                 denied = sorted(p.text for p in prefixes
@@ -262,7 +287,7 @@ async def bulk_put(
                 created = len(rows) - replaced
             await notify(conn, (k for k, _, _ in rows))
     except asyncpg.UniqueViolationError:
-        existing = await pool.fetch(
+        existing = await db.pool.fetch(
             "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",
             [k for k, _, _ in rows],
         )

@@ -41,6 +41,13 @@ class Settings:
     max_bulk_records: int = 100_000
     access_log: bool = False
     log_level: str = "info"
+    cache_entries: int = 1_000_000
+    cache_bytes: int = 512 << 20
+    cache_max_ttl: int = 3600
+    negative_ttl: int = 5
+    binary_port: int = 0                   # 0: no binary-protocol listener
+    max_frame_bytes: int = 1 << 20
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -49,6 +56,10 @@ class Settings:
             raise ValueError("--tls-cert and --tls-key go together")
         if not 1 <= self.pool_min <= self.pool_max:
             raise ValueError("pool sizes must satisfy 1 <= pool-min <= pool-max")
+        if not 1 <= self.workers <= 256:
+            raise ValueError(f"workers must be 1..256, got {self.workers}")
+        if self.cache_entries < 0 or self.cache_bytes < 0 or self.negative_ttl < 0:
+            raise ValueError("cache sizes and TTLs must not be negative")
 
 
 _ENV = {
@@ -57,7 +68,10 @@ _ENV = {
     "pool_min": "IDRES_POOL_MIN", "pool_max": "IDRES_POOL_MAX",
     "max_body_bytes": "IDRES_MAX_BODY_BYTES", "max_bulk_bytes": "IDRES_MAX_BULK_BYTES",
     "max_bulk_records": "IDRES_MAX_BULK_RECORDS", "access_log": "IDRES_ACCESS_LOG",
-    "log_level": "IDRES_LOG_LEVEL",
+    "log_level": "IDRES_LOG_LEVEL", "cache_entries": "IDRES_CACHE_ENTRIES",
+    "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
+    "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
+    "max_frame_bytes": "IDRES_MAX_FRAME_BYTES", "workers": "IDRES_WORKERS",
 }
 
 
@@ -76,6 +90,17 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-max", type=int, help="database connections (default 16)")
     parser.add_argument("--access-log", action="store_true", default=None,
                         help="log every request (env IDRES_ACCESS_LOG=1)")
+    parser.add_argument("--workers", type=int,
+                        help="server processes sharing the ports (env IDRES_WORKERS; default 1)")
+    parser.add_argument("--binary-port", type=int,
+                        help="port of the msgpack binary protocol (env IDRES_BINARY_PORT; "
+                             "default 0 = off)")
+    parser.add_argument("--cache-entries", type=int,
+                        help="answer cache bound, identifiers (default 1000000; 0 = off)")
+    parser.add_argument("--cache-bytes", type=int,
+                        help="answer cache bound, bytes (default 512 MiB)")
+    parser.add_argument("--negative-ttl", type=int,
+                        help="seconds a 'not found' is cached (default 5; 0 = off)")
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -1,16 +1,31 @@
-"""The resolution path: identifier → stored values → what the client may see."""
+"""The resolution path: cache → coalesce → store → cache.put.
+
+:class:`Resolver` is one per process. ``public(key)`` answers the values an
+anonymous client may see (or None: not found) for a normalised identifier key:
+
+1. a live cache entry answers at once (no I/O);
+2. otherwise, if a query for the same key is already in flight, wait for it
+   (concurrent misses coalesce into one database query);
+3. otherwise query the database (one primary-key lookup) and cache the result,
+   unless the key was invalidated while the query was in flight: then the result
+   is returned to its waiters but not kept, so a write that committed during the
+   query can never be hidden by a stale entry.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
 from resolver.core.errors import IdentifierNotFound
 from resolver.core.identifier import Identifier
-from resolver.store import fetch_record
+from resolver.store import Values, fetch_record, fetch_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,19 +39,132 @@ class Query:
     types: tuple[str, ...] = ()
     admin: bool = False
 
-
-async def lookup(pool: asyncpg.Pool, query: Query) -> list[dict[str, Any]]:
-    """The visible stored values of the identifier, after the index/type filter.
-
-    :raises IdentifierNotFound: no such identifier.
-    """
-    values = await fetch_record(pool, query.ident.key)  # network op
-    if values is None:
-        raise IdentifierNotFound(f"handle {query.requested} not found")
-    return codec.select(codec.visible(values, query.admin), query.indexes, query.types)
+    @property
+    def plain(self) -> bool:
+        """No filter and no credentials: the answer can come from the cache as bytes."""
+        return not (self.indexes or self.types or self.admin)
 
 
-def first_url(values: list[dict[str, Any]]) -> str | None:
+def _size(values: Values | None) -> int:
+    if not values:
+        return 64
+    return sum(96 + len(str(v["data"]["value"])) + len(v["type"]) for v in values)
+
+
+class Resolver:
+    """Cached, coalesced resolution for one process (see module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, cache: AnswerCache) -> None:
+        self.pool = pool
+        self.cache = cache
+        self._flights: dict[str, asyncio.Future[Values | None]] = {}
+        self._tainted: set[str] = set()
+        self.queries = 0  # database round trips made for resolution
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        """A write committed for ``keys``: forget them, and do not cache in-flight reads."""
+        for key in keys:
+            self.cache.evict(key)
+            if key in self._flights:
+                self._tainted.add(key)
+
+    async def public(self, key: str) -> tuple[Values | None, Entry | None]:
+        """(public values or None if not found, the cache entry if one holds them)."""
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry.values, entry
+        flight = self._flights.get(key)
+        if flight is not None:
+            values = await asyncio.shield(flight)
+            return values, None
+        found = await self._fetch([key], lambda: self._one(key))
+        return found[key]
+
+    async def many(self, keys: Sequence[str]) -> dict[str, tuple[Values | None, Entry | None]]:
+        """``public`` for many keys: hits from the cache, every miss in ONE query."""
+        out: dict[str, tuple[Values | None, Entry | None]] = {}
+        todo: list[str] = []
+        waits: list[str] = []
+        for key in keys:
+            if key in out:
+                continue
+            entry = self.cache.get(key)
+            if entry is not None:
+                out[key] = (entry.values, entry)
+            elif key in self._flights:
+                waits.append(key)
+            else:
+                out[key] = (None, None)  # placeholder, replaced below
+                todo.append(key)
+        if todo:
+            out.update(await self._fetch(todo, lambda: fetch_records(self.pool, todo)))
+        for key in waits:
+            out[key] = (await asyncio.shield(self._flights[key]), None) \
+                if key in self._flights else await self.public(key)
+        return out
+
+    async def _one(self, key: str) -> dict[str, Values]:
+        stored = await fetch_record(self.pool, key)  # network op
+        return {} if stored is None else {key: stored}
+
+    async def _fetch(self, keys: list[str], query: Any) -> dict[str, tuple[Values | None, Entry | None]]:
+        loop = asyncio.get_running_loop()
+        flights = {k: loop.create_future() for k in keys}
+        self._flights.update(flights)
+        try:
+            self.queries += 1
+            stored: dict[str, Values] = await query()  # network op
+        except BaseException as exc:
+            for fut in flights.values():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            for k in keys:
+                del self._flights[k]
+            tainted = self._tainted.intersection(keys)
+            self._tainted.difference_update(tainted)
+        out: dict[str, tuple[Values | None, Entry | None]] = {}
+        for key in keys:
+            raw = stored.get(key)
+            values = None if raw is None else codec.visible(raw)
+            entry = None if key in tainted else self.cache.put(key, values, _size(values))
+            flights[key].set_result(values)
+            out[key] = (values, entry)
+        return out
+
+    async def lookup(self, query: Query) -> Values:
+        """The visible values for a query, after its index/type filter.
+
+        Authenticated reads (which may include admin-readable values) bypass the
+        cache in both directions.
+
+        :raises IdentifierNotFound: no such identifier.
+        """
+        if query.admin:
+            stored = await fetch_record(self.pool, query.ident.key)  # network op
+            values = None if stored is None else codec.visible(stored, admin=True)
+        else:
+            values, _ = await self.public(query.ident.key)
+        if values is None:
+            raise IdentifierNotFound(f"handle {query.requested} not found")
+        return codec.select(values, query.indexes, query.types)
+
+    def json_answer(self, requested: str, values: Values | None, entry: Entry | None) -> bytes:
+        """The Handle JSON answer for an unfiltered query, kept with the entry."""
+        kind = ("json", requested)
+        if entry is not None:
+            kept = entry.renders.get(kind)
+            if kept is not None:
+                return kept
+        if values is None:
+            body = codec.encode_answer(100, requested, message=f"handle {requested} not found")
+        else:
+            body = codec.encode_record(requested, values)
+        return body if entry is None else self.cache.render(entry, kind, body)
+
+
+def first_url(values: Values) -> str | None:
     """The redirect target of the proxy: the first URL value holding a string."""
     for v in values:
         if v["type"].upper() == "URL" and v["data"]["format"] == "string":

@@ -13,19 +13,42 @@ import ssl
 import asyncpg
 from aiohttp import web
 
+from prometheus_client import CollectorRegistry
+
 from registry.api.common import RegistryContext, may_read_restricted
 from registry.api.routes import add_routes
+from resolver import metrics
+from resolver.cache import AnswerCache
 from resolver.config import Settings
 from resolver.http.app import build_app
+from resolver.invalidate import Invalidator
+from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 
 log = logging.getLogger("idres")
 
 
-def build(settings: Settings, pool: asyncpg.Pool) -> web.Application:
-    ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
-                          settings.max_bulk_records)
-    return build_app(settings, pool, lambda app: add_routes(app, ctx), may_read_restricted)
+class Node:
+    """One process: pool, cache, resolver, invalidation listener, HTTP application."""
+
+    def __init__(self, settings: Settings, dsn: str, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
+                                 settings.cache_max_ttl, settings.negative_ttl)
+        self.resolver = Resolver(pool, self.cache)
+        self.invalidator = Invalidator(dsn, self.resolver)
+        self.collector = CollectorRegistry()
+        metrics.register(self.collector, self.resolver, self.invalidator)
+        ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
+                              settings.max_bulk_records, sync=self.invalidator)
+        self.app = build_app(settings, self.resolver, self.collector,
+                             lambda app: add_routes(app, ctx), may_read_restricted)
+
+    async def start(self) -> None:
+        await self.invalidator.start()
+
+    async def close(self) -> None:
+        await self.invalidator.close()
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -49,7 +72,9 @@ async def serve(settings: Settings) -> None:
         if applied:
             log.info("schema migrated: %s", ", ".join(applied))
         pool = await create_pool(dsn, settings.pool_min, settings.pool_max)
-        runner = web.AppRunner(build(settings, pool), handle_signals=False,
+        node = Node(settings, dsn, pool)
+        await node.start()
+        runner = web.AppRunner(node.app, handle_signals=False,
                                access_log=log if settings.access_log else None,
                                shutdown_timeout=10)
         try:
@@ -67,5 +92,6 @@ async def serve(settings: Settings) -> None:
             log.info("shutting down: finishing in-flight requests")
         finally:
             await runner.cleanup()
+            await node.close()
             await pool.close()
     log.info("stopped")

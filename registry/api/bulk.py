@@ -84,7 +84,7 @@ async def bulk_register(request: web.Request) -> web.Response:
     body = codec.parse_json(await read_body(request, ctx.max_bulk_bytes))
     records = parse_records(body, ctx.max_bulk_records)
     started = time.perf_counter()
-    created, replaced = await store.bulk_put(ctx.pool, who, records, overwrite=overwrite)
+    created, replaced = await store.bulk_put(ctx.db, who, records, overwrite=overwrite)
     elapsed = time.perf_counter() - started
     return answer(201 if created else 200, None, count=len(records), created=created,
                   replaced=replaced, seconds=round(elapsed, 3))

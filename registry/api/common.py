@@ -9,7 +9,8 @@ from aiohttp import web
 
 from registry.accounts import authenticate
 from registry.permissions import Principal, may_administer
-from registry.store import owners_of
+from registry.store import Db, owners_of
+from resolver.core.channel import CommitSync, NoSync
 from resolver.core import codec
 from resolver.core.errors import (
     AuthenticationNeeded,
@@ -29,6 +30,11 @@ class RegistryContext:
     max_body_bytes: int
     max_bulk_bytes: int
     max_bulk_records: int
+    sync: CommitSync = NoSync()
+
+    @property
+    def db(self) -> Db:
+        return Db(self.pool, self.sync)
 
 
 REGISTRY = web.AppKey("registry", RegistryContext)

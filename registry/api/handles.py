@@ -48,9 +48,9 @@ async def put_handle(request: web.Request) -> web.Response:
                     f"mismatched indexes: the query names {sorted(wanted)}, "
                     f"the body holds {sorted(got)}"
                 )
-        await store.put_values(ctx.pool, who, ident, values, overwrite=overwrite)
+        await store.put_values(ctx.db, who, ident, values, overwrite=overwrite)
         return answer(200, text)
-    created = await store.put_record(ctx.pool, who, ident, values, overwrite=overwrite)
+    created = await store.put_record(ctx.db, who, ident, values, overwrite=overwrite)
     return answer(201 if created else 200, text)
 
 
@@ -60,7 +60,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     text, ident = identifier(request)
     who = await principal(request)
     indexes = params.indexes(request.rel_url.query.getall("index", []))
-    await store.delete(ctx.pool, who, ident, indexes)
+    await store.delete(ctx.db, who, ident, indexes)
     return answer(200, text)
 
 

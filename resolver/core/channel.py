@@ -8,6 +8,7 @@ must stay under PostgreSQL's 8000-byte limit, so keys are packed into chunks.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 INVALIDATE_CHANNEL = "idres_invalidate"
 MAX_PAYLOAD_BYTES = 7900
@@ -32,3 +33,36 @@ def payloads(keys: Iterable[str]) -> list[str]:
 
 def keys_of(payload: str) -> list[str]:
     return payload.split("\n") if payload else []
+
+
+class Waiter(Protocol):
+    async def wait(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class CommitSync(Protocol):
+    """How a writer learns that its invalidation reached this process's listener.
+
+    ``expect(keys)`` is called before the write transaction starts; after the
+    commit the writer awaits ``wait()`` (bounded), or calls ``cancel()`` if the
+    transaction failed. Resolvers in other processes receive the same NOTIFY at
+    the same moment, so an acknowledged write is not followed by a stale read.
+    """
+
+    def expect(self, keys: Iterable[str]) -> Waiter: ...
+
+
+class _Done:
+    async def wait(self) -> None:
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+
+class NoSync:
+    """No cache to keep coherent (CLI commands): nothing to wait for."""
+
+    def expect(self, keys: Iterable[str]) -> Waiter:
+        return _Done()

@@ -15,7 +15,8 @@ from resolver.config import Settings
 from resolver.core import codec
 from resolver.core.errors import IdresError, PayloadTooLarge, ServiceUnavailable
 from resolver.http import handles
-from resolver.http.keys import METRICS, POOL, READ_AUTH, SETTINGS
+from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS
+from resolver.lookup import Resolver
 
 log = logging.getLogger("idres.http")
 
@@ -82,11 +83,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(
-    settings: Settings, pool: asyncpg.Pool, registry_routes: Callable[[web.Application], None]
-    | None = None, read_auth: handles.ReadAuth | None = None,
+    settings: Settings, resolver: Resolver, collector: CollectorRegistry,
+    registry_routes: Callable[[web.Application], None] | None = None,
+    read_auth: handles.ReadAuth | None = None,
 ) -> web.Application:
     """Assemble the application: resolution routes, then the registry's, then the proxy."""
-    collector = CollectorRegistry()
     requests_total = Counter(
         "idres_http_requests_total", "HTTP requests answered, by method and status",
         ["method", "status"], registry=collector,
@@ -96,7 +97,8 @@ def build_app(
         client_max_size=settings.max_bulk_bytes,
     )
     app[SETTINGS] = settings
-    app[POOL] = pool
+    app[POOL] = resolver.pool
+    app[RESOLVER] = resolver
     app[METRICS] = collector
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app.router.add_get("/", index)

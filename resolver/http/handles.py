@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from resolver.core import codec, params
+from resolver.core.errors import IdentifierNotFound
 from resolver.core.identifier import Identifier, parse_raw
-from resolver.http.keys import POOL, READ_AUTH
-from resolver.lookup import Query, first_url, lookup
+from resolver.http.keys import READ_AUTH, RESOLVER
+from resolver.lookup import Query, first_url
 
 API_PREFIX = "/api/handles/"
 JSON = "application/json"
@@ -54,7 +55,13 @@ async def _query(request: web.Request, strip: str) -> Query:
 async def get_handle(request: web.Request) -> web.Response:
     """Resolve one identifier to its Handle JSON record."""
     query = await _query(request, API_PREFIX)
-    values = await lookup(request.app[POOL], query)  # network op
+    resolver = request.app[RESOLVER]
+    if query.plain:
+        values, entry = await resolver.public(query.ident.key)  # network op on a miss
+        if values is None:
+            raise IdentifierNotFound(f"handle {query.requested} not found")
+        return json_response(resolver.json_answer(query.requested, values, entry))
+    values = await resolver.lookup(query)  # network op on a miss
     return json_response(codec.encode_record(query.requested, values))
 
 
@@ -63,7 +70,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if request.path.startswith("/api/"):
         raise web.HTTPNotFound()  # an unknown API endpoint, not an identifier
     query = await _query(request, "/")
-    values = await lookup(request.app[POOL], query)  # network op
+    values = await request.app[RESOLVER].lookup(query)  # network op on a miss
     noredirect = params.flag("noredirect", request.rel_url.query.getall("noredirect", []), False)
     url = None if noredirect else first_url(values)
     if url is None:

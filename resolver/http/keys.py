@@ -10,8 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from resolver.config import Settings
 from resolver.core.identifier import Identifier
+from resolver.lookup import Resolver
 
 POOL = web.AppKey("pool", asyncpg.Pool)
+RESOLVER = web.AppKey("resolver", Resolver)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 # credentials on a GET → may the caller see admin-readable values? (registry supplies it)

@@ -1,0 +1,54 @@
+"""Resolver metrics, named ``idres_<subsystem>_<name>``, on a registry the node owns.
+
+Hot-path counters are plain integers on the objects that own them (the cache, the
+resolver, the listener); this collector reads them when Prometheus scrapes, so a
+cache hit pays no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from resolver.invalidate import Invalidator
+from resolver.lookup import Resolver
+
+
+class ResolverCollector(Collector):
+    def __init__(self, resolver: Resolver, invalidator: Invalidator | None) -> None:
+        self.resolver = resolver
+        self.invalidator = invalidator
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        c = self.resolver.cache
+        yield CounterMetricFamily("idres_cache_hits", "Resolutions answered from the cache",
+                                  value=c.hits)
+        yield CounterMetricFamily("idres_cache_misses", "Resolutions the cache could not answer",
+                                  value=c.misses)
+        ev = CounterMetricFamily("idres_cache_evictions", "Entries removed from the cache",
+                                 labels=["reason"])
+        ev.add_metric(["size"], c.evictions)
+        ev.add_metric(["expired"], c.expirations)
+        ev.add_metric(["invalidated"], c.invalidations)
+        yield ev
+        yield GaugeMetricFamily("idres_cache_entries", "Identifiers in the cache", value=len(c))
+        yield GaugeMetricFamily("idres_cache_bytes", "Estimated bytes held by the cache",
+                                value=c.bytes)
+        yield CounterMetricFamily("idres_resolver_queries",
+                                  "Database queries made to resolve identifiers",
+                                  value=self.resolver.queries)
+        if self.invalidator is not None:
+            yield CounterMetricFamily("idres_invalidate_notifications",
+                                      "Invalidation notifications received",
+                                      value=self.invalidator.notifications)
+            yield GaugeMetricFamily("idres_invalidate_connected",
+                                    "1 while the invalidation listener is connected",
+                                    value=1 if self.invalidator.connected else 0)
+
+
+def register(registry: CollectorRegistry, resolver: Resolver,
+             invalidator: Invalidator | None) -> None:
+    registry.register(ResolverCollector(resolver, invalidator))
