@@ -59,7 +59,7 @@ class AnswerCache:
         self.enabled = max_entries > 0 and max_bytes > 0
         self._by_key: OrderedDict[str, Entry] = OrderedDict()
         # a spelling of a request (e.g. the raw HTTP path) → (entry, encoded answer)
-        self.by_alias: dict[Any, tuple[Entry, bytes]] = {}
+        self.by_alias: dict[Any, tuple[Entry, Any]] = {}
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -83,7 +83,7 @@ class AnswerCache:
         self.misses += 1
         return None
 
-    def answer(self, spelling: Any) -> bytes | None:
+    def answer(self, spelling: Any) -> Any:
         """The encoded answer kept for a request spelling, if its entry is live (a hit)."""
         hit = self.by_alias.get(spelling)
         if hit is None:
@@ -127,13 +127,14 @@ class AnswerCache:
             self._make_room()
         return data
 
-    def alias(self, spelling: Any, entry: Entry, answer: bytes) -> None:
-        """Map a request spelling straight to an encoded answer of ``entry``."""
+    def alias(self, spelling: Any, entry: Entry, answer: Any, size: int) -> None:
+        """Map a request spelling straight to an encoded answer of ``entry``
+        (``size``: its bytes, for the byte bound)."""
         if entry.key not in self._by_key or spelling in self.by_alias:
             return
         self.by_alias[spelling] = (entry, answer)
         entry.aliases.append(spelling)
-        added = len(answer) + 100
+        added = size + 100
         entry.size += added
         self.bytes += added
         self._make_room()

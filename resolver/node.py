@@ -20,7 +20,8 @@ from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
 from resolver.config import Settings
-from resolver.http.app import build_app
+from resolver.http.app import DATABASE_DOWN, build_app
+from resolver.http.fast import FastContext, FastHTTP
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
@@ -59,6 +60,12 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+async def _sweep(fast: FastContext) -> None:
+    while True:
+        await asyncio.sleep(1)
+        fast.sweep()
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then finish in-flight requests and stop cleanly."""
     stop = asyncio.Event()
@@ -80,9 +87,12 @@ async def serve(settings: Settings) -> None:
         try:
             await runner.setup()
             tls = _ssl_context(settings)
-            site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls,
-                               backlog=1024)
-            await site.start()
+            assert runner.server is not None
+            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN)
+            server = await loop.create_server(
+                lambda: FastHTTP(fast), settings.host, settings.port, ssl=tls, backlog=1024,
+                reuse_port=settings.workers > 1)
+            sweeper = loop.create_task(_sweep(fast))
             scheme = "https" if tls else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
             if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -90,6 +100,9 @@ async def serve(settings: Settings) -> None:
                             "use --tls-cert/--tls-key or a TLS proxy", settings.host)
             await stop.wait()
             log.info("shutting down: finishing in-flight requests")
+            server.close()
+            sweeper.cancel()
+            await fast.drain(timeout=10)
         finally:
             await runner.cleanup()
             await node.close()

@@ -1,0 +1,280 @@
+"""The HTTP fast path: cached resolutions answered on the bare event loop.
+
+Every connection on the HTTP port starts with :class:`FastHTTP`. It reads request
+heads itself and answers ``GET``/``HEAD /api/handles/{id}`` (no query string, no
+credentials, no body) directly: a cache hit is one dict lookup and one write of
+bytes prepared when the entry was filled; a miss goes through the same
+``Resolver`` as everything else. Answers leave in request order (pipelining).
+
+Anything else (another route, a query string, ``Authorization``, a body, an
+``Upgrade``, a request line this sniffer does not like) hands the connection over
+to aiohttp for good: the bytes not yet answered are fed to an aiohttp
+``RequestHandler``, which takes over the transport. aiohttp's full parser then
+answers malformed input (400) exactly as it would without the fast path.
+
+HTTP/1.1 rules kept here: keep-alive by default (HTTP/1.0 only with
+``Connection: keep-alive``), ``Connection: close`` honoured, HEAD without a body,
+a ``Date`` header, a request head over ``max_head`` bytes → 431, idle and slow-head
+timeouts (a sweep every second closes what is past its deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from resolver.cache import AnswerCache
+from resolver.core import codec
+from resolver.core.errors import IdresError, ServiceUnavailable
+from resolver.core.identifier import parse_raw
+from resolver.lookup import Resolver
+
+log = logging.getLogger("idres.fast")
+
+PREFIX = b"/api/handles/"
+_REFUSE = (b"authorization", b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+_STATUS = {200: b"HTTP/1.1 200 OK\r\n", 400: b"HTTP/1.1 400 Bad Request\r\n",
+           404: b"HTTP/1.1 404 Not Found\r\n", 503: b"HTTP/1.1 503 Service Unavailable\r\n"}
+_JSON = b"Content-Type: application/json; charset=utf-8\r\nServer: idres\r\n"
+_TOO_LARGE_BODY = b'{"responseCode":4,"message":"request header fields are too large"}'
+TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json"
+             b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+             % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+
+
+def render(status: int, body: bytes) -> tuple[bytes, bytes]:
+    """(head without Date and final CRLF, body) of a fast-path answer."""
+    return _STATUS[status] + _JSON + b"Content-Length: %d\r\n" % len(body), body
+
+
+class FastContext:
+    """What every fast connection shares: the resolver, limits, the clock, the fallback."""
+
+    def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
+                 database_down: tuple[type[BaseException], ...], max_head: int = 8190,
+                 keepalive: float = 75.0, head_timeout: float = 15.0) -> None:
+        self.resolver = resolver
+        self.cache: AnswerCache = resolver.cache
+        self.fallback = fallback
+        self.database_down = database_down
+        self.max_head = max_head
+        self.keepalive = keepalive
+        self.head_timeout = head_timeout
+        self.connections: set[FastHTTP] = set()
+        self.requests = 0
+        self.handoffs = 0
+        self.now = time.monotonic()
+        self.date = b""
+        self._date_second = -1
+        self.tick()
+
+    def tick(self) -> None:
+        """Refresh the clock and the Date header (once a second is enough)."""
+        self.now = time.monotonic()
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            self.date = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
+
+    def sweep(self) -> None:
+        """Close connections idle past ``keepalive`` or stuck in a head past ``head_timeout``."""
+        self.tick()
+        for conn in list(self.connections):
+            conn.check_deadline(self.now)
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful stop: idle connections close now, busy ones after their answers."""
+        for conn in list(self.connections):
+            conn.closing = True
+            if not conn.pending and conn.transport is not None:
+                conn.transport.close()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+class FastHTTP(asyncio.Protocol):
+    """One client connection on the HTTP port (see module docstring)."""
+
+    def __init__(self, ctx: FastContext) -> None:
+        self.ctx = ctx
+        self.transport: Any = None
+        self.buf = b""
+        self.pending: deque[list[Any]] = deque()  # [answer bytes | None, keep_alive]
+        self.closing = False
+        self.handing_off = False
+        self.paused = False
+        self.last = ctx.now
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.ctx.connections.add(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ctx.connections.discard(self)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.handing_off:
+            self.transport.resume_reading()
+            self._process()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf = self.buf + data if self.buf else data
+        self.last = self.ctx.now
+        if not self.handing_off and not self.paused:
+            self._process()
+
+    # -- request heads ------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        ctx = self.ctx
+        while self.buf and not self.closing:
+            buf = self.buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > ctx.max_head:
+                    self._queue(TOO_LARGE, False)
+                elif b"\n\n" in buf:
+                    self._hand_off()  # bare-LF heads: let the full parser judge them
+                return
+            if end > ctx.max_head:
+                self._queue(TOO_LARGE, False)
+                return
+            lines = buf[:end].split(b"\r\n")
+            parts = lines[0].split(b" ")
+            if (len(parts) != 3 or parts[0] not in (b"GET", b"HEAD")
+                    or not parts[1].startswith(PREFIX) or b"?" in parts[1]
+                    or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")):
+                self._hand_off()
+                return
+            keep_alive = parts[2] == b"HTTP/1.1"
+            for line in lines[1:]:
+                name, colon, value = line.partition(b":")
+                if not colon or not name or name[-1:] in b" \t" or line[0] in b" \t":
+                    self._hand_off()
+                    return
+                lname = name.lower()
+                if lname in _REFUSE:
+                    self._hand_off()
+                    return
+                if lname == b"connection":
+                    tokens = value.strip().lower()
+                    if b"close" in tokens:
+                        keep_alive = False
+                    elif b"keep-alive" in tokens:
+                        keep_alive = True
+            self.buf = buf[end + 4:]
+            ctx.requests += 1
+            self._answer(parts[1], parts[0] == b"HEAD", keep_alive)
+            if not keep_alive:
+                self.closing = True
+
+    def _answer(self, target: bytes, head_only: bool, keep_alive: bool) -> None:
+        hit = self.ctx.cache.answer(target)
+        if hit is not None:
+            self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
+            return
+        slot: list[Any] = [None, keep_alive]
+        self.pending.append(slot)
+        asyncio.get_running_loop().create_task(self._miss(target, head_only, slot))
+
+    def _wire(self, answer: tuple[bytes, bytes], head_only: bool, keep_alive: bool) -> bytes:
+        head, body = answer
+        end = self.ctx.date + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+        return head + end if head_only else head + end + body
+
+    async def _miss(self, target: bytes, head_only: bool, slot: list[Any]) -> None:
+        resolver = self.ctx.resolver
+        try:
+            requested, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
+            values, entry = await resolver.public(ident.key)  # network op
+            body = resolver.json_answer(requested, values, entry)
+            answer = render(200 if values is not None else 404, body)
+            if entry is not None:
+                self.ctx.cache.alias(target, entry, answer, len(body) + len(answer[0]))
+        except IdresError as exc:
+            answer = render(exc.http_status if exc.http_status in _STATUS else 400,
+                            codec.encode_answer(exc.response_code, _shown(target),
+                                                message=exc.message))
+        except self.ctx.database_down as exc:
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            err = ServiceUnavailable()
+            answer = render(503, codec.encode_answer(err.response_code, _shown(target),
+                                                     message=err.message))
+        slot[0] = self._wire(answer, head_only, slot[1])
+        self._flush()
+
+    # -- answers, in order ----------------------------------------------------------------------
+
+    def _queue(self, data: bytes, keep_alive: bool) -> None:
+        if not keep_alive:
+            self.closing = True
+        if not self.pending and self.transport is not None:
+            self.transport.write(data)
+            self.last = self.ctx.now
+            if self.closing:
+                self.transport.close()
+            return
+        self.pending.append([data, keep_alive])
+        self._flush()
+
+    def _flush(self) -> None:
+        out = []
+        while self.pending and self.pending[0][0] is not None:
+            out.append(self.pending.popleft()[0])
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+            self.last = self.ctx.now
+        if not self.pending:
+            if self.closing and self.transport is not None:
+                self.transport.close()
+            elif self.handing_off:
+                self._complete_hand_off()
+
+    def _hand_off(self) -> None:
+        self.handing_off = True
+        self.transport.pause_reading()
+        if not self.pending:
+            self._complete_hand_off()
+
+    def _complete_hand_off(self) -> None:
+        transport, rest = self.transport, self.buf
+        if transport is None or transport.is_closing():
+            return
+        self.ctx.handoffs += 1
+        self.ctx.connections.discard(self)
+        self.transport, self.buf = None, b""
+        proto = self.ctx.fallback()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        if rest:
+            proto.data_received(rest)
+        transport.resume_reading()
+
+    def check_deadline(self, now: float) -> None:
+        if self.transport is None or self.pending or self.handing_off:
+            return
+        limit = self.ctx.head_timeout if self.buf else self.ctx.keepalive
+        if now - self.last > limit:
+            self.transport.close()
+
+
+def _shown(target: bytes) -> str:
+    return target[len(PREFIX):].decode("utf-8", "replace")
