@@ -1,0 +1,94 @@
+"""Cache coherence, coalescing, negative caching and the memory bound, on real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from resolver.cache import AnswerCache
+from resolver.lookup import Resolver
+from resolver.pg.pool import create_pool
+from tests.conftest import Server, Tenant
+
+URL = [{"index": 1, "type": "URL", "data": "https://example.org/v0"}]
+
+
+def metric(server: Server, name: str) -> float:
+    for line in requests.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no metric {name}")
+
+
+@pytest.fixture(scope="module")
+def second(pg_dsn: str) -> Iterator[Server]:
+    """Another server process on the same database (another node or worker)."""
+    srv = Server(pg_dsn, "--negative-ttl", "1", "--cache-entries", "10").wait_ready()
+    yield srv
+    assert srv.stop() == 0, srv.output()
+
+
+def test_concurrent_misses_make_one_query(pg_dsn: str, tenant: Tenant) -> None:
+    for i in range(5):
+        requests.put(tenant.handle_url(f"CO{i}"), json=URL, headers=tenant.op.bearer)
+
+    async def go() -> None:
+        pool = await create_pool(pg_dsn)
+        try:
+            r = Resolver(pool, AnswerCache())
+            key = f"{tenant.prefix}/CO0"
+            got = await asyncio.gather(*(r.public(key) for _ in range(50)))
+            assert r.queries == 1
+            assert all(v[0] is not None and v[0][0]["data"]["value"].endswith("/v0") for v in got)
+            keys = [f"{tenant.prefix}/CO{i}" for i in range(5)] + [f"{tenant.prefix}/NONE"]
+            many = await r.many(keys * 3)
+            assert r.queries == 2          # one query for the 5 misses
+            assert many[f"{tenant.prefix}/NONE"][0] is None
+            await r.many(keys)
+            assert r.queries == 2          # all cached now, negative entry included
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_write_is_seen_at_once_by_another_process(tenant: Tenant, server: Server,
+                                                    second: Server) -> None:
+    h = f"/api/handles/{tenant.prefix}/COH"
+    requests.put(server.url + h, json=URL, headers=tenant.op.bearer)
+    for i in range(1, 30):
+        assert requests.get(second.url + h).status_code == 200     # cached on the second
+        r = requests.put(server.url + h + "?index=1", headers=tenant.op.bearer,
+                         json=[{"index": 1, "type": "URL", "data": f"https://example.org/v{i}"}])
+        assert r.status_code == 200
+        got = requests.get(second.url + h).json()["values"][0]["data"]["value"]
+        assert got == f"https://example.org/v{i}", f"stale answer after write {i}"
+    requests.delete(server.url + h, headers=tenant.op.bearer)
+    assert requests.get(second.url + h).status_code == 404
+
+
+def test_negative_answers_are_cached_then_expire(tenant: Tenant, second: Server,
+                                                 sql: Any) -> None:
+    key = f"{tenant.prefix}/LATE"
+    assert requests.get(f"{second.url}/api/handles/{key}").status_code == 404
+    # written behind idres's back (no NOTIFY): the negative entry hides it for negative-ttl
+    sql("""INSERT INTO handles (handle, prefix, "values") VALUES ($1, $2, $3)""", key,
+        tenant.prefix, [{"index": 1, "type": "URL", "ttl": 60, "timestamp": 0,
+                         "permissions": "1110", "data": {"format": "string", "value": "x"}}])
+    assert requests.get(f"{second.url}/api/handles/{key}").status_code == 404
+    time.sleep(1.1)
+    assert requests.get(f"{second.url}/api/handles/{key}").status_code == 200
+
+
+def test_the_entry_bound_is_honoured(tenant: Tenant, second: Server) -> None:
+    before = metric(second, 'idres_cache_evictions_total{reason="size"}')
+    for i in range(30):
+        requests.put(tenant.handle_url(f"MEM{i}"), json=URL, headers=tenant.op.bearer)
+        requests.get(f"{second.url}/api/handles/{tenant.prefix}/MEM{i}")
+    assert metric(second, "idres_cache_entries") <= 10
+    assert metric(second, 'idres_cache_evictions_total{reason="size"}') - before >= 20
