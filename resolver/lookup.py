@@ -15,11 +15,13 @@ anonymous client may see (or None: not found) for a normalised identifier key:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgpack
+import orjson
 
 from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
@@ -43,6 +45,11 @@ class Query:
     def plain(self) -> bool:
         """No filter and no credentials: the answer can come from the cache as bytes."""
         return not (self.indexes or self.types or self.admin)
+
+
+def _packb(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def _size(values: Values | None) -> int:
@@ -152,15 +159,21 @@ class Resolver:
 
     def json_answer(self, requested: str, values: Values | None, entry: Entry | None) -> bytes:
         """The Handle JSON answer for an unfiltered query, kept with the entry."""
-        kind = ("json", requested)
+        return self._answer(requested, values, entry, "json", orjson.dumps)
+
+    def msgpack_answer(self, requested: str, values: Values | None,
+                       entry: Entry | None) -> bytes:
+        """The same answer as msgpack (binary protocol, msgpack batch), kept with the entry."""
+        return self._answer(requested, values, entry, "msgpack", _packb)
+
+    def _answer(self, requested: str, values: Values | None, entry: Entry | None, fmt: str,
+                encode: Callable[[Any], bytes]) -> bytes:
+        kind = (fmt, requested)
         if entry is not None:
             kept = entry.renders.get(kind)
             if kept is not None:
                 return kept
-        if values is None:
-            body = codec.encode_answer(100, requested, message=f"handle {requested} not found")
-        else:
-            body = codec.encode_record(requested, values)
+        body = encode(codec.record_answer(requested, values))
         return body if entry is None else self.cache.render(entry, kind, body)
 
 

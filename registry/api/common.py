@@ -12,12 +12,11 @@ from registry.permissions import Principal, may_administer
 from registry.store import Db, owners_of
 from resolver.core.channel import CommitSync, NoSync
 from resolver.core import codec
-from resolver.core.errors import (
-    AuthenticationNeeded,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from resolver.core.errors import AuthenticationNeeded
 from resolver.core.identifier import Identifier, parse_raw
+from resolver.http.body import read_body
+
+__all__ = ["read_body"]  # re-exported for the registry's handlers
 
 JSON = "application/json"
 
@@ -64,32 +63,6 @@ def identifier(request: web.Request) -> tuple[str, Identifier]:
     text, ident = parse_raw(request.rel_url.raw_path[len("/api/handles/"):])
     request["handle"] = text
     return text, ident
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes and non-JSON content types.
-
-    :raises PayloadTooLarge: declared or actual size over the limit (nothing is read past it).
-    :raises UnsupportedMediaType: a Content-Type that is not JSON.
-    """
-    ctype = request.content_type  # aiohttp: 'application/octet-stream' when absent
-    if "Content-Type" in request.headers and not (
-        ctype in (JSON, "text/json") or ctype.endswith("+json")
-    ):
-        raise UnsupportedMediaType(
-            f"unsupported media type {ctype!r}: send Content-Type: application/json"
-        )
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the "
-                              f"limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(1 << 16):  # network op
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def answer(status: int = 200, handle: str | None = None, **fields: object) -> web.Response:

@@ -242,19 +242,31 @@ def to_output(d: Stored) -> Stored:
     return out
 
 
-def encode_record(handle: str, values: Sequence[Stored]) -> bytes:
-    """The Handle GET answer: rc 1 with values, or rc 200 when the filter left none."""
+def record_answer(handle: str, values: Sequence[Stored] | None) -> dict[str, Any]:
+    """The Handle GET answer as a dict: rc 1 with values, rc 200 when a filter left none,
+    rc 100 when the identifier does not exist (``values`` None). The same dict is
+    sent as JSON over HTTP and as msgpack over the binary protocol."""
+    if values is None:
+        return {"responseCode": 100, "handle": handle, "message": f"handle {handle} not found"}
     if values:
-        return orjson.dumps(
-            {"responseCode": 1, "handle": handle, "values": [to_output(v) for v in values]}
-        )
-    return orjson.dumps({"responseCode": 200, "values": [], "handle": handle})
+        return {"responseCode": 1, "handle": handle, "values": [to_output(v) for v in values]}
+    return {"responseCode": 200, "values": [], "handle": handle}
 
 
-def encode_answer(response_code: int, handle: str | None = None, **fields: Any) -> bytes:
-    """A Handle JSON answer with ``responseCode`` first, then ``handle`` if given."""
+def encode_record(handle: str, values: Sequence[Stored]) -> bytes:
+    """The Handle JSON GET answer for found values (see :func:`record_answer`)."""
+    return orjson.dumps(record_answer(handle, values))
+
+
+def answer(response_code: int, handle: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A Handle answer with ``responseCode`` first, then ``handle`` if given."""
     body: dict[str, Any] = {"responseCode": response_code}
     if handle is not None:
         body["handle"] = handle
     body.update(fields)
-    return orjson.dumps(body)
+    return body
+
+
+def encode_answer(response_code: int, handle: str | None = None, **fields: Any) -> bytes:
+    """:func:`answer` as JSON bytes."""
+    return orjson.dumps(answer(response_code, handle, **fields))

@@ -14,7 +14,7 @@ from resolver import __version__
 from resolver.config import Settings
 from resolver.core import codec
 from resolver.core.errors import IdresError, PayloadTooLarge, ServiceUnavailable
-from resolver.http import handles
+from resolver.http import batch, handles
 from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS
 from resolver.lookup import Resolver
 
@@ -104,6 +104,7 @@ def build_app(
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(r"/api/handles/{handle:[\s\S]+}", handles.get_handle)
+    app.router.add_post("/api/resolve", batch.resolve_batch)
     if registry_routes is not None:
         registry_routes(app)
     app.router.add_get(r"/{handle:[\s\S]+}", handles.proxy)

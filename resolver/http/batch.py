@@ -1,0 +1,77 @@
+"""``POST /api/resolve``: many identifiers in one request, every one answered.
+
+Body: ``{"handles": ["88.100.7/A", ...]}`` or a bare array, as JSON or as msgpack
+(``Content-Type: application/msgpack``). The answer has the request's format:
+``{"responseCode": 1, "count": N, "results": [...]}`` where each result is exactly
+the body a single ``GET /api/handles/{id}`` would return (responseCode 1, 100, or
+102 for a malformed identifier), in request order. Cache hits are answered from
+their kept bytes; all misses go to the database in ONE query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+from aiohttp import web
+
+from resolver.core import codec
+from resolver.core.errors import BadRequest, IdresError
+from resolver.core.identifier import parse
+from resolver.http.body import MSGPACK, read_body
+from resolver.http.keys import RESOLVER, SETTINGS
+from resolver.lookup import Resolver
+
+MAX_BATCH = 10_000
+
+
+def decode_request(body: bytes, use_msgpack: bool) -> list[str]:
+    """The identifiers of a batch request.
+
+    :raises BadRequest: undecodable body, wrong shape, too many identifiers.
+    """
+    if use_msgpack:
+        try:
+            data: Any = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise BadRequest(f"the request body is not valid msgpack: {exc}") from None
+    else:
+        data = codec.parse_json(body)
+    if isinstance(data, dict):
+        data = data.get("handles")
+    if not isinstance(data, list) or not all(isinstance(h, str) for h in data):
+        raise BadRequest('send {"handles": ["PREFIX/SUFFIX", ...]} or a bare array of strings')
+    if len(data) > MAX_BATCH:
+        raise BadRequest(f"{len(data)} identifiers is over the limit of {MAX_BATCH} per request")
+    return data
+
+
+async def answers(resolver: Resolver, handles: list[str], use_msgpack: bool) -> list[bytes]:
+    """One encoded answer per requested identifier, in order (one query for all misses)."""
+    parsed: list[tuple[str, str | None, bytes | None]] = []
+    for h in handles:
+        try:
+            parsed.append((h, parse(h).key, None))
+        except IdresError as exc:
+            body = codec.answer(exc.response_code, h, message=exc.message)
+            parsed.append((h, None, msgpack.packb(body) if use_msgpack else orjson.dumps(body)))
+    found = await resolver.many([k for _, k, _ in parsed if k is not None])  # network op
+    encode = resolver.msgpack_answer if use_msgpack else resolver.json_answer
+    return [err if key is None else encode(h, *found[key]) for h, key, err in parsed]
+
+
+async def resolve_batch(request: web.Request) -> web.Response:
+    """Resolve many identifiers at once (see the module docstring)."""
+    use_msgpack = request.content_type in (MSGPACK, "application/x-msgpack")
+    body = await read_body(request, request.app[SETTINGS].max_body_bytes, msgpack_ok=True)
+    handles = decode_request(body, use_msgpack)
+    parts = await answers(request.app[RESOLVER], handles, use_msgpack)
+    if use_msgpack:
+        packer = msgpack.Packer()
+        out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),
+                        packer.pack("count"), packer.pack(len(parts)), packer.pack("results"),
+                        packer.pack_array_header(len(parts)), *parts])
+        return web.Response(body=out, content_type=MSGPACK)
+    out = b'{"responseCode":1,"count":%d,"results":[%s]}' % (len(parts), b",".join(parts))
+    return web.Response(body=out, content_type="application/json", charset="utf-8")
