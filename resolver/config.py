@@ -95,6 +95,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary-port", type=int,
                         help="port of the msgpack binary protocol (env IDRES_BINARY_PORT; "
                              "default 0 = off)")
+    parser.add_argument("--max-frame-bytes", type=int,
+                        help="largest binary-protocol frame (default 1 MiB)")
     parser.add_argument("--cache-entries", type=int,
                         help="answer cache bound, identifiers (default 1000000; 0 = off)")
     parser.add_argument("--cache-bytes", type=int,

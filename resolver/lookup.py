@@ -25,8 +25,8 @@ import orjson
 
 from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
-from resolver.core.errors import IdentifierNotFound
-from resolver.core.identifier import Identifier
+from resolver.core.errors import IdentifierNotFound, IdresError
+from resolver.core.identifier import Identifier, parse
 from resolver.store import Values, fetch_record, fetch_records
 
 
@@ -156,6 +156,22 @@ class Resolver:
         if values is None:
             raise IdentifierNotFound(f"handle {query.requested} not found")
         return codec.select(values, query.indexes, query.types)
+
+    async def answers(self, handles: Sequence[str], use_msgpack: bool) -> list[bytes]:
+        """One encoded answer per identifier text, in order: the single-GET body of each
+        (a malformed identifier gets its 102 answer). All misses in ONE query."""
+        parsed: list[tuple[str, str | None, bytes | None]] = []
+        encode = _packb if use_msgpack else orjson.dumps
+        for h in handles:
+            try:
+                parsed.append((h, parse(h).key, None))
+            except IdresError as exc:
+                parsed.append((h, None, encode(codec.answer(exc.response_code, h,
+                                                            message=exc.message))))
+        found = await self.many([k for _, k, _ in parsed if k is not None])  # network op
+        answer = self.msgpack_answer if use_msgpack else self.json_answer
+        return [err if key is None else answer(h, *found[key])  # type: ignore[misc]
+                for h, key, err in parsed]
 
     def json_answer(self, requested: str, values: Values | None, entry: Entry | None) -> bytes:
         """The Handle JSON answer for an unfiltered query, kept with the entry."""

@@ -22,6 +22,7 @@ from resolver.cache import AnswerCache
 from resolver.config import Settings
 from resolver.http.app import DATABASE_DOWN, build_app
 from resolver.http.fast import FastContext, FastHTTP
+from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
@@ -93,6 +94,13 @@ async def serve(settings: Settings) -> None:
                 lambda: FastHTTP(fast), settings.host, settings.port, ssl=tls, backlog=1024,
                 reuse_port=settings.workers > 1)
             sweeper = loop.create_task(_sweep(fast))
+            binary = None
+            if settings.binary_port:
+                bctx = BinaryContext(node.resolver, DATABASE_DOWN, settings.max_frame_bytes)
+                binary = await loop.create_server(
+                    lambda: BinaryProtocol(bctx), settings.host, settings.binary_port,
+                    backlog=1024, reuse_port=settings.workers > 1)
+                log.info("binary protocol on %s:%d", settings.host, settings.binary_port)
             scheme = "https" if tls else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
             if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -102,6 +110,10 @@ async def serve(settings: Settings) -> None:
             log.info("shutting down: finishing in-flight requests")
             server.close()
             sweeper.cancel()
+            if binary is not None:
+                binary.close()
+                for conn in list(bctx.connections):
+                    conn.close()
             await fast.drain(timeout=10)
         finally:
             await runner.cleanup()

@@ -13,15 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
-import orjson
 from aiohttp import web
 
 from resolver.core import codec
-from resolver.core.errors import BadRequest, IdresError
-from resolver.core.identifier import parse
+from resolver.core.errors import BadRequest
 from resolver.http.body import MSGPACK, read_body
 from resolver.http.keys import RESOLVER, SETTINGS
-from resolver.lookup import Resolver
 
 MAX_BATCH = 10_000
 
@@ -47,26 +44,12 @@ def decode_request(body: bytes, use_msgpack: bool) -> list[str]:
     return data
 
 
-async def answers(resolver: Resolver, handles: list[str], use_msgpack: bool) -> list[bytes]:
-    """One encoded answer per requested identifier, in order (one query for all misses)."""
-    parsed: list[tuple[str, str | None, bytes | None]] = []
-    for h in handles:
-        try:
-            parsed.append((h, parse(h).key, None))
-        except IdresError as exc:
-            body = codec.answer(exc.response_code, h, message=exc.message)
-            parsed.append((h, None, msgpack.packb(body) if use_msgpack else orjson.dumps(body)))
-    found = await resolver.many([k for _, k, _ in parsed if k is not None])  # network op
-    encode = resolver.msgpack_answer if use_msgpack else resolver.json_answer
-    return [err if key is None else encode(h, *found[key]) for h, key, err in parsed]
-
-
 async def resolve_batch(request: web.Request) -> web.Response:
     """Resolve many identifiers at once (see the module docstring)."""
     use_msgpack = request.content_type in (MSGPACK, "application/x-msgpack")
     body = await read_body(request, request.app[SETTINGS].max_body_bytes, msgpack_ok=True)
     handles = decode_request(body, use_msgpack)
-    parts = await answers(request.app[RESOLVER], handles, use_msgpack)
+    parts = await request.app[RESOLVER].answers(handles, use_msgpack)  # network op
     if use_msgpack:
         packer = msgpack.Packer()
         out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),
