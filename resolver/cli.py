@@ -59,6 +59,10 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.workers > 1:
+        from resolver.workers import supervise
+
+        return supervise(settings)
     from resolver.node import serve
 
     uvloop.run(serve(settings))

@@ -1,0 +1,105 @@
+"""``idres serve --workers N``: N server processes sharing the ports (SO_REUSEPORT).
+
+The supervisor prepares the database once (starts the embedded PostgreSQL when no
+DSN is given, applies migrations), then starts N workers with the DSN. The kernel
+spreads connections over the workers; each worker has its own cache, kept
+coherent by its own LISTEN connection. SIGTERM/SIGINT stop the workers gracefully;
+a worker that dies is restarted (at most 5 times a minute), then the database is
+stopped if the supervisor started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from resolver.config import Settings
+from resolver.pg.embedded import EmbeddedPostgres
+from resolver.pg.pool import _ensure_database, migrate_dsn, redact
+
+log = logging.getLogger("idres.workers")
+
+
+def worker_main(settings: Settings, level: str) -> None:
+    import uvloop
+
+    from resolver.node import serve
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: "
+                                            "%(message)s")
+    uvloop.run(serve(settings))
+
+
+def supervise(settings: Settings) -> int:
+    """Run the workers until a stop signal; returns the exit code."""
+    if settings.port == 0:
+        raise ValueError("--workers needs a fixed --port (not 0)")
+    embedded = None
+    dsn = settings.dsn
+    if not dsn:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        dsn = embedded.start()
+        asyncio.run(_ensure_database(dsn))
+    try:
+        applied = asyncio.run(migrate_dsn(dsn))
+        if applied:
+            log.info("schema migrated: %s", ", ".join(applied))
+        log.info("database: %s; starting %d workers", redact(dsn), settings.workers)
+        return _run(dataclasses.replace(settings, dsn=dsn))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run(settings: Settings) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    level = logging.getLevelName(logging.getLogger().level)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def start() -> BaseProcess:
+        p = ctx.Process(target=worker_main, args=(settings, level), daemon=False)
+        p.start()
+        return p
+
+    workers = [start() for _ in range(settings.workers)]
+    restarts: list[float] = []
+    code = 0
+    while not stopping:
+        time.sleep(0.2)
+        for i, p in enumerate(workers):
+            if p.exitcode is None or stopping:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > 5:
+                log.error("workers keep dying (last exit code %s): stopping", p.exitcode)
+                stopping, code = True, 1
+                break
+            log.warning("worker %d exited with %s: restarting it", p.pid, p.exitcode)
+            workers[i] = start()
+    log.info("stopping %d workers", len(workers))
+    for p in workers:
+        if p.exitcode is None and p.pid is not None:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in workers:
+        p.join(timeout=20)
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+    return code
