@@ -1,0 +1,64 @@
+"""A deterministic, realistic data set: identifier i always has the same record.
+
+Identifiers spread over eight enterprise prefixes under two secondary nodes; the
+suffix kind (order, batch, asset, device) follows i; each record has 2-6 values and
+encodes to 200-600 bytes of Handle JSON. ``wrk`` scripts rebuild identifier i from
+the same two tables (see ``lua_tables``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+PREFIXES = ["88.100.1", "88.100.2", "88.100.3", "88.100.4",
+            "88.200.1", "88.200.2", "88.200.3", "88.200.4"]
+KINDS = ["ORDER", "BATCH", "ASSET", "DEV"]
+
+_TYPES = {
+    "ORDER": [("order.product", "gearbox GX-{n}"), ("order.quantity", "{q}"),
+              ("order.status", "released"), ("order.line", "LINE-{l}"),
+              ("order.customer", "88.100.9/CUST-{c}")],
+    "BATCH": [("batch.material", "stainless steel 30{l}"), ("batch.supplier", "88.200.9/SUP-{c}"),
+              ("batch.weight_kg", "{q}"), ("batch.produced", "2026-0{l}-1{l}T08:00:00Z"),
+              ("batch.certificate", "CERT-{n}-{c}")],
+    "ASSET": [("asset.finance_code", "FA-2026-{n}"), ("asset.equipment_code", "EQ-CNC-{c}"),
+              ("asset.resource_code", "RES-LINE{l}-CELL{q}"), ("asset.location", "plant {l}"),
+              ("asset.vendor", "88.200.9/VEND-{c}")],
+    "DEV": [("device.kind", "smoke detector"), ("device.model", "SD-{c}"),
+            ("device.location", "88.100.7/BLDG-{l}-UNIT-{q}"), ("device.firmware", "3.{l}.{c}"),
+            ("device.installed", "2026-0{l}-0{l}")],
+}
+
+
+def identifier(i: int) -> str:
+    return f"{PREFIXES[i % len(PREFIXES)]}/{KINDS[i % len(KINDS)]}-{i:07d}"
+
+
+def values(i: int) -> list[dict[str, Any]]:
+    rnd = random.Random(i)
+    kind = KINDS[i % len(KINDS)]
+    count = 2 + rnd.randrange(5)                      # 2..6 values
+    out: list[dict[str, Any]] = [{"index": 1, "type": "URL",
+                                  "data": f"https://{kind.lower()}.example.com/{identifier(i)}"}]
+    fill = {"n": f"{i:07d}", "q": str(rnd.randrange(1, 5000)), "l": str(rnd.randrange(1, 9)),
+            "c": str(rnd.randrange(100, 999))}
+    for idx, (t, fmt) in enumerate(_TYPES[kind][:count - 1], start=2):
+        out.append({"index": idx, "type": t, "data": fmt.format(**fill), "ttl": 86400})
+    return out
+
+
+def records(start: int, stop: int) -> Iterator[dict[str, Any]]:
+    for i in range(start, stop):
+        yield {"handle": identifier(i), "values": values(i)}
+
+
+def lua_tables() -> str:
+    """The two tables a wrk script needs to rebuild ``identifier(i)``."""
+    prefixes = ", ".join(f'"{p}"' for p in PREFIXES)
+    kinds = ", ".join(f'"{k}"' for k in KINDS)
+    return (f"prefixes = {{{prefixes}}}\nkinds = {{{kinds}}}\n"
+            "function ident(i)\n"
+            "  return prefixes[(i % #prefixes) + 1] .. '/' .. kinds[(i % #kinds) + 1] .. '-' "
+            ".. string.format('%07d', i)\nend\n")

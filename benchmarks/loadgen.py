@@ -1,0 +1,210 @@
+"""Load generators written in Python, for what wrk cannot do: bulk loading, the raw
+asyncpg reference, the pipelined binary protocol, the mixed read/write workload.
+
+Each runs in its own process (``python -m benchmarks.loadgen KIND JSON-ARGS``) so
+that run.py can pin it to a core, and prints one JSON line of results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import uvloop
+
+from benchmarks import dataset
+from resolver.protocol.frames import encode_request
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50_ms": 0.0, "p99_ms": 0.0}
+    s = sorted(samples)
+    return {"p50_ms": s[len(s) // 2] * 1000, "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
+
+
+async def bulk(a: dict[str, Any]) -> dict[str, Any]:
+    """Register identifiers 0..n through POST /api/bulk, ``concurrency`` requests at a time."""
+    n, per, url = a["n"], a["batch"], a["url"] + "/api/bulk"
+    headers = {"Authorization": f"Bearer {a['token']}", "Content-Type": "application/json"}
+    queue = list(range(0, n, per))
+    server_seconds = 0.0
+    sizes: list[int] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal server_seconds
+        while queue:
+            start = queue.pop(0)
+            recs = list(dataset.records(start, min(n, start + per)))
+            sizes.extend(len(orjson.dumps(r["values"])) for r in recs[:20])
+            async with session.post(url, data=orjson.dumps(recs), headers=headers) as r:
+                body = await r.json()
+                if r.status != 201:
+                    raise RuntimeError(f"bulk failed: {r.status} {body}")
+                server_seconds += body["seconds"]
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(a["concurrency"])))
+    elapsed = time.perf_counter() - started
+    return {"identifiers": n, "seconds": elapsed, "per_second": n / elapsed,
+            "server_transaction_seconds": server_seconds,
+            "record_bytes_min": min(sizes), "record_bytes_max": max(sizes)}
+
+
+async def asyncpg_ref(a: dict[str, Any]) -> dict[str, Any]:
+    """The reference for uncached resolution: raw primary-key lookups, random keys."""
+    pool = await asyncpg.create_pool(a["dsn"], min_size=a["pool"], max_size=a["pool"])
+    n, deadline = a["n"], time.perf_counter() + a["duration"]
+    count, lat = 0, []
+    query = 'SELECT "values" FROM handles WHERE handle = $1'
+
+    async def worker() -> None:
+        nonlocal count
+        rnd = random.Random()
+        while time.perf_counter() < deadline:
+            key = dataset.identifier(rnd.randrange(n))
+            t = time.perf_counter()
+            row = await pool.fetchval(query, key)
+            lat.append(time.perf_counter() - t)
+            if row is None:
+                raise RuntimeError(f"{key} missing")
+            count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(a["concurrency"])))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return {"per_second": count / elapsed, **percentiles(lat)}
+
+
+class _Pipelined(asyncio.Protocol):
+    """Keeps ``depth`` frames in flight; counts answers by their length prefix only."""
+
+    def __init__(self, frames: list[bytes], depth: int) -> None:
+        self.frames, self.depth, self.pos = frames, depth, 0
+        self.buf = b""
+        self.answers = 0
+        self.errors = 0
+        self.transport: Any = None
+        self.stop = False
+
+    def _send(self, k: int) -> None:
+        out = []
+        for _ in range(k):
+            out.append(self.frames[self.pos])
+            self.pos = (self.pos + 1) % len(self.frames)
+        self.transport.write(b"".join(out))
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._send(self.depth)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        pos, got = 0, 0
+        while len(buf) - pos >= 4:
+            size = int.from_bytes(buf[pos:pos + 4], "big")
+            if len(buf) - pos - 4 < size:
+                break
+            got += 1
+            pos += 4 + size
+        self.buf = buf[pos:]
+        self.answers += got
+        if got and not self.stop:
+            self._send(got)
+
+
+async def binary(a: dict[str, Any]) -> dict[str, Any]:
+    """Resolutions/s over the binary protocol: ``conns`` connections, ``depth`` in flight."""
+    ids = [dataset.identifier(i) for i in a["ids"]]
+    if a.get("batch"):
+        size = a["batch"]
+        frames = [encode_request(i, 2, ids[j:j + size]) for i, j in
+                  enumerate(range(0, len(ids) - size + 1, size))]
+    else:
+        frames = [encode_request(i, 1, h) for i, h in enumerate(ids)]
+    loop = asyncio.get_running_loop()
+    protos = []
+    for _ in range(a["conns"]):
+        _, p = await loop.create_connection(lambda: _Pipelined(frames, a["depth"]),
+                                            a["host"], a["port"])
+        protos.append(p)
+    await asyncio.sleep(0.5)                          # warm-up
+    before = sum(p.answers for p in protos)
+    started = time.perf_counter()
+    await asyncio.sleep(a["duration"])
+    done = sum(p.answers for p in protos) - before
+    elapsed = time.perf_counter() - started
+    for p in protos:
+        p.stop = True
+        p.transport.close()
+    per = a.get("batch") or 1
+    return {"frames_per_second": done / elapsed, "per_second": done * per / elapsed}
+
+
+async def mixed(a: dict[str, Any]) -> dict[str, Any]:
+    """95% resolutions, 5% updates; a read is stale if it shows a version older than the
+    newest one whose update was acknowledged before the read was sent."""
+    url, hot = a["url"], [dataset.identifier(i) for i in range(a["hot"])]
+    headers = {"Authorization": f"Bearer {a['token']}"}
+    acked: dict[str, int] = {h: 0 for h in hot}
+    counter = {h: 0 for h in hot}
+    stats = {"reads": 0, "writes": 0, "stale": 0, "errors": 0}
+    lat: list[float] = []
+    deadline = time.perf_counter() + a["duration"]
+
+    async def worker(session: aiohttp.ClientSession, rnd: random.Random) -> None:
+        while time.perf_counter() < deadline:
+            h = rnd.choice(hot)
+            t = time.perf_counter()
+            if rnd.random() < 0.05:
+                counter[h] += 1
+                version = counter[h]
+                body = [{"index": 90, "type": "bench.version", "data": str(version)}]
+                async with session.put(f"{url}/api/handles/{h}?index=90", json=body,
+                                       headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        stats["errors"] += 1
+                        continue
+                acked[h] = max(acked[h], version)
+                stats["writes"] += 1
+            else:
+                floor = acked[h]
+                async with session.get(f"{url}/api/handles/{h}?index=90") as r:
+                    data = await r.json(content_type=None)
+                if r.status != 200:
+                    stats["errors"] += 1
+                    continue
+                seen = int(data["values"][0]["data"]["value"]) if data["values"] else 0
+                if seen < floor:
+                    stats["stale"] += 1
+                stats["reads"] += 1
+            lat.append(time.perf_counter() - t)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        for h in hot:   # version 0 everywhere first
+            async with session.put(f"{url}/api/handles/{h}?index=90", headers=headers,
+                                   json=[{"index": 90, "type": "bench.version", "data": "0"}]):
+                pass
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session, random.Random(k))
+                               for k in range(a["concurrency"])))
+        elapsed = time.perf_counter() - started
+    return {**stats, "per_second": (stats["reads"] + stats["writes"]) / elapsed,
+            **percentiles(lat)}
+
+
+KINDS = {"bulk": bulk, "asyncpg": asyncpg_ref, "binary": binary, "mixed": mixed}
+
+if __name__ == "__main__":
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps(uvloop.run(KINDS[kind](args))))

@@ -1,0 +1,287 @@
+"""Run every benchmark scenario against idres and its reference, in one run.
+
+    python -m benchmarks.run                    # 1,000,000 identifiers, ~5 minutes
+    python -m benchmarks.run --identifiers 100000 --duration 3     # a quick look
+
+Servers (idres, nginx, the asyncpg reference) are pinned to core 0, load
+generators (wrk, the Python ones) to core 1. Results go to benchmarks/results/ as
+JSON and as a table; ratios compare numbers taken minutes apart on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from benchmarks import dataset
+from resolver.pg.embedded import EmbeddedPostgres
+from resolver.pg.pool import _ensure_database, migrate_dsn
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PIN = len(os.sched_getaffinity(0)) >= 2
+
+
+def pinned(core: int, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *cmd] if PIN and shutil.which("taskset") else cmd
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def need(tool: str, package: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {package} (Debian package)…", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL)
+        return need(tool, package)
+    sys.exit(f"{tool} is needed: apt-get install {package}")
+
+
+class Idres:
+    def __init__(self, dsn: str, *extra: str) -> None:
+        self.port, self.binary_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(tempfile.mktemp(prefix="idres-bench-"), "w")
+        env = {**os.environ, "IDRES_DSN": dsn}
+        self.proc = subprocess.Popen(pinned(0, [
+            sys.executable, "-m", "resolver.cli", "serve", "--port", str(self.port),
+            "--binary-port", str(self.binary_port), "--pool-max", "16", *extra]),
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        for _ in range(300):
+            try:
+                requests.get(self.url + "/", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("idres did not start")
+
+    def rss_bytes(self) -> int:
+        pid = self.proc.pid
+        # taskset execs the server, so the pid is the server's
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+def wrk(url: str, script: str, duration: int, connections: int = 64) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(pinned(1, [need("wrk", "wrk"), "-t1", f"-c{connections}",
+                                    f"-d{duration}s", "--latency", "-s", f.name, url]),
+                         capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        if not m:
+            return 0.0
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50_ms": ms("50%"), "p99_ms": ms("99%"),
+            "errors": (int(errors.group(1)) if errors else 0)
+            + (sum(int(x) for x in sock.groups()) if sock else 0)}
+
+
+def loadgen(kind: str, core: int, **args: Any) -> dict[str, Any]:
+    out = subprocess.run(pinned(core, [sys.executable, "-m", "benchmarks.loadgen", kind,
+                                       json.dumps(args)]),
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen {kind} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def nginx(body: bytes, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    conf = (HERE / "reference" / "nginx.conf").read_text()
+    text = body.decode().replace("\\", "\\\\").replace("'", "\\'")
+    conf = conf.replace("{dir}", str(workdir)).replace("{port}", str(port)).replace("{body}", text)
+    (workdir / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen(pinned(0, [need("nginx", "nginx-light"), "-p", str(workdir),
+                                       "-c", str(workdir / "nginx.conf")]))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url + "/x", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    return proc, url
+
+
+def lua_get(n: int, span: int) -> str:
+    """wrk: GET identifier i for i cycling through 0..span-1 (random when span == n)."""
+    pick = "math.random(0, n - 1)" if span >= n else "counter % span"
+    return dataset.lua_tables() + f"""
+n = {n}
+span = {span}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/handles/" .. ident({pick}))
+end
+"""
+
+
+def lua_batch(ids: list[str]) -> str:
+    body = json.dumps({"handles": ids}).replace("'", "\\'")
+    return (f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
+            "wrk.headers['Content-Type'] = 'application/json'\n")
+
+
+def scenario(results: dict[str, Any], name: str, idres: dict[str, Any],
+             ref: dict[str, Any] | None, ref_name: str, unit: str) -> None:
+    ratio = idres["per_second"] / ref["per_second"] if ref else None
+    results[name] = {"idres": idres, "reference": ref, "reference_name": ref_name,
+                     "ratio": ratio, "unit": unit}
+    shown = f"{ratio:.2f}x {ref_name}" if ratio else "-"
+    print(f"  {name:<34} {idres['per_second']:>12,.0f} {unit:<14} {shown}", flush=True)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| scenario | idres | reference | ratio | idres p50 / p99 ms | errors |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if not isinstance(r, dict) or "idres" not in r:
+            continue
+        i, ref = r["idres"], r["reference"]
+        lat = f"{i['p50_ms']:.2f} / {i['p99_ms']:.2f}" if "p99_ms" in i else "-"
+        refs = f"{ref['per_second']:,.0f} ({r['reference_name']})" if ref else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        lines.append(f"| {name} | {i['per_second']:,.0f} {r['unit']} | {refs} | {ratio} | {lat} "
+                     f"| {i.get('errors', 0) + i.get('stale', 0)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--identifiers", type=int, default=1_000_000)
+    p.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args()
+    n, d = args.identifiers, args.duration
+    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
+    work.chmod(0o711)
+    results: dict[str, Any] = {"identifiers": n, "pinned": PIN, "cores": os.cpu_count(),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    pg = EmbeddedPostgres(work / "data")
+    dsn = pg.start()
+    servers: list[Idres] = []
+    try:
+        asyncio.run(_ensure_database(dsn))
+        asyncio.run(migrate_dsn(dsn))
+        env = {**os.environ, "IDRES_DSN": dsn}
+        token = json.loads(subprocess.run(
+            [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
+             "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
+        )["token"]
+        main_srv = Idres(dsn)
+        servers.append(main_srv)
+        print(f"loading {n:,} identifiers through POST /api/bulk…", flush=True)
+        results["bulk_registration"] = loadgen("bulk", 1, url=main_srv.url, token=token, n=n,
+                                               batch=10_000, concurrency=2)
+        b = results["bulk_registration"]
+        print(f"  bulk registration: {b['per_second']:,.0f} identifiers/s "
+              f"({b['record_bytes_min']}-{b['record_bytes_max']} bytes per record)", flush=True)
+        run_scenarios(results, dsn, token, main_srv, servers, work, n, d)
+    finally:
+        for s in servers:
+            s.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"run-{stamp}.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (args.out / f"run-{stamp}.md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"\nresults: {args.out}/run-{stamp}.json")
+
+
+def run_scenarios(results: dict[str, Any], dsn: str, token: str, srv: Idres,
+                  servers: list[Idres], work: Path, n: int, d: int) -> None:
+    hot = [dataset.identifier(i) for i in range(1000)]
+    requests.post(srv.url + "/api/resolve", json={"handles": hot})        # warm the cache
+    body = requests.get(f"{srv.url}/api/handles/{hot[0]}").content
+    ng, ng_url = nginx(body, work)
+    try:
+        wrk(ng_url, lua_get(n, 1000), 1)                                  # warm-ups
+        wrk(srv.url, lua_get(n, 1000), 1)
+        rounds = [(wrk(ng_url, lua_get(n, 1000), d), wrk(srv.url, lua_get(n, 1000), d))
+                  for _ in range(2)]
+    finally:
+        ng.terminate()
+        ng.wait()
+    ref = max((r[0] for r in rounds), key=lambda x: x["per_second"])
+    got = max((r[1] for r in rounds), key=lambda x: x["per_second"])
+    results["cached_get_rounds"] = rounds
+    scenario(results, "a. cached GET (64 conns)", got, ref, "nginx return 200", "req/s")
+
+    cold = Idres(dsn, "--cache-entries", "0")
+    servers.append(cold)
+    ref = loadgen("asyncpg", 0, dsn=dsn, n=n, duration=d, concurrency=64, pool=16)
+    got = wrk(cold.url, lua_get(n, n), d)
+    scenario(results, "b. uncached GET (random of all)", got, ref, "raw asyncpg lookups", "req/s")
+
+    ids = hot[:1000]
+    got = wrk(srv.url + "/api/resolve", lua_batch(ids), d, connections=8)
+    got = {**got, "per_second": got["per_second"] * len(ids)}
+    scenario(results, "c1. batch HTTP (1000 per request)", got, None, "", "ids/s")
+    got = loadgen("binary", 1, host="127.0.0.1", port=srv.binary_port, ids=list(range(1000)),
+                  duration=d, conns=4, depth=256)
+    scenario(results, "c2. binary protocol, single ops", got, None, "", "resolutions/s")
+    got = loadgen("binary", 1, host="127.0.0.1", port=srv.binary_port, ids=list(range(1000)),
+                  duration=d, conns=2, depth=8, batch=100)
+    scenario(results, "c3. binary protocol, batch of 100", got, None, "", "resolutions/s")
+
+    got = loadgen("mixed", 1, url=srv.url, token=token, hot=500, duration=d, concurrency=32)
+    scenario(results, "d. mixed 95% GET / 5% PUT", got, None, "", "ops/s")
+    print(f"     stale answers: {got['stale']}, errors: {got['errors']}", flush=True)
+
+    before = srv.rss_bytes()
+    warm = 200_000 if n >= 200_000 else n
+    for start in range(0, warm, 10_000):
+        requests.post(srv.url + "/api/resolve", json={"handles": [
+            dataset.identifier(i) for i in range(start, min(warm, start + 10_000))]})
+    after = srv.rss_bytes()
+    entries = next(float(line.split()[-1]) for line in requests.get(srv.url + "/metrics")
+                   .text.splitlines() if line.startswith("idres_cache_entries "))
+    results["memory"] = {"rss_before_bytes": before, "rss_after_bytes": after,
+                         "cached_identifiers": entries,
+                         "bytes_per_cached_identifier": (after - before) / max(1, warm)}
+    print(f"  memory: {(after - before) / max(1, warm):,.0f} bytes per cached identifier, "
+          f"RSS {after / 2**20:,.0f} MiB with {entries:,.0f} cached", flush=True)
+
+
+if __name__ == "__main__":
+    main()
