@@ -20,7 +20,7 @@ import asyncpg
 
 from registry import secrets
 from registry.permissions import Principal
-from registry.store import audit, notify
+from registry.store import INSERT_RECORD, audit, notify
 from resolver.core import codec
 from resolver.core.errors import (
     AuthenticationFailed,
@@ -93,11 +93,8 @@ async def create_operator(
             )
         except asyncpg.UniqueViolationError:
             raise OperatorExists(f"an operator named {name!r} or with identity {identity} exists") from None
-        inserted = await conn.fetchval(
-            """INSERT INTO handles (handle, prefix, "values") VALUES ($1, $2, $3)
-               ON CONFLICT DO NOTHING RETURNING true""",
-            handle, handle.partition("/")[0], stored,
-        )
+        inserted = await conn.fetchval(INSERT_RECORD, handle, handle.partition("/")[0], stored,
+                                       codec.public_json(stored))
         if not inserted:
             raise IdentifierExists(f"the identity handle {handle} already exists")
         await conn.execute(

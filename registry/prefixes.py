@@ -16,6 +16,10 @@ from registry.store import audit, owners_of
 from resolver.core.errors import InsufficientPermissions, PrefixExists
 from resolver.core.identifier import Prefix
 
+COUNT_UNDER = "SELECT count(*) FROM handles WHERE handle >= $1 AND handle < $2"
+LIST_UNDER = """SELECT handle FROM handles WHERE handle >= $1 AND handle < $2
+                ORDER BY handle LIMIT $3 OFFSET $4"""
+
 
 async def create_prefix(
     conn: asyncpg.Connection, actor: Principal, prefix: Prefix, owner: str
@@ -64,11 +68,10 @@ async def list_handles(
     conn: asyncpg.Connection, prefix: Prefix, page: int, page_size: int
 ) -> tuple[int, list[str]]:
     """(total count, one page of identifiers) directly under ``prefix``, in key order."""
-    total = await conn.fetchval("SELECT count(*) FROM handles WHERE prefix = $1", prefix.text)
+    # every key of P lies in ['P/', 'P0'): '0' follows '/' in byte order (column COLLATE "C")
+    low, high = prefix.text + "/", prefix.text + "0"
+    total = await conn.fetchval(COUNT_UNDER, low, high)
     if page_size == 0:
         return total, []
-    rows = await conn.fetch(
-        "SELECT handle FROM handles WHERE prefix = $1 ORDER BY handle LIMIT $2 OFFSET $3",
-        prefix.text, page_size, page * page_size,
-    )
+    rows = await conn.fetch(LIST_UNDER, low, high, page_size, page * page_size)
     return total, [r["handle"] for r in rows]

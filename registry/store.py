@@ -32,6 +32,11 @@ from resolver.core.record import HandleValue, check_record
 
 Stored = dict[str, Any]
 
+INSERT_RECORD = """INSERT INTO handles (handle, prefix, "values", public_json) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (handle) DO NOTHING RETURNING true"""
+UPDATE_RECORD = """UPDATE handles SET "values" = $2, public_json = $3, updated_at = now()
+                   WHERE handle = $1"""
+
 
 @dataclass(frozen=True)
 class Db:
@@ -134,9 +139,7 @@ async def put_record(
         before = await _locked_values(conn, ident.key)
         if before is None:
             inserted = await conn.fetchval(
-                """INSERT INTO handles (handle, prefix, "values") VALUES ($1, $2, $3)
-                   ON CONFLICT (handle) DO NOTHING RETURNING true""",
-                ident.key, ident.prefix.text, after,
+                INSERT_RECORD, ident.key, ident.prefix.text, after, codec.public_json(after)
             )
             if not inserted:  # created concurrently since our SELECT
                 if not overwrite:
@@ -145,10 +148,7 @@ async def put_record(
         elif not overwrite:
             raise IdentifierExists(f"handle {ident.key} already exists")
         if before is not None:
-            await conn.execute(
-                'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
-                ident.key, after,
-            )
+            await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
         await audit(conn, principal, "create" if before is None else "replace",
                     handle=ident.key, prefix=ident.prefix.text, before=before, after=after)
         await notify(conn, [ident.key])
@@ -176,10 +176,7 @@ async def put_values(
             raise ValueExists(f"handle {ident.key} already has values at index {taken}")
         after = [new.pop(b["index"], b) for b in before] + list(new.values())
         check_record([codec.from_stored(v) for v in after])
-        await conn.execute(
-            'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
-            ident.key, after,
-        )
+        await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
         await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
                     before=before, after=after)
         await notify(conn, [ident.key])
@@ -208,10 +205,7 @@ async def delete(
             if missing:
                 raise ValuesNotFound(f"handle {ident.key} has no values at index {missing}")
             after = [v for v in before if v["index"] not in indexes]
-            await conn.execute(
-                'UPDATE handles SET "values" = $2, updated_at = now() WHERE handle = $1',
-                ident.key, after,
-            )
+            await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
             action = "remove_values"
         await audit(conn, principal, action, handle=ident.key, prefix=ident.prefix.text,
                     before=before, after=after)
@@ -232,11 +226,13 @@ async def bulk_put(
         naming some of them.
     """
     prefixes = {ident.prefix for ident, _ in records}
-    rows = [(ident.key, ident.prefix.text, [codec.to_stored(v) for v in values])
-            for ident, values in records]
+    rows = []
+    for ident, values in records:
+        stored = [codec.to_stored(v) for v in values]
+        rows.append((ident.key, ident.prefix.text, stored, codec.public_json(stored)))
     actor_id = principal.operator_id or None
     try:
-        async with write_transaction(db, [k for k, _, _ in rows]) as conn:
+        async with write_transaction(db, [r[0] for r in rows]) as conn:
             if not principal.is_admin:
                 owners = await owners_of(conn, prefixes)
                 denied = sorted(p.text for p in prefixes
@@ -246,24 +242,24 @@ async def bulk_put(
                         f"operator {principal.name!r} may not write under prefix "
                         f"{', '.join(denied[:10])}: it owns neither that prefix nor an ancestor"
                     )
-                await check_identities(conn, principal, [k for k, _, _ in rows])
+                await check_identities(conn, principal, [r[0] for r in rows])
             if not overwrite:
                 await conn.copy_records_to_table(
-                    "handles", records=rows, columns=["handle", "prefix", "values"]
+                    "handles", records=rows, columns=["handle", "prefix", "values", "public_json"]
                 )
                 await conn.copy_records_to_table(
                     "audit",
-                    records=[(actor_id, principal.name, "create", k, p, v) for k, p, v in rows],
+                    records=[(actor_id, principal.name, "create", k, p, v) for k, p, v, _ in rows],
                     columns=["operator_id", "actor", "action", "handle", "prefix", "after"],
                 )
                 created, replaced = len(rows), 0
             else:
                 await conn.execute(
-                    'CREATE TEMP TABLE _bulk (handle text PRIMARY KEY, prefix text, "values" jsonb)'
-                    " ON COMMIT DROP"
+                    'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
+                    ' "values" jsonb, public_json bytea) ON COMMIT DROP'
                 )
                 await conn.copy_records_to_table(
-                    "_bulk", records=rows, columns=["handle", "prefix", "values"]
+                    "_bulk", records=rows, columns=["handle", "prefix", "values", "public_json"]
                 )
                 await conn.execute(
                     "SELECT 1 FROM handles h JOIN _bulk b USING (handle) FOR UPDATE OF h"
@@ -279,17 +275,18 @@ async def bulk_put(
                     actor_id, principal.name,
                 )
                 await conn.execute(
-                    """INSERT INTO handles (handle, prefix, "values")
-                       SELECT handle, prefix, "values" FROM _bulk
+                    """INSERT INTO handles (handle, prefix, "values", public_json)
+                       SELECT handle, prefix, "values", public_json FROM _bulk
                        ON CONFLICT (handle) DO UPDATE
-                       SET "values" = EXCLUDED."values", updated_at = now()"""
+                       SET "values" = EXCLUDED."values", public_json = EXCLUDED.public_json,
+                           updated_at = now()"""
                 )
                 created = len(rows) - replaced
-            await notify(conn, (k for k, _, _ in rows))
+            await notify(conn, (r[0] for r in rows))
     except asyncpg.UniqueViolationError:
         existing = await db.pool.fetch(
             "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",
-            [k for k, _, _ in rows],
+            [r[0] for r in rows],
         )
         names = ", ".join(r["handle"] for r in existing)
         raise IdentifierExists(

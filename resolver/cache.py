@@ -36,7 +36,7 @@ ENTRY_OVERHEAD = 400  # bytes: the Entry, its dict slots and the key, roughly
 @dataclass(slots=True, eq=False)
 class Entry:
     key: str
-    values: list[dict[str, Any]] | None  # None: the identifier does not exist
+    public: bytes | None  # the public values, output-form JSON; None: does not exist
     expires: float
     size: int
     renders: dict[Any, bytes] = field(default_factory=dict)
@@ -97,22 +97,23 @@ class AnswerCache:
         self.expirations += 1
         return None
 
-    def put(self, key: str, values: list[dict[str, Any]] | None, size_hint: int) -> Entry | None:
-        """Remember ``values`` (public only) for ``key``; None when not cacheable."""
+    def put(self, key: str, public: bytes | None, ttl: float | None) -> Entry | None:
+        """Remember what anonymous clients see of ``key`` (None: it does not exist) for
+        ``ttl`` seconds (capped by ``max_ttl``; None: no value has a TTL); returns the
+        entry, or None when not cacheable."""
         if not self.enabled:
             return None
-        if values is None:
+        if public is None:
             ttl = self.negative_ttl
-        elif values:
-            ttl = min(self.max_ttl, min(v["ttl"] for v in values))
         else:
-            ttl = self.max_ttl
+            ttl = self.max_ttl if ttl is None else min(self.max_ttl, ttl)
         if ttl <= 0:
             return None
         old = self._by_key.get(key)
         if old is not None:
             self._drop(old)
-        entry = Entry(key, values, self.clock() + ttl, size_hint + ENTRY_OVERHEAD)
+        size = len(key) + (len(public) if public else 0) + ENTRY_OVERHEAD
+        entry = Entry(key, public, self.clock() + ttl, size)
         self._by_key[key] = entry
         self.bytes += entry.size
         self._make_room()

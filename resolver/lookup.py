@@ -1,7 +1,8 @@
 """The resolution path: cache → coalesce → store → cache.put.
 
-:class:`Resolver` is one per process. ``public(key)`` answers the values an
-anonymous client may see (or None: not found) for a normalised identifier key:
+:class:`Resolver` is one per process. ``public(key)`` answers what an anonymous
+client may see of a normalised identifier key, as the output-form JSON bytes
+stored with the record (``handles.public_json``), or None when it does not exist:
 
 1. a live cache entry answers at once (no I/O);
 2. otherwise, if a query for the same key is already in flight, wait for it
@@ -10,12 +11,15 @@ anonymous client may see (or None: not found) for a normalised identifier key:
    unless the key was invalidated while the query was in flight: then the result
    is returned to its waiters but not kept, so a write that committed during the
    query can never be hidden by a stale entry.
+
+Nothing on this path decodes JSON: answers are spliced from the stored bytes.
+Filtered or authenticated reads (rare) decode.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,9 @@ from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
 from resolver.core.errors import IdentifierNotFound, IdresError
 from resolver.core.identifier import Identifier, parse
-from resolver.store import Values, fetch_record, fetch_records
+from resolver.store import fetch_public, fetch_publics, fetch_record
+
+Found = tuple[bytes | None, Entry | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +58,13 @@ def _packb(obj: Any) -> bytes:
     return data
 
 
-def _size(values: Values | None) -> int:
-    if not values:
-        return 64
-    return sum(96 + len(str(v["data"]["value"])) + len(v["type"]) for v in values)
-
-
 class Resolver:
     """Cached, coalesced resolution for one process (see module docstring)."""
 
     def __init__(self, pool: asyncpg.Pool, cache: AnswerCache) -> None:
         self.pool = pool
         self.cache = cache
-        self._flights: dict[str, asyncio.Future[Values | None]] = {}
+        self._flights: dict[str, asyncio.Future[bytes | None]] = {}
         self._tainted: set[str] = set()
         self.queries = 0  # database round trips made for resolution
 
@@ -75,21 +75,20 @@ class Resolver:
             if key in self._flights:
                 self._tainted.add(key)
 
-    async def public(self, key: str) -> tuple[Values | None, Entry | None]:
-        """(public values or None if not found, the cache entry if one holds them)."""
+    async def public(self, key: str) -> Found:
+        """(public JSON bytes or None if not found, the cache entry holding them if any)."""
         entry = self.cache.get(key)
         if entry is not None:
-            return entry.values, entry
+            return entry.public, entry
         flight = self._flights.get(key)
         if flight is not None:
-            values = await asyncio.shield(flight)
-            return values, None
-        found = await self._fetch([key], lambda: self._one(key))
+            return await asyncio.shield(flight), None
+        found = await self._fetch([key], self._one)
         return found[key]
 
-    async def many(self, keys: Sequence[str]) -> dict[str, tuple[Values | None, Entry | None]]:
+    async def many(self, keys: Sequence[str]) -> dict[str, Found]:
         """``public`` for many keys: hits from the cache, every miss in ONE query."""
-        out: dict[str, tuple[Values | None, Entry | None]] = {}
+        out: dict[str, Found] = {}
         todo: list[str] = []
         waits: list[str] = []
         for key in keys:
@@ -97,30 +96,32 @@ class Resolver:
                 continue
             entry = self.cache.get(key)
             if entry is not None:
-                out[key] = (entry.values, entry)
+                out[key] = (entry.public, entry)
             elif key in self._flights:
                 waits.append(key)
             else:
                 out[key] = (None, None)  # placeholder, replaced below
                 todo.append(key)
         if todo:
-            out.update(await self._fetch(todo, lambda: fetch_records(self.pool, todo)))
+            out.update(await self._fetch(todo, fetch_publics))
         for key in waits:
-            out[key] = (await asyncio.shield(self._flights[key]), None) \
-                if key in self._flights else await self.public(key)
+            flight = self._flights.get(key)
+            out[key] = (await asyncio.shield(flight), None) if flight else await self.public(key)
         return out
 
-    async def _one(self, key: str) -> dict[str, Values]:
-        stored = await fetch_record(self.pool, key)  # network op
-        return {} if stored is None else {key: stored}
+    async def _one(self, pool: asyncpg.Pool, keys: list[str]) -> dict[str, bytes]:
+        public = await fetch_public(pool, keys[0])  # network op
+        return {} if public is None else {keys[0]: public}
 
-    async def _fetch(self, keys: list[str], query: Any) -> dict[str, tuple[Values | None, Entry | None]]:
+    async def _fetch(self, keys: list[str],
+                     query: Callable[[asyncpg.Pool, list[str]], Awaitable[dict[str, bytes]]],
+                     ) -> dict[str, Found]:
         loop = asyncio.get_running_loop()
         flights = {k: loop.create_future() for k in keys}
         self._flights.update(flights)
         try:
             self.queries += 1
-            stored: dict[str, Values] = await query()  # network op
+            found = await query(self.pool, keys)  # network op
         except BaseException as exc:
             for fut in flights.values():
                 fut.set_exception(exc)
@@ -131,17 +132,19 @@ class Resolver:
                 del self._flights[k]
             tainted = self._tainted.intersection(keys)
             self._tainted.difference_update(tainted)
-        out: dict[str, tuple[Values | None, Entry | None]] = {}
+        out: dict[str, Found] = {}
         for key in keys:
-            raw = stored.get(key)
-            values = None if raw is None else codec.visible(raw)
-            entry = None if key in tainted else self.cache.put(key, values, _size(values))
-            flights[key].set_result(values)
-            out[key] = (values, entry)
+            public = found.get(key)
+            entry = None
+            if key not in tainted:
+                ttl = None if public is None else codec.min_ttl(public)
+                entry = self.cache.put(key, public, ttl)
+            flights[key].set_result(public)
+            out[key] = (public, entry)
         return out
 
-    async def lookup(self, query: Query) -> Values:
-        """The visible values for a query, after its index/type filter.
+    async def lookup(self, query: Query) -> list[dict[str, Any]]:
+        """The visible values (output form) for a query, after its index/type filter.
 
         Authenticated reads (which may include admin-readable values) bypass the
         cache in both directions.
@@ -150,9 +153,11 @@ class Resolver:
         """
         if query.admin:
             stored = await fetch_record(self.pool, query.ident.key)  # network op
-            values = None if stored is None else codec.visible(stored, admin=True)
+            values = None if stored is None else [
+                codec.to_output(v) for v in codec.visible(stored, admin=True)]
         else:
-            values, _ = await self.public(query.ident.key)
+            public, _ = await self.public(query.ident.key)
+            values = None if public is None else orjson.loads(public)
         if values is None:
             raise IdentifierNotFound(f"handle {query.requested} not found")
         return codec.select(values, query.indexes, query.types)
@@ -173,27 +178,26 @@ class Resolver:
         return [err if key is None else answer(h, *found[key])  # type: ignore[misc]
                 for h, key, err in parsed]
 
-    def json_answer(self, requested: str, values: Values | None, entry: Entry | None) -> bytes:
+    def json_answer(self, requested: str, public: bytes | None, entry: Entry | None) -> bytes:
         """The Handle JSON answer for an unfiltered query, kept with the entry."""
-        return self._answer(requested, values, entry, "json", orjson.dumps)
+        return self._keep(entry, ("json", requested),
+                          lambda: codec.splice_answer(requested, public))
 
-    def msgpack_answer(self, requested: str, values: Values | None,
-                       entry: Entry | None) -> bytes:
+    def msgpack_answer(self, requested: str, public: bytes | None, entry: Entry | None) -> bytes:
         """The same answer as msgpack (binary protocol, msgpack batch), kept with the entry."""
-        return self._answer(requested, values, entry, "msgpack", _packb)
+        return self._keep(entry, ("msgpack", requested),
+                          lambda: _packb(codec.answer_from_public(requested, public)))
 
-    def _answer(self, requested: str, values: Values | None, entry: Entry | None, fmt: str,
-                encode: Callable[[Any], bytes]) -> bytes:
-        kind = (fmt, requested)
+    def _keep(self, entry: Entry | None, kind: Any, make: Callable[[], bytes]) -> bytes:
         if entry is not None:
             kept = entry.renders.get(kind)
             if kept is not None:
                 return kept
-        body = encode(codec.record_answer(requested, values))
+        body = make()
         return body if entry is None else self.cache.render(entry, kind, body)
 
 
-def first_url(values: Values) -> str | None:
+def first_url(values: list[dict[str, Any]]) -> str | None:
     """The redirect target of the proxy: the first URL value holding a string."""
     for v in values:
         if v["type"].upper() == "URL" and v["data"]["format"] == "string":

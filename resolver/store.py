@@ -6,10 +6,16 @@ from typing import Any
 
 import asyncpg
 
-FETCH_RECORD = 'SELECT "values" FROM handles WHERE handle = $1'
-FETCH_RECORDS = 'SELECT handle, "values" FROM handles WHERE handle = ANY($1::text[])'
+from resolver.core.codec import public_json
 
 Values = list[dict[str, Any]]
+
+FETCH_RECORD = 'SELECT "values" FROM handles WHERE handle = $1'
+# public_json is NULL only for rows written before migration 0002: then send "values"
+FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
+                  FROM handles WHERE handle = $1"""
+FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
+                   FROM handles WHERE handle = ANY($1::text[])"""
 
 
 async def fetch_record(pool: asyncpg.Pool, key: str) -> Values | None:
@@ -18,7 +24,19 @@ async def fetch_record(pool: asyncpg.Pool, key: str) -> Values | None:
     return values
 
 
-async def fetch_records(pool: asyncpg.Pool, keys: list[str]) -> dict[str, Values]:
-    """The stored values of many identifiers in one query; absent keys are missing."""
-    rows = await pool.fetch(FETCH_RECORDS, keys)  # network op
-    return {r["handle"]: r["values"] for r in rows}
+def _public(row: asyncpg.Record) -> bytes:
+    data: bytes = row["public_json"] if row["public_json"] is not None else public_json(row["v"])
+    return data
+
+
+async def fetch_public(pool: asyncpg.Pool, key: str) -> bytes | None:
+    """What anonymous clients see of one identifier, as output-form JSON bytes; None if
+    it does not exist. One primary-key lookup, nothing decoded."""
+    row = await pool.fetchrow(FETCH_PUBLIC, key)  # network op
+    return None if row is None else _public(row)
+
+
+async def fetch_publics(pool: asyncpg.Pool, keys: list[str]) -> dict[str, bytes]:
+    """:func:`fetch_public` for many identifiers in one query; absent keys are missing."""
+    rows = await pool.fetch(FETCH_PUBLICS, keys)  # network op
+    return {r["handle"]: _public(r) for r in rows}

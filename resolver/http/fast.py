@@ -204,9 +204,9 @@ class FastHTTP(asyncio.Protocol):
         resolver = self.ctx.resolver
         try:
             requested, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
-            values, entry = await resolver.public(ident.key)  # network op
-            body = resolver.json_answer(requested, values, entry)
-            answer = render(200 if values is not None else 404, body)
+            public, entry = await resolver.public(ident.key)  # network op
+            body = resolver.json_answer(requested, public, entry)
+            answer = render(200 if public is not None else 404, body)
             if entry is not None:
                 self.ctx.cache.alias(target, entry, answer, len(body) + len(answer[0]))
         except IdresError as exc:

@@ -57,12 +57,12 @@ async def get_handle(request: web.Request) -> web.Response:
     query = await _query(request, API_PREFIX)
     resolver = request.app[RESOLVER]
     if query.plain:
-        values, entry = await resolver.public(query.ident.key)  # network op on a miss
-        if values is None:
+        public, entry = await resolver.public(query.ident.key)  # network op on a miss
+        if public is None:
             raise IdentifierNotFound(f"handle {query.requested} not found")
-        return json_response(resolver.json_answer(query.requested, values, entry))
+        return json_response(resolver.json_answer(query.requested, public, entry))
     values = await resolver.lookup(query)  # network op on a miss
-    return json_response(codec.encode_record(query.requested, values))
+    return json_response(codec.encode_values(query.requested, values))
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
@@ -74,8 +74,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     noredirect = params.flag("noredirect", request.rel_url.query.getall("noredirect", []), False)
     url = None if noredirect else first_url(values)
     if url is None:
-        return json_response(codec.encode_record(query.requested, values))
-    ttl = min(v["ttl"] for v in values)
+        return json_response(codec.encode_values(query.requested, values))
+    ttl = min(v["ttl"] for v in values)  # url is not None: there is a value
     return web.Response(
         status=302, headers={"Location": url, "Cache-Control": f"max-age={ttl}"}
     )

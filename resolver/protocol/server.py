@@ -111,9 +111,9 @@ class BinaryProtocol(asyncio.Protocol):
             else:
                 text = req.args[0]
                 ident = parse(text)
-                values, entry = await resolver.public(ident.key)  # network op
-                status = STATUS_OK if values is not None else STATUS_NOT_FOUND
-                body = resolver.msgpack_answer(text, values, entry)
+                public, entry = await resolver.public(ident.key)  # network op
+                status = STATUS_OK if public is not None else STATUS_NOT_FOUND
+                body = resolver.msgpack_answer(text, public, entry)
                 if entry is not None:
                     resolver.cache.alias(("bin", text), entry, (status, body), len(body))
                 data = encode_response(req.request_id, status, body)

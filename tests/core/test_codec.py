@@ -76,14 +76,21 @@ def test_output_shape_matches_the_handle_server() -> None:
         {"index": 1, "type": "URL", "data": "http://x"},
         {"index": 2, "type": "SECRET", "data": "s", "permissions": "1100"},
     ], timestamp=1700000000)]
-    body = orjson.loads(codec.encode_record("88.1/a", stored))
+    public = codec.public_json(stored)
+    spliced = codec.splice_answer("88.1/a", public)
+    assert spliced == orjson.dumps(codec.answer_from_public("88.1/a", public))
+    body = orjson.loads(spliced)
     assert list(body) == ["responseCode", "handle", "values"]
     assert body["values"][0] == {"index": 1, "type": "URL",
                                  "data": {"format": "string", "value": "http://x"},
                                  "ttl": 86400, "timestamp": "2023-11-14T22:13:20Z"}
-    assert body["values"][1]["permissions"] == "1100"   # only when not 1110
-    assert orjson.loads(codec.encode_record("88.1/a", [])) == {
+    assert len(body["values"]) == 1                      # 1100: not public
+    admin_view = [codec.to_output(v) for v in codec.visible(stored, admin=True)]
+    assert admin_view[1]["permissions"] == "1100"        # only when not 1110
+    assert orjson.loads(codec.splice_answer("88.1/a", b"[]")) == {
         "responseCode": 200, "values": [], "handle": "88.1/a"}
+    assert orjson.loads(codec.splice_answer('88.1/"q"', None))["handle"] == '88.1/"q"'
+    assert codec.min_ttl(public) == 86400 and codec.min_ttl(b"[]") is None
 
 
 def test_visibility_and_filters() -> None:

@@ -49,23 +49,23 @@ def test_concurrent_starts_apply_each_migration_once(pg_dsn: str) -> None:
 def test_an_applied_migration_must_not_change(pg_dsn: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(migrations_dir(), folder)
-    (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+    (folder / "9998_extra.sql").write_text("CREATE TABLE extra (id int);\n")
 
     async def go() -> None:
         dsn = await _fresh_database(pg_dsn)
         conn = await asyncpg.connect(dsn)
         try:
-            assert (await migrate(conn, folder))[-1] == "0002_extra"
-            (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id bigint);\n")
-            with pytest.raises(MigrationError, match="0002_extra was changed"):
+            assert (await migrate(conn, folder))[-1] == "9998_extra"
+            (folder / "9998_extra.sql").write_text("CREATE TABLE extra (id bigint);\n")
+            with pytest.raises(MigrationError, match="9998_extra was changed"):
                 await migrate(conn, folder)
             # a failing migration leaves nothing behind
-            (folder / "0002_extra.sql").write_text("CREATE TABLE extra (id int);\n")
-            (folder / "0003_broken.sql").write_text("CREATE TABLE t3 (id int); SELEC 1;\n")
+            (folder / "9998_extra.sql").write_text("CREATE TABLE extra (id int);\n")
+            (folder / "9999_broken.sql").write_text("CREATE TABLE t3 (id int); SELEC 1;\n")
             with pytest.raises(asyncpg.PostgresSyntaxError):
                 await migrate(conn, folder)
             assert await conn.fetchval("SELECT to_regclass('t3')") is None
-            assert "0003_broken" not in [
+            assert "9999_broken" not in [
                 r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
         finally:
             await conn.close()

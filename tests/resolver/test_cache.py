@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from resolver.cache import ENTRY_OVERHEAD, AnswerCache
+from resolver.core import codec
 
 
 class Clock:
@@ -17,16 +18,21 @@ class Clock:
         return self.t
 
 
-def values(ttl: int = 60, *more_ttls: int) -> list[dict[str, Any]]:
-    return [{"index": i + 1, "type": "URL", "ttl": t, "data": {"format": "string", "value": "u"},
-             "timestamp": 0, "permissions": "1110"} for i, t in enumerate((ttl, *more_ttls))]
+def values(ttl: int = 60, *more_ttls: int) -> bytes:
+    return codec.public_json([
+        {"index": i + 1, "type": "URL", "ttl": t, "data": {"format": "string", "value": "u"},
+         "timestamp": 0, "permissions": "1110"} for i, t in enumerate((ttl, *more_ttls))])
+
+
+def put(cache: AnswerCache, key: str, public: bytes | None) -> Any:
+    return cache.put(key, public, None if public is None else codec.min_ttl(public))
 
 
 def test_entry_lives_for_the_smallest_ttl_capped_by_max_ttl() -> None:
     clock = Clock()
     cache = AnswerCache(max_ttl=100, clock=clock)
-    cache.put("88.1/A", values(30, 10, 50), 100)
-    cache.put("88.1/B", values(86400), 100)
+    put(cache, "88.1/A", values(30, 10, 50))
+    put(cache, "88.1/B", values(86400))
     clock.t += 9.9
     assert cache.get("88.1/A") is not None
     clock.t += 0.2
@@ -35,39 +41,41 @@ def test_entry_lives_for_the_smallest_ttl_capped_by_max_ttl() -> None:
     assert cache.get("88.1/B") is not None      # 99 s: under the 100 s cap
     clock.t += 2
     assert cache.get("88.1/B") is None
-    assert cache.put("88.1/C", values(0), 100) is None   # ttl 0: not cached
+    assert put(cache, "88.1/C", values(0)) is None   # ttl 0: not cached
 
 
 def test_negative_entries_expire_after_negative_ttl() -> None:
     clock = Clock()
     cache = AnswerCache(negative_ttl=5, clock=clock)
-    entry = cache.put("88.1/NONE", None, 10)
-    assert entry is not None and entry.values is None
+    entry = put(cache, "88.1/NONE", None)
+    assert entry is not None and entry.public is None
     clock.t += 4.9
     assert cache.get("88.1/NONE") is not None
     clock.t += 0.2
     assert cache.get("88.1/NONE") is None
-    assert AnswerCache(negative_ttl=0).put("88.1/NONE", None, 10) is None
+    assert put(AnswerCache(negative_ttl=0), "88.1/NONE", None) is None
 
 
 def test_bounded_by_entries_least_recently_used_first() -> None:
     cache = AnswerCache(max_entries=3)
     for k in "ABC":
-        cache.put(f"88.1/{k}", values(), 10)
+        put(cache, f"88.1/{k}", values())
     assert cache.get("88.1/A") is not None       # A is now the most recent
-    cache.put("88.1/D", values(), 10)
+    put(cache, "88.1/D", values())
     assert len(cache) == 3 and cache.evictions == 1
     assert cache.get("88.1/B") is None and cache.get("88.1/A") is not None
 
 
 def test_bounded_by_bytes_including_renders_and_aliases() -> None:
-    cache = AnswerCache(max_bytes=3 * (ENTRY_OVERHEAD + 1000))
+    record = values()
+    per = ENTRY_OVERHEAD + len("88.1/0") + len(record)
+    cache = AnswerCache(max_bytes=3 * per + 500)
     for i in range(3):
-        cache.put(f"88.1/{i}", values(), 1000)
+        put(cache, f"88.1/{i}", record)
     assert len(cache) == 3 and cache.bytes <= cache.max_bytes
     entry = cache.get("88.1/0")
     assert entry is not None
-    cache.render(entry, "json", b"x" * 900)      # pushes the oldest (1) out
+    cache.render(entry, "json", b"x" * 900)      # over by 400: pushes the oldest (1) out
     assert cache.get("88.1/1") is None and cache.bytes <= cache.max_bytes
     cache.alias(b"/api/handles/88.1/0", entry, (b"h", b"b"), 5000)   # over the bound
     assert cache.bytes <= cache.max_bytes
@@ -75,7 +83,7 @@ def test_bounded_by_bytes_including_renders_and_aliases() -> None:
 
 def test_evict_drops_the_entry_and_every_alias() -> None:
     cache = AnswerCache()
-    entry = cache.put("88.1/A", values(), 10)
+    entry = put(cache, "88.1/A", values())
     assert entry is not None
     cache.alias(b"/api/handles/88.1/A", entry, (b"head", b"body"), 8)
     cache.alias(b"/api/handles/88.1/a", entry, (b"head", b"body"), 8)   # prefix case differs
@@ -88,6 +96,6 @@ def test_evict_drops_the_entry_and_every_alias() -> None:
 
 def test_disabled_cache_keeps_nothing() -> None:
     cache = AnswerCache(max_entries=0)
-    assert cache.put("88.1/A", values(), 10) is None and len(cache) == 0
+    assert put(cache, "88.1/A", values()) is None and len(cache) == 0
     with pytest.raises(ValueError):
         AnswerCache(max_bytes=-1)

@@ -44,7 +44,7 @@ def test_concurrent_misses_make_one_query(pg_dsn: str, tenant: Tenant) -> None:
             key = f"{tenant.prefix}/CO0"
             got = await asyncio.gather(*(r.public(key) for _ in range(50)))
             assert r.queries == 1
-            assert all(v[0] is not None and v[0][0]["data"]["value"].endswith("/v0") for v in got)
+            assert all(v[0] is not None and b"/v0" in v[0] for v in got)
             keys = [f"{tenant.prefix}/CO{i}" for i in range(5)] + [f"{tenant.prefix}/NONE"]
             many = await r.many(keys * 3)
             assert r.queries == 2          # one query for the 5 misses

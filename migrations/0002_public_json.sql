@@ -1,0 +1,16 @@
+-- 0002: resolution without decoding.
+-- public_json holds what an anonymous client may see of the record, already in the
+-- Handle output form (a JSON array of values: ISO timestamps, permissions only when
+-- not 1110), written by every write in the same statement as "values". A resolution
+-- reads it and splices it into the answer: no JSON decoding or encoding on the read
+-- path, and the cache keeps these bytes instead of Python objects. NULL (rows written
+-- before this migration) makes readers fall back to "values".
+-- Listing a prefix uses a range scan of the primary key (C collation: 'P/' <= handle
+-- < 'P0'), so the (prefix, handle) index, one more btree insert per row, goes.
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '60s';
+
+ALTER TABLE handles ADD COLUMN public_json bytea;
+-- byte order whatever the database's default collation: the range scan needs it
+ALTER TABLE handles ALTER COLUMN handle TYPE text COLLATE "C";
+DROP INDEX handles_prefix;
