@@ -1,8 +1,10 @@
 """A deterministic, realistic data set: identifier i always has the same record.
 
 Identifiers spread over eight enterprise prefixes under two secondary nodes; the
-suffix kind (order, batch, asset, device) follows i; each record has 2-6 values and
-encodes to 200-600 bytes of Handle JSON. ``wrk`` scripts rebuild identifier i from
+suffix kind (order, batch, asset, device) follows i; each record has 2-6 values.
+Size: 200-600 bytes as registered (the record's JSON in the bulk body), 350-900
+bytes as a Handle JSON answer (each value adds ~100 bytes of Handle framing: index, type,
+format, ttl, timestamp). ``wrk`` scripts rebuild identifier i from
 the same two tables (see ``lua_tables``).
 """
 
@@ -17,16 +19,16 @@ PREFIXES = ["88.100.1", "88.100.2", "88.100.3", "88.100.4",
 KINDS = ["ORDER", "BATCH", "ASSET", "DEV"]
 
 _TYPES = {
-    "ORDER": [("order.product", "gearbox GX-{n}"), ("order.quantity", "{q}"),
+    "ORDER": [("order.product", "gearbox GX-{n}, cast-iron housing, ratio 1:{q}"), ("order.quantity", "{q}"),
               ("order.status", "released"), ("order.line", "LINE-{l}"),
               ("order.customer", "88.100.9/CUST-{c}")],
-    "BATCH": [("batch.material", "stainless steel 30{l}"), ("batch.supplier", "88.200.9/SUP-{c}"),
+    "BATCH": [("batch.material", "stainless steel 30{l}, cold rolled sheet, {q} kg lot"), ("batch.supplier", "88.200.9/SUP-{c}"),
               ("batch.weight_kg", "{q}"), ("batch.produced", "2026-0{l}-1{l}T08:00:00Z"),
               ("batch.certificate", "CERT-{n}-{c}")],
-    "ASSET": [("asset.finance_code", "FA-2026-{n}"), ("asset.equipment_code", "EQ-CNC-{c}"),
+    "ASSET": [("asset.finance_code", "FA-2026-{n}, depreciation 10 years straight line"), ("asset.equipment_code", "EQ-CNC-{c}"),
               ("asset.resource_code", "RES-LINE{l}-CELL{q}"), ("asset.location", "plant {l}"),
               ("asset.vendor", "88.200.9/VEND-{c}")],
-    "DEV": [("device.kind", "smoke detector"), ("device.model", "SD-{c}"),
+    "DEV": [("device.kind", "smoke detector, photoelectric, battery backed, {l} sensors"), ("device.model", "SD-{c}"),
             ("device.location", "88.100.7/BLDG-{l}-UNIT-{q}"), ("device.firmware", "3.{l}.{c}"),
             ("device.installed", "2026-0{l}-0{l}")],
 }
@@ -41,7 +43,8 @@ def values(i: int) -> list[dict[str, Any]]:
     kind = KINDS[i % len(KINDS)]
     count = 2 + rnd.randrange(5)                      # 2..6 values
     out: list[dict[str, Any]] = [{"index": 1, "type": "URL",
-                                  "data": f"https://{kind.lower()}.example.com/{identifier(i)}"}]
+                                  "data": f"https://{kind.lower()}.example.com/resolve/"
+                                          f"{identifier(i)}", "ttl": 86400}]
     fill = {"n": f"{i:07d}", "q": str(rnd.randrange(1, 5000)), "l": str(rnd.randrange(1, 9)),
             "c": str(rnd.randrange(100, 999))}
     for idx, (t, fmt) in enumerate(_TYPES[kind][:count - 1], start=2):
