@@ -14,3 +14,10 @@ ALTER TABLE handles ADD COLUMN public_json bytea;
 -- byte order whatever the database's default collation: the range scan needs it
 ALTER TABLE handles ALTER COLUMN handle TYPE text COLLATE "C";
 DROP INDEX handles_prefix;
+
+-- The audit trail of a prefix is found the same way: a range scan of audit_handle
+-- (identifier events), plus a small partial index for events on the prefix itself
+-- (handle NULL). One btree less to maintain per audited write.
+ALTER TABLE audit ALTER COLUMN handle TYPE text COLLATE "C";
+DROP INDEX audit_prefix;
+CREATE INDEX audit_prefix_events ON audit (prefix, id) WHERE handle IS NULL;

@@ -19,7 +19,7 @@ import asyncpg
 
 from registry.permissions import Principal, may_administer
 from resolver.core import codec
-from resolver.core.channel import INVALIDATE_CHANNEL, CommitSync, NoSync, payloads
+from resolver.core.channel import CREATED_MARK, INVALIDATE_CHANNEL, CommitSync, NoSync, payloads
 from resolver.core.errors import (
     IdentifierExists,
     IdentifierNotFound,
@@ -231,8 +231,10 @@ async def bulk_put(
         stored = [codec.to_stored(v) for v in values]
         rows.append((ident.key, ident.prefix.text, stored, codec.public_json(stored)))
     actor_id = principal.operator_id or None
+    # creating only: nothing positive can be cached for these, one notification will do
+    changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]
     try:
-        async with write_transaction(db, [r[0] for r in rows]) as conn:
+        async with write_transaction(db, changed) as conn:
             if not principal.is_admin:
                 owners = await owners_of(conn, prefixes)
                 denied = sorted(p.text for p in prefixes
@@ -282,7 +284,7 @@ async def bulk_put(
                            updated_at = now()"""
                 )
                 created = len(rows) - replaced
-            await notify(conn, (r[0] for r in rows))
+            await notify(conn, changed)
     except asyncpg.UniqueViolationError:
         existing = await db.pool.fetch(
             "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,7 @@ class AnswerCache:
         self.clock = clock
         self.enabled = max_entries > 0 and max_bytes > 0
         self._by_key: OrderedDict[str, Entry] = OrderedDict()
+        self._negative: set[str] = set()
         # a spelling of a request (e.g. the raw HTTP path) → (entry, encoded answer)
         self.by_alias: dict[Any, tuple[Entry, Any]] = {}
         self.bytes = 0
@@ -115,6 +116,8 @@ class AnswerCache:
         size = len(key) + (len(public) if public else 0) + ENTRY_OVERHEAD
         entry = Entry(key, public, self.clock() + ttl, size)
         self._by_key[key] = entry
+        if public is None:
+            self._negative.add(key)
         self.bytes += entry.size
         self._make_room()
         return entry if entry.key in self._by_key else None
@@ -149,17 +152,24 @@ class AnswerCache:
         self.invalidations += 1
         return True
 
-    def evict_many(self, keys: Sequence[str]) -> int:
-        return sum(self.evict(k) for k in keys)
+    def evict_negative(self) -> int:
+        """Forget every "not found" (identifiers were created in bulk)."""
+        keys = list(self._negative)
+        for key in keys:
+            self.evict(key)
+        return len(keys)
 
     def clear(self) -> None:
         self.invalidations += len(self._by_key)
         self._by_key.clear()
         self.by_alias.clear()
+        self._negative.clear()
         self.bytes = 0
 
     def _drop(self, entry: Entry) -> None:
         del self._by_key[entry.key]
+        if entry.public is None:
+            self._negative.discard(entry.key)
         for spelling in entry.aliases:
             self.by_alias.pop(spelling, None)
         self.bytes -= entry.size

@@ -29,6 +29,7 @@ import orjson
 
 from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
+from resolver.core.channel import CREATED_MARK
 from resolver.core.errors import IdentifierNotFound, IdresError
 from resolver.core.identifier import Identifier, parse
 from resolver.store import fetch_public, fetch_publics, fetch_record
@@ -69,8 +70,13 @@ class Resolver:
         self.queries = 0  # database round trips made for resolution
 
     def invalidate(self, keys: Iterable[str]) -> None:
-        """A write committed for ``keys``: forget them, and do not cache in-flight reads."""
+        """A write committed for ``keys``: forget them, and do not cache in-flight reads.
+        ``CREATED_MARK`` stands for "some unknown identifiers now exist"."""
         for key in keys:
+            if key == CREATED_MARK:
+                self.cache.evict_negative()
+                self._tainted.update(self._flights)
+                continue
             self.cache.evict(key)
             if key in self._flights:
                 self._tainted.add(key)

@@ -14,8 +14,14 @@ from resolver.core.identifier import parse, parse_prefix
 
 NO_STORE = {"Cache-Control": "no-store"}
 _AUDIT = """SELECT id, at, actor, action, handle, prefix, before, after FROM audit
-            WHERE {} = $1 AND id < $2 ORDER BY id DESC LIMIT $3"""
-AUDIT_QUERY = {"handle": _AUDIT.format("handle"), "prefix": _AUDIT.format("prefix")}
+            WHERE {} AND id < $2 ORDER BY id DESC LIMIT $3"""
+AUDIT_QUERY = {
+    "handle": _AUDIT.format("handle = $1"),
+    # identifiers under P lie in ['P/', 'P0') (column COLLATE "C"); events on P itself
+    # have no handle
+    "prefix": _AUDIT.format("((handle >= $1 || '/' AND handle < $1 || '0') "
+                            "OR (handle IS NULL AND prefix = $1))"),
+}
 
 
 async def post_operator(request: web.Request) -> web.Response:

@@ -12,6 +12,10 @@ from typing import Protocol
 
 INVALIDATE_CHANNEL = "idres_invalidate"
 MAX_PAYLOAD_BYTES = 7900
+# Sent instead of the keys by a bulk registration that only creates: new identifiers
+# can only be cached as "not found", so resolvers drop their negative entries (and do
+# not cache reads in flight). No identifier key lacks a "/", so it cannot clash.
+CREATED_MARK = "*created"
 
 
 def payloads(keys: Iterable[str]) -> list[str]:

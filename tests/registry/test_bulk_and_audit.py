@@ -110,3 +110,20 @@ def test_audit_table_is_append_only(pg_dsn: str) -> None:
             await conn.close()
 
     asyncio.run(tamper())
+
+
+def test_audit_trail_of_a_prefix(tenant: Tenant, server: Server, admin: Any) -> None:
+    child = tenant.prefix + ".9"
+    requests.post(f"{server.url}/api/prefixes", json={"prefix": child}, headers=tenant.op.bearer)
+    requests.put(tenant.handle_url("PA"), json=[{"index": 1, "type": "URL", "data": "u"}],
+                 headers=tenant.op.bearer)
+    requests.put(f"{server.url}/api/handles/{child}/PB", headers=tenant.op.bearer,
+                 json=[{"index": 1, "type": "URL", "data": "u"}])
+    r = requests.get(f"{server.url}/api/audit", params={"prefix": tenant.prefix},
+                     headers=tenant.op.bearer)
+    entries = r.json()["entries"]
+    # the prefix's own identifiers, not those of its child prefix
+    assert [e["handle"] for e in entries if e["handle"]] == [f"{tenant.prefix}/PA"]
+    r = requests.get(f"{server.url}/api/audit", params={"prefix": child}, headers=admin.bearer)
+    got = [(e["action"], e["handle"]) for e in r.json()["entries"]]
+    assert got == [("create", f"{child}/PB"), ("prefix_create", None)]

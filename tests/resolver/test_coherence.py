@@ -92,3 +92,17 @@ def test_the_entry_bound_is_honoured(tenant: Tenant, second: Server) -> None:
         requests.get(f"{second.url}/api/handles/{tenant.prefix}/MEM{i}")
     assert metric(second, "idres_cache_entries") <= 10
     assert metric(second, 'idres_cache_evictions_total{reason="size"}') - before >= 20
+
+
+def test_bulk_creation_clears_negative_answers_everywhere(tenant: Tenant, server: Server,
+                                                         second: Server) -> None:
+    keys = [f"{tenant.prefix}/BULKNEG-{i}" for i in range(3)]
+    for srv in (server, second):
+        for k in keys:
+            assert requests.get(f"{srv.url}/api/handles/{k}").status_code == 404   # now cached
+    r = requests.post(f"{server.url}/api/bulk", headers=tenant.op.bearer,
+                      json=[{"handle": k, "values": URL} for k in keys])
+    assert r.status_code == 201
+    for srv in (server, second):
+        for k in keys:
+            assert requests.get(f"{srv.url}/api/handles/{k}").status_code == 200, srv.url
