@@ -10,7 +10,6 @@ the same two tables (see ``lua_tables``).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,14 +38,14 @@ def identifier(i: int) -> str:
 
 
 def values(i: int) -> list[dict[str, Any]]:
-    rnd = random.Random(i)
+    h = (i * 2654435761) & 0xFFFFFFFF                 # a cheap, fixed scramble of i
     kind = KINDS[i % len(KINDS)]
-    count = 2 + rnd.randrange(5)                      # 2..6 values
+    count = 2 + (h >> 7) % 5                          # 2..6 values
     out: list[dict[str, Any]] = [{"index": 1, "type": "URL",
                                   "data": f"https://{kind.lower()}.example.com/resolve/"
                                           f"{identifier(i)}", "ttl": 86400}]
-    fill = {"n": f"{i:07d}", "q": str(rnd.randrange(1, 5000)), "l": str(rnd.randrange(1, 9)),
-            "c": str(rnd.randrange(100, 999))}
+    fill = {"n": f"{i:07d}", "q": str(1 + (h >> 3) % 4999), "l": str(1 + (h >> 11) % 8),
+            "c": str(100 + (h >> 17) % 899)}
     for idx, (t, fmt) in enumerate(_TYPES[kind][:count - 1], start=2):
         out.append({"index": idx, "type": t, "data": fmt.format(**fill), "ttl": 86400})
     return out

@@ -4,7 +4,9 @@
     python -m benchmarks.run --identifiers 100000 --duration 3     # a quick look
 
 Servers (idres, nginx, the asyncpg reference) are pinned to core 0, load
-generators (wrk, the Python ones) to core 1. Results go to benchmarks/results/ as
+generators (wrk, the Python ones) to core 1. PostgreSQL may use both cores while
+the data set is loaded, then is pinned to core 0 with the servers, so that every
+read scenario compares server sides that own the same core. Results go to benchmarks/results/ as
 JSON and as a table; ratios compare numbers taken minutes apart on one machine.
 """
 
@@ -87,6 +89,26 @@ class Idres:
         self.proc.terminate()
         self.proc.wait(30)
         self.log.close()
+
+
+def pin_postgres(pgdata: Path, cores: set[int]) -> None:
+    """Move the PostgreSQL server (postmaster and every backend; later backends inherit)
+    onto ``cores``: the database is part of the server side of the measurement."""
+    if not PIN:
+        return
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, cores)
+        except OSError:
+            pass
 
 
 def wrk(url: str, script: str, duration: int, connections: int = 64) -> dict[str, float]:
@@ -212,7 +234,10 @@ def main() -> None:
                                                batch=10_000, concurrency=2)
         b = results["bulk_registration"]
         print(f"  bulk registration: {b['per_second']:,.0f} identifiers/s "
-              f"({b['record_bytes_min']}-{b['record_bytes_max']} bytes per record)", flush=True)
+              f"({b['record_bytes_min']}-{b['record_bytes_max']} bytes per record; "
+              "PostgreSQL on both cores)", flush=True)
+        # from here on the server side (idres and PostgreSQL) has core 0, the load core 1
+        pin_postgres(pg.pgdata, {0})
         run_scenarios(results, dsn, token, main_srv, servers, work, n, d)
     finally:
         for s in servers:

@@ -28,7 +28,7 @@ from resolver.core.errors import (
     ValuesNotFound,
 )
 from resolver.core.identifier import Identifier, Prefix
-from resolver.core.record import HandleValue, check_record
+from resolver.core.record import check_record
 
 Stored = dict[str, Any]
 
@@ -125,7 +125,7 @@ async def _locked_values(conn: asyncpg.Connection, key: str) -> list[Stored] | N
 
 
 async def put_record(
-    db: Db, principal: Principal, ident: Identifier, values: list[HandleValue],
+    db: Db, principal: Principal, ident: Identifier, values: list[Stored],
     *, overwrite: bool,
 ) -> bool:
     """Create the record, or replace it whole when ``overwrite``. Returns True if created.
@@ -133,7 +133,7 @@ async def put_record(
     :raises IdentifierExists: it exists and ``overwrite`` is false.
     """
     check_record(values)
-    after = [codec.to_stored(v) for v in values]
+    after = values
     async with write_transaction(db, [ident.key]) as conn:
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
@@ -156,7 +156,7 @@ async def put_record(
 
 
 async def put_values(
-    db: Db, principal: Principal, ident: Identifier, values: list[HandleValue],
+    db: Db, principal: Principal, ident: Identifier, values: list[Stored],
     *, overwrite: bool,
 ) -> None:
     """Add values to an existing record, replacing same-index values when ``overwrite``.
@@ -170,12 +170,12 @@ async def put_values(
         before = await _locked_values(conn, ident.key)
         if before is None:
             raise IdentifierNotFound(f"handle {ident.key} not found")
-        new = {v.index: codec.to_stored(v) for v in values}
+        new = {v["index"]: v for v in values}
         taken = sorted(i for i in new if any(b["index"] == i for b in before))
         if taken and not overwrite:
             raise ValueExists(f"handle {ident.key} already has values at index {taken}")
         after = [new.pop(b["index"], b) for b in before] + list(new.values())
-        check_record([codec.from_stored(v) for v in after])
+        check_record(after)
         await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
         await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
                     before=before, after=after)
@@ -214,7 +214,7 @@ async def delete(
 
 async def bulk_put(
     db: Db, principal: Principal,
-    records: Sequence[tuple[Identifier, list[HandleValue]]], *, overwrite: bool,
+    records: Sequence[tuple[Identifier, list[Stored]]], *, overwrite: bool,
 ) -> tuple[int, int]:
     """Register many records in one transaction, all or nothing. Returns (created, replaced).
 
@@ -228,8 +228,7 @@ async def bulk_put(
     prefixes = {ident.prefix for ident, _ in records}
     rows = []
     for ident, values in records:
-        stored = [codec.to_stored(v) for v in values]
-        rows.append((ident.key, ident.prefix.text, stored, codec.public_json(stored)))
+        rows.append((ident.key, ident.prefix.text, values, codec.public_json(values)))
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do
     changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]

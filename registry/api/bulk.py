@@ -23,7 +23,7 @@ from registry.api.common import answer, context, principal, read_body
 from resolver.core import codec, params
 from resolver.core.errors import BadRequest, IdresError, InvalidValue
 from resolver.core.identifier import Identifier, parse
-from resolver.core.record import HandleValue, check_record
+from resolver.core.record import check_record
 
 
 def _entries(body: Any) -> list[tuple[object, object]]:
@@ -43,7 +43,7 @@ def _entries(body: Any) -> list[tuple[object, object]]:
     return out
 
 
-def parse_records(body: Any, limit: int) -> list[tuple[Identifier, list[HandleValue]]]:
+def parse_records(body: Any, limit: int) -> list[tuple[Identifier, list[dict[str, Any]]]]:
     """Validate every record; the error names the first bad record.
 
     :raises BadRequest: a bad shape, too many records or a duplicate identifier.

@@ -42,7 +42,7 @@ async def put_handle(request: web.Request) -> web.Response:
     if index_params:
         if [i.lower() for i in index_params] != ["various"]:
             wanted = params.indexes(index_params)
-            got = frozenset(v.index for v in values)
+            got = frozenset(v["index"] for v in values)
             if wanted != got:
                 raise MismatchedIndexes(
                     f"mismatched indexes: the query names {sorted(wanted)}, "

@@ -31,6 +31,7 @@ from resolver.core.record import (
     DEFAULT_TTL,
     HandleValue,
     check_index,
+    check_value,
     decode_hex,
 )
 
@@ -96,8 +97,8 @@ def _data_from_input(index: int, type_: str, data: object) -> tuple[str, Any]:
     return fmt, value
 
 
-def value_from_input(obj: object, timestamp: int) -> HandleValue:
-    """Build a validated value from one Handle REST input entry.
+def value_from_input(obj: object, timestamp: int) -> Stored:
+    """A validated value, in the stored form, from one Handle REST input entry.
 
     :raises InvalidValue: with a message naming the index and the problem.
     """
@@ -115,7 +116,9 @@ def value_from_input(obj: object, timestamp: int) -> HandleValue:
     if isinstance(ttl, str) and ttl.isdigit():
         ttl = int(ttl)
     perms = obj.get("permissions", DEFAULT_PERMISSIONS)
-    return HandleValue(index, type_, fmt, value, ttl, timestamp, perms)
+    check_value(index, type_, fmt, value, ttl, perms)
+    return {"index": index, "type": type_, "data": {"format": fmt, "value": value}, "ttl": ttl,
+            "timestamp": timestamp, "permissions": perms}
 
 
 def values_from_body(body: object, handle: str | None = None) -> list[object]:
@@ -140,8 +143,8 @@ def values_from_body(body: object, handle: str | None = None) -> list[object]:
     raise BadRequest("the body must be an array of values, {\"values\": [...]} or one value")
 
 
-def parse_values(entries: Iterable[object], timestamp: int | None = None) -> list[HandleValue]:
-    """Validate every entry (all of them, before anything is written)."""
+def parse_values(entries: Iterable[object], timestamp: int | None = None) -> list[Stored]:
+    """Validate every entry (all of them, before anything is written); stored form."""
     ts = int(time.time()) if timestamp is None else timestamp
     return [value_from_input(e, ts) for e in entries]
 
@@ -228,10 +231,13 @@ def iso_timestamp(epoch: int) -> str:
 def _data_output(data: Stored) -> Stored:
     # JSONB stores object keys in its own order; answer in the Handle server's order.
     value = data["value"]
-    if data["format"] == "admin":
+    fmt = data["format"]
+    if fmt == "string" and next(iter(data)) == "format":
+        return data  # built by us, already in order
+    if fmt == "admin":
         value = {"handle": value["handle"], "index": value["index"],
                  "permissions": value["permissions"]}
-    return {"format": data["format"], "value": value}
+    return {"format": fmt, "value": value}
 
 
 def to_output(d: Stored) -> Stored:

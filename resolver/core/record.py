@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,22 +50,7 @@ class HandleValue:
     permissions: str = DEFAULT_PERMISSIONS
 
     def __post_init__(self) -> None:
-        check_index(self.index, "index")
-        if not isinstance(self.type, str) or not _TYPE_OK.match(self.type):
-            raise InvalidValue(
-                f"value {self.index}: type must be a non-empty string without spaces or controls"
-            )
-        if len(self.type.encode("utf-8")) > MAX_TYPE_BYTES:
-            raise InvalidValue(f"value {self.index}: type is longer than {MAX_TYPE_BYTES} bytes")
-        if not isinstance(self.ttl, int) or isinstance(self.ttl, bool) or not 0 <= self.ttl <= MAX_TTL:
-            raise InvalidValue(
-                f"value {self.index}: ttl must be an integer number of seconds, 0..{MAX_TTL}"
-            )
-        if not isinstance(self.permissions, str) or not _BITS4.match(self.permissions):
-            raise InvalidValue(
-                f"value {self.index}: permissions must be 4 characters of 0/1, e.g. '1110'"
-            )
-        _check_data(self.index, self.format, self.value)
+        check_value(self.index, self.type, self.format, self.value, self.ttl, self.permissions)
 
     @property
     def admin_read(self) -> bool:
@@ -86,6 +72,26 @@ class HandleValue:
         return HandleValue(
             self.index, self.type, self.format, self.value, self.ttl, timestamp, self.permissions
         )
+
+
+def check_value(index: object, type_: object, fmt: str, value: Any, ttl: object,
+                permissions: object) -> None:
+    """Every rule a value must follow (the one place they are written).
+
+    :raises InvalidValue: naming the index and the broken rule.
+    """
+    check_index(index, "index")
+    if not isinstance(type_, str) or not _TYPE_OK.match(type_):
+        raise InvalidValue(
+            f"value {index}: type must be a non-empty string without spaces or controls"
+        )
+    if len(type_) > MAX_TYPE_BYTES // 4 and len(type_.encode("utf-8")) > MAX_TYPE_BYTES:
+        raise InvalidValue(f"value {index}: type is longer than {MAX_TYPE_BYTES} bytes")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_TTL:
+        raise InvalidValue(f"value {index}: ttl must be an integer number of seconds, 0..{MAX_TTL}")
+    if not isinstance(permissions, str) or not _BITS4.match(permissions):
+        raise InvalidValue(f"value {index}: permissions must be 4 characters of 0/1, e.g. '1110'")
+    _check_data(index, fmt, value)  # type: ignore[arg-type]
 
 
 def check_index(index: object, what: str) -> int:
@@ -136,8 +142,8 @@ def _check_data(index: int, fmt: str, value: Any) -> None:
         )
 
 
-def check_record(values: tuple[HandleValue, ...] | list[HandleValue]) -> None:
-    """Check record-level rules: at most MAX_VALUES values, indexes unique.
+def check_record(values: Sequence[dict[str, Any]]) -> None:
+    """Check record-level rules on stored values: at most MAX_VALUES, indexes unique.
 
     :raises InvalidValue: naming the duplicate index.
     """
@@ -145,9 +151,9 @@ def check_record(values: tuple[HandleValue, ...] | list[HandleValue]) -> None:
         raise InvalidValue(f"a record holds at most {MAX_VALUES} values, got {len(values)}")
     seen: set[int] = set()
     for v in values:
-        if v.index in seen:
-            raise InvalidValue(f"duplicate index {v.index} in the record")
-        seen.add(v.index)
+        if v["index"] in seen:
+            raise InvalidValue(f"duplicate index {v['index']} in the record")
+        seen.add(v["index"])
 
 
 def decode_hex(index: int, value: object) -> str:
