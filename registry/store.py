@@ -8,14 +8,13 @@ delivers only after the commit. Nothing is written when any step fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import asyncpg
+import orjson
 
 from registry.permissions import Principal, may_administer
 from resolver.core import codec
@@ -228,7 +227,8 @@ async def bulk_put(
     prefixes = {ident.prefix for ident, _ in records}
     rows = []
     for ident, values in records:
-        rows.append((ident.key, ident.prefix.text, values, codec.public_json(values)))
+        encoded = orjson.dumps(values)  # once, for handles and audit
+        rows.append((ident.key, ident.prefix.text, encoded, codec.public_json(values)))
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do
     changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]

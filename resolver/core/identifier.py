@@ -9,6 +9,7 @@ case-sensitive UTF-8 and may themselves contain ``/``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
@@ -74,6 +75,7 @@ class Identifier:
         return self.key
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_prefix(text: str) -> Prefix:
     """Validate and normalise a prefix.
 

@@ -26,7 +26,7 @@ ADMIN_PERMISSIONS_ALL = "111111111111"
 
 FORMATS = ("string", "base64", "admin", "vlist")
 _TYPE_OK = re.compile(r"[^\x00-\x20\x7f]+\Z")
-_BITS4 = re.compile(r"[01]{4}\Z")
+_PERMISSIONS = frozenset(f"{n:04b}" for n in range(16))
 _BITS12 = re.compile(r"[01]{12}\Z")
 
 
@@ -74,6 +74,9 @@ class HandleValue:
         )
 
 
+_seen_types: set[str] = set()  # valid types already checked (bounded)
+
+
 def check_value(index: object, type_: object, fmt: str, value: Any, ttl: object,
                 permissions: object) -> None:
     """Every rule a value must follow (the one place they are written).
@@ -81,15 +84,18 @@ def check_value(index: object, type_: object, fmt: str, value: Any, ttl: object,
     :raises InvalidValue: naming the index and the broken rule.
     """
     check_index(index, "index")
-    if not isinstance(type_, str) or not _TYPE_OK.match(type_):
-        raise InvalidValue(
-            f"value {index}: type must be a non-empty string without spaces or controls"
-        )
-    if len(type_) > MAX_TYPE_BYTES // 4 and len(type_.encode("utf-8")) > MAX_TYPE_BYTES:
-        raise InvalidValue(f"value {index}: type is longer than {MAX_TYPE_BYTES} bytes")
+    if type_ not in _seen_types:  # a few types recur in millions of values
+        if not isinstance(type_, str) or not _TYPE_OK.match(type_):
+            raise InvalidValue(
+                f"value {index}: type must be a non-empty string without spaces or controls"
+            )
+        if len(type_.encode("utf-8")) > MAX_TYPE_BYTES:
+            raise InvalidValue(f"value {index}: type is longer than {MAX_TYPE_BYTES} bytes")
+        if len(_seen_types) < 10_000:
+            _seen_types.add(type_)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_TTL:
         raise InvalidValue(f"value {index}: ttl must be an integer number of seconds, 0..{MAX_TTL}")
-    if not isinstance(permissions, str) or not _BITS4.match(permissions):
+    if permissions not in _PERMISSIONS:
         raise InvalidValue(f"value {index}: permissions must be 4 characters of 0/1, e.g. '1110'")
     _check_data(index, fmt, value)  # type: ignore[arg-type]
 
@@ -106,7 +112,9 @@ def _check_data(index: int, fmt: str, value: Any) -> None:
     if fmt == "string":
         if not isinstance(value, str):
             raise InvalidValue(f"{where}: string data must be a JSON string")
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
+        # a UTF-8 character takes at most 4 bytes: encode only when it could matter
+        if len(value) * 4 > MAX_DATA_BYTES and \
+                len(value.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
             raise InvalidValue(f"{where}: data is longer than {MAX_DATA_BYTES} bytes")
     elif fmt == "base64":
         if not isinstance(value, str):

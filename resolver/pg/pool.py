@@ -34,6 +34,9 @@ def redact(dsn: str) -> str:
 
 
 def _encode_jsonb(value: Any) -> bytes:
+    # bytes are JSON encoded already (bulk writes encode a record once for two tables)
+    if isinstance(value, bytes):
+        return b"\x01" + value
     return b"\x01" + orjson.dumps(value)
 
 
