@@ -42,12 +42,19 @@ SUPERUSER = "idres"
 DATABASE = "idres"
 
 CONF = """\
-# written by idres; edit postgresql.conf for other settings
+# written by idres at every start; put your own settings in postgresql.conf
 listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 200
 shared_buffers = 256MB
 log_min_messages = warning
+# bulk registration writes WAL fast: bigger buffers, fewer checkpoints, and new WAL
+# segments not zero-filled first (measured: WAL-initialisation and WALWrite waits
+# dominated a 10k-record COPY); durability is unchanged (fsync, synchronous_commit on)
+wal_buffers = 64MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+wal_init_zero = off
 """
 
 
@@ -207,12 +214,8 @@ class EmbeddedPostgres:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pwfile)
-        conf = self.pgdata / "idres.conf"
-        conf.write_text(CONF)
         with open(self.pgdata / "postgresql.conf", "a") as f:
             f.write("\ninclude_if_exists = 'idres.conf'\n")
-        if self.run_as is not None:
-            os.chown(conf, self.run_as.uid, self.run_as.gid)
         pw_path = self.data_dir / "pg.password"
         pw_path.touch(mode=0o600)
         pw_path.write_text(password)
@@ -266,6 +269,10 @@ class EmbeddedPostgres:
         if not port or not _port_free(port):
             port = _free_port()
         port_file.write_text(str(port))
+        conf = self.pgdata / "idres.conf"
+        conf.write_text(CONF)
+        if self.run_as is not None:
+            os.chown(conf, self.run_as.uid, self.run_as.gid)
         log.info("starting the embedded PostgreSQL on 127.0.0.1:%d (data in %s)", port, self.pgdata)
         self._run([
             str(binaries / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),

@@ -33,11 +33,13 @@ def redact(dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _encode_jsonb(value: Any) -> bytes:
+def _encode_json(value: Any) -> bytes:
     # bytes are JSON encoded already (bulk writes encode a record once for two tables)
-    if isinstance(value, bytes):
-        return b"\x01" + value
-    return b"\x01" + orjson.dumps(value)
+    return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + _encode_json(value)  # jsonb's binary format: a version byte, then text
 
 
 def _decode_jsonb(data: bytes) -> Any:
@@ -45,11 +47,11 @@ def _decode_jsonb(data: bytes) -> Any:
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Per-connection set-up: JSONB as Python objects through orjson (binary format)."""
-    await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb,
-        format="binary",
-    )
+    """Per-connection set-up: json and jsonb as Python objects through orjson."""
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=_encode_json,
+                              decoder=orjson.loads, format="binary")
+    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_encode_jsonb,
+                              decoder=_decode_jsonb, format="binary")
 
 
 async def _ensure_database(dsn: str) -> None:
