@@ -62,15 +62,15 @@ def need(tool: str, package: str) -> str:
 
 
 class Idres:
-    def __init__(self, dsn: str, *extra: str) -> None:
+    def __init__(self, dsn: str, *extra: str, core: int | None = 0) -> None:
         self.port, self.binary_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(tempfile.mktemp(prefix="idres-bench-"), "w")
+        self.log = tempfile.TemporaryFile("w+")
         env = {**os.environ, "IDRES_DSN": dsn}
-        self.proc = subprocess.Popen(pinned(0, [
-            sys.executable, "-m", "resolver.cli", "serve", "--port", str(self.port),
-            "--binary-port", str(self.binary_port), "--pool-max", "16", *extra]),
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        cmd = [sys.executable, "-m", "resolver.cli", "serve", "--port", str(self.port),
+               "--binary-port", str(self.binary_port), "--pool-max", "16", *extra]
+        self.proc = subprocess.Popen(pinned(core, cmd) if core is not None else cmd,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         for _ in range(300):
             try:
                 requests.get(self.url + "/", timeout=1)
@@ -227,15 +227,20 @@ def main() -> None:
             [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
              "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
         )["token"]
+        # loading: a production-like server (2 workers, both cores, as PostgreSQL)
+        loader = Idres(dsn, "--workers", "2", core=None)
+        print(f"loading {n:,} identifiers through POST /api/bulk…", flush=True)
+        try:
+            results["bulk_registration"] = loadgen("bulk", 1, url=loader.url, token=token,
+                                                   n=n, batch=5_000, concurrency=6)
+        finally:
+            loader.stop()
         main_srv = Idres(dsn)
         servers.append(main_srv)
-        print(f"loading {n:,} identifiers through POST /api/bulk…", flush=True)
-        results["bulk_registration"] = loadgen("bulk", 1, url=main_srv.url, token=token, n=n,
-                                               batch=10_000, concurrency=2)
         b = results["bulk_registration"]
         print(f"  bulk registration: {b['per_second']:,.0f} identifiers/s "
-              f"({b['record_bytes_min']}-{b['record_bytes_max']} bytes per record; "
-              "PostgreSQL on both cores)", flush=True)
+              f"({b['record_bytes_min']}-{b['record_bytes_max']} bytes per record; idres "
+              "with 2 workers and PostgreSQL on both cores)", flush=True)
         # from here on the server side (idres and PostgreSQL) has core 0, the load core 1
         pin_postgres(pg.pgdata, {0})
         run_scenarios(results, dsn, token, main_srv, servers, work, n, d)
