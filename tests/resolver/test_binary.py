@@ -120,3 +120,12 @@ def test_client_round_trips(tenant: Tenant, binary: Any) -> None:
             assert err.value.status == 102
 
     asyncio.run(go())
+
+
+def test_the_documented_example_is_what_the_code_sends() -> None:
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "protocol.md").read_text()
+    example = doc.split("## Example")[1].split("```")[1]
+    hexes = " ".join(line.split("  ")[0] for line in example.strip().splitlines())
+    assert bytes.fromhex(hexes) == encode_request(7, 1, "88.100.7/ORDER-1")
