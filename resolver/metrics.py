@@ -8,6 +8,7 @@ cache hit pays no lock.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -52,3 +53,27 @@ class ResolverCollector(Collector):
 def register(registry: CollectorRegistry, resolver: Resolver,
              invalidator: Invalidator | None) -> None:
     registry.register(ResolverCollector(resolver, invalidator))
+
+
+class FrontCollector(Collector):
+    """Counters of the HTTP fast path and of the binary protocol."""
+
+    def __init__(self, fast: Any, binary: Any | None) -> None:
+        self.fast = fast
+        self.binary = binary
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily("idres_http_fast_requests",
+                                  "Resolutions read by the HTTP fast path", value=self.fast.requests)
+        yield CounterMetricFamily("idres_http_handoffs",
+                                  "Connections handed from the fast path to aiohttp",
+                                  value=self.fast.handoffs)
+        yield GaugeMetricFamily("idres_http_fast_connections",
+                                "Connections held by the fast path",
+                                value=len(self.fast.connections))
+        if self.binary is not None:
+            yield CounterMetricFamily("idres_binary_requests", "Binary-protocol requests",
+                                      value=self.binary.requests)
+            yield CounterMetricFamily("idres_binary_errors",
+                                      "Binary-protocol frames answered with an error",
+                                      value=self.binary.errors)

@@ -106,12 +106,14 @@ async def serve(settings: Settings) -> None:
             sweeper = loop.create_task(_sweep(fast))
             _tune_gc()
             binary = None
+            bctx = None
             if settings.binary_port:
                 bctx = BinaryContext(node.resolver, DATABASE_DOWN, settings.max_frame_bytes)
                 binary = await loop.create_server(
                     lambda: BinaryProtocol(bctx), settings.host, settings.binary_port,
                     backlog=1024, reuse_port=settings.workers > 1)
                 log.info("binary protocol on %s:%d", settings.host, settings.binary_port)
+            node.collector.register(metrics.FrontCollector(fast, bctx if binary else None))
             scheme = "https" if tls else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
             if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):

@@ -158,3 +158,22 @@ def test_cache_metrics_are_exposed(tenant: Tenant, server: Server) -> None:
     assert metrics["idres_cache_entries"] >= 1 and metrics["idres_cache_bytes"] > 0
     assert 'idres_cache_evictions_total{reason="invalidated"}' in metrics
     assert metrics["idres_invalidate_connected"] == 1
+    assert metrics["idres_http_fast_requests_total"] >= 3
+
+
+def test_metric_names_follow_the_conventions(server: Server) -> None:
+    """snake_case, the idres_ prefix, _total on counters; every name is in the README."""
+    import re
+
+    from tests.conftest import REPO
+
+    text = requests.get(f"{server.url}/metrics").text
+    readme = (REPO / "resolver" / "README.md").read_text()
+    declared = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)
+    ours = [(n, t) for n, t in declared if n.startswith("idres_")]
+    assert len(ours) >= 10
+    for name, kind in ours:
+        assert re.fullmatch(r"idres_[a-z0-9_]+", name), name
+        shown = name if name.endswith("_total") or kind != "counter" else name + "_total"
+        assert f"`{shown}`" in readme, f"{shown} is not documented in resolver/README.md"
+    assert all(n.startswith(("idres_", "python_", "process_")) for n, _ in declared)

@@ -30,6 +30,8 @@ def test_two_workers_share_the_port_and_never_answer_stale(pg_dsn: str, server: 
             for _ in range(4):
                 got: Any = requests.get(url).json()["values"][0]["data"]["value"]
                 assert got == f"https://example.org/v{i}", f"stale answer after write {i}"
+        assert requests.delete(url, headers=op.bearer).status_code == 200
+        assert all(requests.get(url).status_code == 404 for _ in range(8))
         pids = set(re.findall(r"idres\[(\d+)\]: idres listening", srv.output()))
         assert len(pids) == 2, srv.output()
     finally:
