@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
+
+
+# the *_created series double every counter for a timestamp nobody graphs
+disable_created_metrics()
 
 
 class ResolverCollector(Collector):
