@@ -29,6 +29,7 @@ from email.utils import formatdate
 from typing import Any
 
 from resolver.cache import AnswerCache
+from resolver.connections import TrackedProtocol
 from resolver.core import codec
 from resolver.core.errors import IdresError, ServiceUnavailable
 from resolver.core.identifier import parse_raw
@@ -101,39 +102,25 @@ class FastContext:
                 conn.transport.abort()
 
 
-class FastHTTP(asyncio.Protocol):
+class FastHTTP(TrackedProtocol):
     """One client connection on the HTTP port (see module docstring)."""
 
     def __init__(self, ctx: FastContext) -> None:
+        super().__init__(ctx.connections)
         self.ctx = ctx
-        self.transport: Any = None
         self.buf = b""
         self.pending: deque[list[Any]] = deque()  # [answer bytes | None, keep_alive]
         self.closing = False
         self.handing_off = False
-        self.paused = False
         self.last = ctx.now
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.ctx.connections.add(self)
+    def may_read(self) -> bool:
+        return not self.handing_off
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.ctx.connections.discard(self)
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        self.paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.transport is not None and not self.handing_off:
-            self.transport.resume_reading()
-            self._process()
+    def on_writable(self) -> None:
+        self._process()
 
     def data_received(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+from resolver.connections import TrackedProtocol
 from resolver.core.errors import IdresError, ServiceUnavailable
 from resolver.core.identifier import parse
 from resolver.lookup import Resolver
@@ -47,28 +47,11 @@ class BinaryContext:
         self.errors = 0
 
 
-class BinaryProtocol(asyncio.Protocol):
+class BinaryProtocol(TrackedProtocol):
     def __init__(self, ctx: BinaryContext) -> None:
+        super().__init__(ctx.connections)
         self.ctx = ctx
         self.reader = FrameReader(ctx.max_frame)
-        self.transport: Any = None
-        self.tasks = 0
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.ctx.connections.add(self)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.ctx.connections.discard(self)
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         payloads, fatal = self.reader.feed(data)
