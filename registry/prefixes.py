@@ -12,7 +12,8 @@ import asyncpg
 
 from registry.accounts import find_operator
 from registry.permissions import Principal, may_administer
-from registry.store import audit, owners_of
+from registry.store import Db, audit, notify, owners_of, write_transaction
+from resolver.core.channel import ZONE_MARK
 from resolver.core.errors import InsufficientPermissions, PrefixExists
 from resolver.core.identifier import Prefix
 
@@ -21,16 +22,14 @@ LIST_UNDER = """SELECT handle FROM handles WHERE handle >= $1 AND handle < $2
                 ORDER BY handle LIMIT $3 OFFSET $4"""
 
 
-async def create_prefix(
-    conn: asyncpg.Connection, actor: Principal, prefix: Prefix, owner: str
-) -> Principal:
+async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) -> Principal:
     """Allocate ``prefix`` to the operator named ``owner``; returns the owner.
 
     :raises InsufficientPermissions: the actor owns no ancestor (top level: not admin).
     :raises OperatorNotFound: no such owner.
     :raises PrefixExists: already allocated.
     """
-    async with conn.transaction():
+    async with write_transaction(db, [ZONE_MARK]) as conn:
         parent = prefix.parent()
         if not actor.is_admin:
             if parent is None:
@@ -53,6 +52,7 @@ async def create_prefix(
             raise PrefixExists(f"prefix {prefix.text} is already allocated")
         await audit(conn, actor, "prefix_create", prefix=prefix.text,
                     after={"prefix": prefix.text, "owner": target.name})
+        await notify(conn, [ZONE_MARK])
     return target
 
 

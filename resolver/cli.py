@@ -15,21 +15,26 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import asyncpg
 import uvloop
 
-from registry import accounts, prefixes
+from registry import accounts, delegations, prefixes
 from registry.permissions import Principal
+from registry.store import Db
 from resolver import __version__
 from resolver.config import Settings, add_database_flags, add_serve_flags, from_args
-from resolver.core.errors import IdresError
+from resolver.core.delegation import Delegation
+from resolver.core.errors import BadRequest, IdresError
+from resolver.core.signing import public_key_text
+from resolver.keys import load_or_create
 from resolver.core.identifier import parse_prefix
 from resolver.pg.embedded import EmbeddedError
 from resolver.pg.migrate import MigrationError
-from resolver.pg.pool import database, init_connection, migrate_dsn
+from resolver.pg.pool import create_pool, database, migrate_dsn
 
 log = logging.getLogger("idres")
 
@@ -40,15 +45,14 @@ def _local_actor() -> Principal:
     return Principal(0, f"cli:{user}", "", True)
 
 
-async def _with_connection(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
     async with database(settings.dsn, settings.data_dir) as dsn:
         await migrate_dsn(dsn)
-        conn = await asyncpg.connect(dsn, timeout=10)
+        pool = await create_pool(dsn, min_size=1, max_size=2)
         try:
-            await init_connection(conn)
-            return await work(conn)
+            return await work(pool)
         finally:
-            await conn.close()
+            await pool.close()
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -79,26 +83,27 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-DbWork = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+DbWork = Callable[[asyncpg.Pool, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
 def db_command(work: DbWork) -> Callable[[argparse.Namespace, Settings], int]:
     """A command that runs ``work`` on one connection (embedded server started if needed)
     and prints its result as text, or as JSON with ``--json``."""
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        async def go(conn: asyncpg.Connection) -> int:
-            data, text = await work(conn, args)
+        async def go(pool: asyncpg.Pool) -> int:
+            data, text = await work(pool, args)
             _print(args, data, text)
             return 0
 
-        return asyncio.run(_with_connection(settings, go))
+        return asyncio.run(_with_pool(settings, go))
 
     return run
 
 
-async def operator_create(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
-                                         is_admin=args.admin)
+async def operator_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
+                                             is_admin=args.admin)
     p = new.principal
     return ({"name": p.name, "identity": p.identity, "admin": p.is_admin,
              "secret": new.secret, "token": new.token},
@@ -109,29 +114,50 @@ async def operator_create(conn: asyncpg.Connection, args: argparse.Namespace) ->
             "The secret and the token are shown only now; idres keeps only their hashes.")
 
 
-async def operator_list(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    ops = await accounts.list_operators(conn)
+async def operator_list(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        ops = await accounts.list_operators(conn)
     return {"operators": ops}, "\n".join(
         f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
     ) or "no operators"
 
 
-async def prefix_create(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def prefix_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     prefix = parse_prefix(args.prefix)
-    owner = await prefixes.create_prefix(conn, _local_actor(), prefix, args.owner)
+    owner = await prefixes.create_prefix(Db(pool), _local_actor(), prefix, args.owner)
     return ({"prefix": prefix.text, "owner": owner.name},
             f"prefix {prefix.text} allocated to {owner.name}")
 
 
-async def prefix_list(conn: asyncpg.Connection, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    rows = await prefixes.list_prefixes(conn)
+async def prefix_delegate(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    if len(args.server) != len(args.key):
+        raise BadRequest("give one --key for every --server")
+    binaries = args.binary + [None] * (len(args.server) - len(args.binary))
+    servers = delegations.parse_servers([
+        {"url": u, "key": k, **({"binary": b} if b else {})}
+        for u, k, b in zip(args.server, args.key, binaries)])
+    d = Delegation(parse_prefix(args.prefix).text, servers, args.ttl)
+    await delegations.delegate(Db(pool), _local_actor(), d)
+    return d.to_json(), f"prefix {d.prefix} delegated to " + ", ".join(s.url for s in servers)
+
+
+async def prefix_list(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        rows = await prefixes.list_prefixes(conn)
     return {"prefixes": rows}, "\n".join(
         f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"
 
 
+def cmd_node_key(args: argparse.Namespace, settings: Settings) -> int:
+    key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
+    print(public_key_text(key))
+    return 0
+
+
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     query = "&".join([f"type={quote(t)}" for t in args.type] +
-                     [f"index={i}" for i in args.index])
+                     [f"index={i}" for i in args.index] +
+                     (["trace=true", "recursive=true"] if args.trace else []))
     url = f"{args.server.rstrip('/')}/api/handles/{quote(args.identifier, safe='/')}"
     if query:
         url += "?" + query
@@ -141,6 +167,11 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         body = json.loads(exc.read() or b"{}")
+        if exc.code == 300 and "referral" in body:
+            servers = ", ".join(s["url"] for s in body["referral"]["servers"])
+            print(f"{args.identifier}: referral: prefix {body['referral']['prefix']} is served "
+                  f"by {servers} (use --trace to follow it)", file=sys.stderr)
+            return 3
         print(f"{args.identifier}: {body.get('message', exc.reason)} "
               f"(HTTP {exc.code}, responseCode {body.get('responseCode')})", file=sys.stderr)
         return 1
@@ -150,6 +181,10 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return 0
+    for n, hop in enumerate(body.get("trace", []), 1):
+        print(f"hop {n}: " + ", ".join(f"{k}={v}" for k, v in hop.items()))
+    if body.get("stale"):
+        print("(stale: every authoritative server is unreachable; this is the last answer seen)")
     print(body["handle"])
     for v in body.get("values", []):
         data = v["data"]["value"]
@@ -200,10 +235,29 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
     s.set_defaults(func=db_command(prefix_create))
+    s = pf.add_parser("delegate", help="delegate a prefix to other nodes (referrals)")
+    s.add_argument("prefix")
+    s.add_argument("--server", action="append", required=True,
+                   help="base URL of a node serving the prefix (repeatable)")
+    s.add_argument("--key", action="append", required=True,
+                   help="that node's public key, from its `idres node key` (one per --server)")
+    s.add_argument("--binary", action="append", default=[],
+                   help="that node's binary-protocol host:port (optional, in --server order)")
+    s.add_argument("--ttl", type=int, default=86400, help="seconds (default 86400)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=db_command(prefix_delegate))
     s = pf.add_parser("list", help="list prefixes")
     s.add_argument("--json", action="store_true", help="print JSON")
     add_database_flags(s)
     s.set_defaults(func=db_command(prefix_list))
+
+    nd = sub.add_parser("node", help="this node").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    s = nd.add_parser("key", help="print this node's public key (made on first use)")
+    s.add_argument("--key-file", type=Path, help="default DATA_DIR/node_ed25519.pem")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_node_key)
 
     s = sub.add_parser("resolve", help="resolve an identifier through a running server")
     s.add_argument("identifier")
@@ -213,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--index", action="append", type=int, default=[], help="only this index")
     s.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     s.add_argument("--json", action="store_true", help="print the JSON answer")
+    s.add_argument("--trace", action="store_true",
+                   help="resolve recursively and print every hop: node, delegation, cache, "
+                        "signature check")
     s.set_defaults(func=cmd_resolve)
     return p
 

@@ -48,6 +48,13 @@ class Settings:
     binary_port: int = 0                   # 0: no binary-protocol listener
     max_frame_bytes: int = 1 << 20
     workers: int = 1
+    key_file: Path | None = None           # default: <data_dir>/node_ed25519.pem
+    recursive: bool = False
+    roots: tuple[str, ...] = ()            # base URLs of the root nodes
+    root_keys: tuple[str, ...] = ()        # their Ed25519 public keys, in the same order
+    upstream_timeout: float = 2.0
+    max_depth: int = 8
+    stale_window: int = 86400
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -60,6 +67,10 @@ class Settings:
             raise ValueError(f"workers must be 1..256, got {self.workers}")
         if self.cache_entries < 0 or self.cache_bytes < 0 or self.negative_ttl < 0:
             raise ValueError("cache sizes and TTLs must not be negative")
+        if len(self.roots) != len(self.root_keys):
+            raise ValueError("give one --root-key for every --root (the trust anchors)")
+        if self.recursive and not self.roots:
+            raise ValueError("--recursive needs at least one --root URL and its --root-key")
 
 
 _ENV = {
@@ -72,6 +83,9 @@ _ENV = {
     "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
     "max_frame_bytes": "IDRES_MAX_FRAME_BYTES", "workers": "IDRES_WORKERS",
+    "key_file": "IDRES_KEY_FILE", "recursive": "IDRES_RECURSIVE", "roots": "IDRES_ROOTS",
+    "root_keys": "IDRES_ROOT_KEYS", "upstream_timeout": "IDRES_UPSTREAM_TIMEOUT",
+    "max_depth": "IDRES_MAX_DEPTH", "stale_window": "IDRES_STALE_WINDOW",
 }
 
 
@@ -95,6 +109,20 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary-port", type=int,
                         help="port of the msgpack binary protocol (env IDRES_BINARY_PORT; "
                              "default 0 = off)")
+    parser.add_argument("--recursive", action="store_true", default=None,
+                        help="resolve identifiers of other nodes by walking the hierarchy")
+    parser.add_argument("--root", dest="roots", action="append",
+                        help="base URL of a root node (repeatable; env IDRES_ROOTS, comma-separated)")
+    parser.add_argument("--root-key", dest="root_keys", action="append",
+                        help="that root's Ed25519 public key (one per --root)")
+    parser.add_argument("--key-file", type=Path,
+                        help="this node's Ed25519 key (default DATA_DIR/node_ed25519.pem)")
+    parser.add_argument("--upstream-timeout", type=float,
+                        help="seconds to wait for another node (default 2)")
+    parser.add_argument("--max-depth", type=int, help="most referrals per resolution (default 8)")
+    parser.add_argument("--stale-window", type=int,
+                        help="seconds an expired answer may still be served when every "
+                             "authoritative server is down (default 86400)")
     parser.add_argument("--max-frame-bytes", type=int,
                         help="largest binary-protocol frame (default 1 MiB)")
     parser.add_argument("--cache-entries", type=int,
@@ -116,13 +144,17 @@ def from_args(args: argparse.Namespace) -> Settings:
     for name in _ENV:
         given = getattr(args, name, None)
         if given is not None:
-            values[name] = given
+            values[name] = tuple(given) if isinstance(given, list) else given
     return Settings(**values)  # type: ignore[arg-type]
 
 
 def _convert(kind: object, raw: str, env: str) -> object:
     text = str(kind)
     try:
+        if "tuple" in text:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if "float" in text:
+            return float(raw)
         if "int" in text:
             return int(raw)
         if "bool" in text:

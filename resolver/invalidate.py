@@ -15,8 +15,9 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from resolver.core.channel import INVALIDATE_CHANNEL, Waiter, keys_of
+from resolver.core.channel import INVALIDATE_CHANNEL, ZONE_MARK, Waiter, keys_of
 from resolver.lookup import Resolver
+from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
 
@@ -70,6 +71,7 @@ class Invalidator:
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
         # anything could have changed while we were not listening
+        self.resolver.zone = await fetch_zone(self.resolver.pool)
         self.resolver.cache.clear()
         self.resolver.cache.enabled = self._cache_wanted
         self.connected = True
@@ -82,11 +84,25 @@ class Invalidator:
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
         keys = keys_of(payload)
+        if ZONE_MARK in keys:  # answer its waiters once the new zone is in place
+            keys.remove(ZONE_MARK)
+            asyncio.get_running_loop().create_task(self._reload_zone())
         self.resolver.invalidate(keys)
+        self._wake(keys)
+
+    def _wake(self, keys: Iterable[str]) -> None:
         for key in keys:
             for fut in self._waiters.pop(key, ()):
                 if not fut.done():
                     fut.set_result(None)
+
+    async def _reload_zone(self) -> None:
+        try:
+            self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            log.warning("could not reload the zone: %s", exc)
+        self.resolver.cache.clear()
+        self._wake([ZONE_MARK])
 
     def _on_lost(self, conn: object) -> None:
         self.connected = False

@@ -30,8 +30,10 @@ import orjson
 from resolver.cache import AnswerCache, Entry
 from resolver.core import codec
 from resolver.core.channel import CREATED_MARK
-from resolver.core.errors import IdentifierNotFound, IdresError
+from resolver.core.delegation import Zone
+from resolver.core.errors import IdentifierNotFound, IdresError, Referral
 from resolver.core.identifier import Identifier, parse
+from resolver.recursion.recursor import Recursor, Result
 from resolver.store import fetch_public, fetch_publics, fetch_record
 
 Found = tuple[bytes | None, Entry | None]
@@ -62,9 +64,13 @@ def _packb(obj: Any) -> bytes:
 class Resolver:
     """Cached, coalesced resolution for one process (see module docstring)."""
 
-    def __init__(self, pool: asyncpg.Pool, cache: AnswerCache) -> None:
+    def __init__(self, pool: asyncpg.Pool, cache: AnswerCache, zone: Zone | None = None,
+                 recursor: Recursor | None = None, recursive: bool = False) -> None:
         self.pool = pool
         self.cache = cache
+        self.zone = zone or Zone()
+        self.recursor = recursor
+        self.recursive = recursive  # the node's default for requests that do not say
         self._flights: dict[str, asyncio.Future[bytes | None]] = {}
         self._tainted: set[str] = set()
         self.queries = 0  # database round trips made for resolution
@@ -81,11 +87,39 @@ class Resolver:
             if key in self._flights:
                 self._tainted.add(key)
 
+    async def resolve(self, ident: Identifier, recursive: bool | None = None,
+                      trace: bool = False) -> Result:
+        """Everything a resolution may lead to: the cache, the local database, a referral
+        (the prefix is delegated) or, for a recursive request, the walk down the hierarchy.
+
+        :raises Referral: delegated elsewhere and the request is not recursive.
+        :raises UpstreamUnavailable, RecursionLimit, BadSignature: from recursion.
+        """
+        key = ident.key
+        entry = self.cache.get(key)
+        if entry is not None:
+            return Result(entry.public, entry, trace=[{"cache": "hit"}] if trace else [])
+        kind, delegation = self.zone.classify(ident.prefix)
+        wanted = self.recursive if recursive is None else recursive
+        if kind != "local" and wanted and self.recursor is not None:
+            result = await self.recursor.resolve(key, trace)  # network op
+            result.trace.insert(0, {"cache": "miss"})
+            return result
+        if delegation is not None:
+            raise Referral(f"prefix {delegation.prefix} is delegated: ask {delegation.servers[0].url}",
+                           delegation)
+        public, entry = await self._local(key)  # network op
+        return Result(public, entry)
+
     async def public(self, key: str) -> Found:
-        """(public JSON bytes or None if not found, the cache entry holding them if any)."""
+        """(public JSON bytes or None if not found, the cache entry holding them if any),
+        from this node's own database."""
         entry = self.cache.get(key)
         if entry is not None:
             return entry.public, entry
+        return await self._local(key)
+
+    async def _local(self, key: str) -> Found:
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight), None
@@ -162,8 +196,8 @@ class Resolver:
             values = None if stored is None else [
                 codec.to_output(v) for v in codec.visible(stored, admin=True)]
         else:
-            public, _ = await self.public(query.ident.key)
-            values = None if public is None else orjson.loads(public)
+            result = await self.resolve(query.ident)  # network op on a miss
+            values = None if result.public is None else orjson.loads(result.public)
         if values is None:
             raise IdentifierNotFound(f"handle {query.requested} not found")
         return codec.select(values, query.indexes, query.types)
@@ -173,13 +207,28 @@ class Resolver:
         (a malformed identifier gets its 102 answer). All misses in ONE query."""
         parsed: list[tuple[str, str | None, bytes | None]] = []
         encode = _packb if use_msgpack else orjson.dumps
+        elsewhere: dict[str, Any] = {}
         for h in handles:
             try:
-                parsed.append((h, parse(h).key, None))
+                ident = parse(h)
+                kind, delegation = self.zone.classify(ident.prefix)
+                if kind != "local" and (self.recursive or delegation):
+                    elsewhere[ident.key] = ident   # delegated or recursive: one at a time
+                parsed.append((h, ident.key, None))
             except IdresError as exc:
                 parsed.append((h, None, encode(codec.answer(exc.response_code, h,
                                                             message=exc.message))))
-        found = await self.many([k for _, k, _ in parsed if k is not None])  # network op
+        found = await self.many([k for _, k, _ in parsed
+                                 if k is not None and k not in elsewhere])  # network op
+        for key, ident in elsewhere.items():
+            try:
+                result = await self.resolve(ident)  # network op
+                found[key] = (result.public, result.entry)
+            except IdresError as exc:
+                elsewhere[key] = exc
+        parsed = [(h, None, encode(referral_answer(h, elsewhere[key])))
+                  if key in elsewhere and isinstance(elsewhere[key], IdresError) else (h, key, err)
+                  for h, key, err in parsed]
         answer = self.msgpack_answer if use_msgpack else self.json_answer
         return [err if key is None else answer(h, *found[key])  # type: ignore[misc]
                 for h, key, err in parsed]
@@ -201,6 +250,15 @@ class Resolver:
                 return kept
         body = make()
         return body if entry is None else self.cache.render(entry, kind, body)
+
+
+def referral_answer(handle: str, exc: IdresError) -> dict[str, Any]:
+    """The answer for an identifier that is not resolved here: a referral (responseCode
+    303 with the delegation) or the error of the recursive walk."""
+    body = codec.answer(exc.response_code, handle, message=exc.message)
+    if isinstance(exc, Referral) and exc.delegation is not None:
+        body["referral"] = exc.delegation.to_json()  # type: ignore[attr-defined]
+    return body
 
 
 def first_url(values: list[dict[str, Any]]) -> str | None:

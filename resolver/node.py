@@ -24,7 +24,11 @@ from resolver.config import Settings
 from resolver.http.app import DATABASE_DOWN, build_app
 from resolver.http.fast import FastContext, FastHTTP
 from resolver.protocol.server import BinaryContext, BinaryProtocol
+from resolver.core.delegation import Server, Zone
+from resolver.core.signing import public_key_text
 from resolver.invalidate import Invalidator
+from resolver.keys import load_or_create
+from resolver.recursion.recursor import Recursor
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 
@@ -38,20 +42,31 @@ class Node:
         self.settings = settings
         self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
                                  settings.cache_max_ttl, settings.negative_ttl)
-        self.resolver = Resolver(pool, self.cache)
+        self.key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
+        self.recursor = None
+        if settings.roots:
+            roots = tuple(Server(url.rstrip("/"), key)
+                          for url, key in zip(settings.roots, settings.root_keys))
+            self.recursor = Recursor(roots, self.cache, settings.upstream_timeout,
+                                     settings.max_depth, settings.stale_window)
+        self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive)
         self.invalidator = Invalidator(dsn, self.resolver)
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, sync=self.invalidator)
-        self.app = build_app(settings, self.resolver, self.collector,
+        self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), may_read_restricted)
 
     async def start(self) -> None:
-        await self.invalidator.start()
+        await self.invalidator.start()   # loads the zone too
+        if self.recursor is not None:
+            await self.recursor.start()
 
     async def close(self) -> None:
         await self.invalidator.close()
+        if self.recursor is not None:
+            await self.recursor.close()
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -116,6 +131,8 @@ async def serve(settings: Settings) -> None:
             node.collector.register(metrics.FrontCollector(fast, bctx if binary else None))
             scheme = "https" if tls else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
+            log.info("node key %s%s", public_key_text(node.key),
+                     f"; recursive from {', '.join(settings.roots)}" if settings.recursive else "")
             if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
                 log.warning("serving writes over plain HTTP on %s: credentials travel in clear; "
                             "use --tls-cert/--tls-key or a TLS proxy", settings.host)

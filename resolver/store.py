@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from resolver.core.codec import public_json
+from resolver.core.delegation import Delegation, Server, Zone
 
 Values = list[dict[str, Any]]
 
@@ -40,3 +41,12 @@ async def fetch_publics(pool: asyncpg.Pool, keys: list[str]) -> dict[str, bytes]
     """:func:`fetch_public` for many identifiers in one query; absent keys are missing."""
     rows = await pool.fetch(FETCH_PUBLICS, keys)  # network op
     return {r["handle"]: _public(r) for r in rows}
+
+
+async def fetch_zone(pool: asyncpg.Pool) -> Zone:
+    """The prefixes allocated here and the delegations recorded for some of them."""
+    prefixes = await pool.fetch("SELECT prefix FROM prefixes")  # network op
+    rows = await pool.fetch("SELECT prefix, servers, ttl FROM delegations")  # network op
+    return Zone({r["prefix"] for r in prefixes}, {
+        r["prefix"]: Delegation(r["prefix"], tuple(Server.from_json(s) for s in r["servers"]),
+                                r["ttl"]) for r in rows})

@@ -89,6 +89,9 @@ class Server:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="idres-server-", suffix=".log", delete=False)
         env = {**os.environ, "IDRES_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+        if "--key-file" not in extra and "--data-dir" not in extra:
+            keydir = Path(tempfile.mkdtemp(prefix="idres-key-"))
+            extra = (*extra, "--key-file", str(keydir / "node.pem"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "resolver.cli", "serve", "--port", str(self.port), *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO,

@@ -33,6 +33,5 @@ async def post_prefix(request: web.Request) -> web.Response:
             or not isinstance(body.get("owner", who.name), str):
         raise BadRequest('send {"prefix": "88.100.7", "owner": "<operator>"}')
     prefix = parse_prefix(body["prefix"])
-    async with ctx.pool.acquire() as conn:
-        owner = await create_prefix(conn, who, prefix, body.get("owner", who.name))
+    owner = await create_prefix(ctx.db, who, prefix, body.get("owner", who.name))
     return answer(201, None, prefix=prefix.text, owner=owner.name)

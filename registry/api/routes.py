@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api import bulk, handles, operators, prefixes
+from registry.api import bulk, delegations, handles, operators, prefixes
 from registry.api.common import REGISTRY, RegistryContext
 
 
@@ -21,3 +21,6 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_post("/api/operators", operators.post_operator)
     r.add_post("/api/tokens", operators.post_token)
     r.add_get("/api/audit", operators.get_audit)
+    r.add_get("/api/delegations", delegations.get_delegations)
+    r.add_post("/api/delegations", delegations.post_delegation)
+    r.add_delete("/api/delegations/{prefix}", delegations.delete_delegation)

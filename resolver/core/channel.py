@@ -16,6 +16,9 @@ MAX_PAYLOAD_BYTES = 7900
 # can only be cached as "not found", so resolvers drop their negative entries (and do
 # not cache reads in flight). No identifier key lacks a "/", so it cannot clash.
 CREATED_MARK = "*created"
+# Sent when prefixes or delegations change: resolvers reload the zone they answer for
+# and clear their caches (rare; the registry's prefix and delegation writes).
+ZONE_MARK = "*zone"
 
 
 def payloads(keys: Iterable[str]) -> list[str]:

@@ -102,6 +102,25 @@ class InsufficientPermissions(IdresError):
     """Insufficient permissions."""
 
 
+# --- the node hierarchy ------------------------------------------------------------
+
+
+class Referral(IdresError):
+    """The identifier's prefix is delegated to other servers."""
+
+    def __init__(self, message: str | None = None, delegation: object = None) -> None:
+        super().__init__(message)
+        self.delegation = delegation
+
+
+class UpstreamUnavailable(IdresError):
+    """No authoritative server for the identifier answered in time."""
+
+
+class RecursionLimit(IdresError):
+    """Referrals loop or go deeper than allowed."""
+
+
 # --- the service itself ----------------------------------------------------------
 
 
@@ -137,6 +156,9 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int]] = {
     AuthenticationNeeded: (402, 401),
     AuthenticationFailed: (403, 403),
     InsufficientPermissions: (401, 403),
+    Referral: (303, 300),
+    UpstreamUnavailable: (301, 504),
+    RecursionLimit: (6, 508),
     ServiceUnavailable: (3, 503),
     NotSupported: (5, 501),
 }

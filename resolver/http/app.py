@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -12,10 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from resolver import __version__
 from resolver.config import Settings
-from resolver.core import codec
+from resolver.core import codec, signing
 from resolver.core.errors import IdresError, PayloadTooLarge, ServiceUnavailable
 from resolver.http import batch, handles
-from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS
+from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
 from resolver.lookup import Resolver
 
 log = logging.getLogger("idres.http")
@@ -77,13 +78,22 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
+async def node_info(request: web.Request) -> web.Response:
+    """This node: its public key (for the parent's delegation) and its role."""
+    resolver = request.app[RESOLVER]
+    return handles.json_response(codec.encode_answer(
+        1, publicKey=signing.public_key_text(request.app[SIGNER]), version=__version__,
+        recursive=resolver.recursive, roots=[s.to_json() for s in resolver.recursor.root.servers]
+        if resolver.recursor else []))
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(
-    settings: Settings, resolver: Resolver, collector: CollectorRegistry,
+    settings: Settings, resolver: Resolver, collector: CollectorRegistry, signer: Any,
     registry_routes: Callable[[web.Application], None] | None = None,
     read_auth: handles.ReadAuth | None = None,
 ) -> web.Application:
@@ -99,6 +109,8 @@ def build_app(
     app[SETTINGS] = settings
     app[POOL] = resolver.pool
     app[RESOLVER] = resolver
+    app[SIGNER] = signer
+    app.router.add_get("/api/node", node_info)
     app[METRICS] = collector
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app.router.add_get("/", index)

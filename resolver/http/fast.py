@@ -26,21 +26,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
+
+import orjson
 
 from resolver.cache import AnswerCache
 from resolver.connections import TrackedProtocol
 from resolver.core import codec
-from resolver.core.errors import IdresError, ServiceUnavailable
+from resolver.core.errors import IdresError, Referral, ServiceUnavailable
 from resolver.core.identifier import parse_raw
-from resolver.lookup import Resolver
+from resolver.lookup import Resolver, referral_answer
 
 log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
 _REFUSE = (b"authorization", b"content-length", b"transfer-encoding", b"upgrade", b"expect")
-_STATUS = {200: b"HTTP/1.1 200 OK\r\n", 400: b"HTTP/1.1 400 Bad Request\r\n",
-           404: b"HTTP/1.1 404 Not Found\r\n", 503: b"HTTP/1.1 503 Service Unavailable\r\n"}
+_STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _JSON = b"Content-Type: application/json; charset=utf-8\r\nServer: idres\r\n"
 _TOO_LARGE_BODY = b'{"responseCode":4,"message":"request header fields are too large"}'
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json"
@@ -191,15 +193,20 @@ class FastHTTP(TrackedProtocol):
         resolver = self.ctx.resolver
         try:
             requested, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
-            public, entry = await resolver.public(ident.key)  # network op
-            body = resolver.json_answer(requested, public, entry)
-            answer = render(200 if public is not None else 404, body)
-            if entry is not None:
-                self.ctx.cache.alias(target, entry, answer, len(body) + len(answer[0]))
+            result = await resolver.resolve(ident)  # network op
+            if result.stale:
+                answer = render(200, codec.splice_answer(requested, result.public)[:-1]
+                                + b',"stale":true}')
+            else:
+                body = resolver.json_answer(requested, result.public, result.entry)
+                answer = render(200 if result.public is not None else 404, body)
+                if result.entry is not None:
+                    self.ctx.cache.alias(target, result.entry, answer, len(body) + len(answer[0]))
+        except Referral as exc:
+            answer = render(300, orjson.dumps(referral_answer(_shown(target), exc)))
         except IdresError as exc:
-            answer = render(exc.http_status if exc.http_status in _STATUS else 400,
-                            codec.encode_answer(exc.response_code, _shown(target),
-                                                message=exc.message))
+            answer = render(exc.http_status, codec.encode_answer(
+                exc.response_code, _shown(target), message=exc.message))
         except self.ctx.database_down as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             err = ServiceUnavailable()

@@ -9,15 +9,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import orjson
 from aiohttp import web
 
-from resolver.core import codec, params
-from resolver.core.errors import IdentifierNotFound
+from resolver.core import codec, params, signing
+from resolver.core.errors import IdentifierNotFound, Referral
 from resolver.core.identifier import Identifier, parse_raw
-from resolver.http.keys import READ_AUTH, RESOLVER
-from resolver.lookup import Query, first_url
+from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
+from resolver.lookup import Query, first_url, referral_answer
 
 API_PREFIX = "/api/handles/"
 JSON = "application/json"
@@ -53,16 +56,70 @@ async def _query(request: web.Request, strip: str) -> Query:
 
 
 async def get_handle(request: web.Request) -> web.Response:
-    """Resolve one identifier to its Handle JSON record."""
+    """Resolve one identifier to its Handle JSON record.
+
+    Beyond the Handle API: ``?cert=true`` signs the answer (Ed25519, docs/trust.md),
+    ``?recursive=true|false`` overrides the node's recursion default, ``?trace=true``
+    adds the hops of a recursive resolution. A delegated prefix answers a referral
+    (HTTP 300, responseCode 303) when the request is not recursive.
+    """
     query = await _query(request, API_PREFIX)
     resolver = request.app[RESOLVER]
-    if query.plain:
-        public, entry = await resolver.public(query.ident.key)  # network op on a miss
-        if public is None:
+    q = request.rel_url.query
+    if query.admin:
+        values = await resolver.lookup(query)  # network op
+        return json_response(codec.encode_values(query.requested, values))
+    cert = params.flag("cert", q.getall("cert", []), False)
+    trace = params.flag("trace", q.getall("trace", []), False)
+    recursive = params.flag("recursive", q.getall("recursive", []), False) \
+        if "recursive" in q else None
+    try:
+        result = await resolver.resolve(query.ident, recursive, trace)  # network op on a miss
+    except Referral as exc:
+        return referral_response(request, query, exc)
+    if query.plain and not (cert or trace or result.stale):
+        if result.public is None:
             raise IdentifierNotFound(f"handle {query.requested} not found")
-        return json_response(resolver.json_answer(query.requested, public, entry))
-    values = await resolver.lookup(query)  # network op on a miss
-    return json_response(codec.encode_values(query.requested, values))
+        return json_response(resolver.json_answer(query.requested, result.public, result.entry))
+    if result.public is None:
+        body = codec.answer(100, query.requested, message=f"handle {query.requested} not found")
+        values = None
+    else:
+        values = codec.select(orjson.loads(result.public), query.indexes, query.types)
+        body = codec.answer(1 if values else 200, query.requested, values=values)
+    headers = {}
+    if result.stale:
+        body["stale"] = True
+        headers["Warning"] = '110 - "Response is Stale"'
+    if trace:
+        body["trace"] = result.trace
+    if cert:
+        ttl = min((v["ttl"] for v in values or ()), default=request.app[SETTINGS].negative_ttl)
+        body["signature"] = signature(request, {"kind": "answer", "handle": query.ident.key,
+                                                "values": values}, ttl)
+    response = json_response(orjson.dumps(body), 404 if values is None else 200)
+    response.headers.update(headers)
+    return response
+
+
+def signature(request: web.Request, statement: dict[str, Any], ttl: int) -> dict[str, Any]:
+    """Sign ``statement`` with the node's key for ``ttl`` seconds (at least 1, at most 1 h)."""
+    key = request.app[SIGNER]
+    iat = int(time.time())
+    exp = iat + max(1, min(ttl, 3600))
+    sig = signing.sign(key, {**statement, "iat": iat, "exp": exp})
+    return {"alg": "Ed25519", "key": signing.public_key_text(key), "iat": iat, "exp": exp,
+            "sig": sig}
+
+
+def referral_response(request: web.Request, query: Query, exc: Referral) -> web.Response:
+    """HTTP 300 naming the delegated servers, signed by this node (which vouches for
+    the child's key: the chain of trust)."""
+    body = referral_answer(query.requested, exc)
+    delegation = body["referral"]
+    body["signature"] = signature(request, {"kind": "referral", "handle": query.ident.key,
+                                            **delegation}, delegation["ttl"])
+    return json_response(orjson.dumps(body), 300)
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:

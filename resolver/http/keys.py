@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from resolver.config import Settings
@@ -14,6 +15,7 @@ from resolver.lookup import Resolver
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 RESOLVER = web.AppKey("resolver", Resolver)
+SIGNER = web.AppKey("signer", Ed25519PrivateKey)  # the node's key: signed answers
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 # credentials on a GET → may the caller see admin-readable values? (registry supplies it)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgpack
+
 from resolver.connections import TrackedProtocol
-from resolver.core.errors import IdresError, ServiceUnavailable
+from resolver.core.errors import IdresError, Referral, ServiceUnavailable
 from resolver.core.identifier import parse
-from resolver.lookup import Resolver
+from resolver.lookup import Resolver, referral_answer
 from resolver.protocol.frames import (
     OP_BATCH,
     OP_PING,
@@ -93,13 +95,15 @@ class BinaryProtocol(TrackedProtocol):
                 data = encode_batch(req.request_id, bodies)
             else:
                 text = req.args[0]
-                ident = parse(text)
-                public, entry = await resolver.public(ident.key)  # network op
-                status = STATUS_OK if public is not None else STATUS_NOT_FOUND
-                body = resolver.msgpack_answer(text, public, entry)
-                if entry is not None:
-                    resolver.cache.alias(("bin", text), entry, (status, body), len(body))
+                result = await resolver.resolve(parse(text))  # network op
+                status = STATUS_OK if result.public is not None else STATUS_NOT_FOUND
+                body = resolver.msgpack_answer(text, result.public, result.entry)
+                if result.entry is not None:
+                    resolver.cache.alias(("bin", text), result.entry, (status, body), len(body))
                 data = encode_response(req.request_id, status, body)
+        except Referral as exc:
+            data = encode_response(req.request_id, exc.response_code,
+                                   msgpack.packb(referral_answer(req.args[0], exc)))
         except IdresError as exc:
             data = encode_error(req.request_id, exc.response_code, exc.message)
         except self.ctx.database_down as exc:
