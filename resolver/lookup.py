@@ -19,6 +19,7 @@ Filtered or authenticated reads (rare) decode.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ import msgpack
 import orjson
 
 from resolver.cache import AnswerCache, Entry
-from resolver.core import codec
+from resolver.core import codec, signing
 from resolver.core.channel import CREATED_MARK
 from resolver.core.delegation import Zone
 from resolver.core.errors import IdentifierNotFound, IdresError, Referral
@@ -258,6 +259,16 @@ def referral_answer(handle: str, exc: IdresError) -> dict[str, Any]:
     body = codec.answer(exc.response_code, handle, message=exc.message)
     if isinstance(exc, Referral) and exc.delegation is not None:
         body["referral"] = exc.delegation.to_json()  # type: ignore[attr-defined]
+    return body
+
+
+def signed_referral(key: Any, requested: str, normalised: str, exc: Referral) -> dict[str, Any]:
+    """The referral answer, signed by this node: it vouches for the child's servers and
+    key (the chain of trust)."""
+    body = referral_answer(requested, exc)
+    body["signature"] = signing.signed(key, {"kind": "referral", "handle": normalised,
+                                             **body["referral"]}, body["referral"]["ttl"],
+                                       int(time.time()))
     return body
 
 

@@ -114,7 +114,7 @@ async def serve(settings: Settings) -> None:
             await runner.setup()
             tls = _ssl_context(settings)
             assert runner.server is not None
-            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN)
+            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN, node.key)
             server = await loop.create_server(
                 lambda: FastHTTP(fast), settings.host, settings.port, ssl=tls, backlog=1024,
                 reuse_port=settings.workers > 1)

@@ -215,3 +215,22 @@ def sql(pg_dsn: str) -> Any:
 def stored_values(sql: Any, key: str) -> Any:
     rows = sql('SELECT "values" FROM handles WHERE handle = $1', key)
     return rows[0]["values"] if rows else None
+
+
+def fresh_database(dsn: str, prefix: str = "db") -> str:
+    """A new, migrated database on the session's PostgreSQL (a node of its own)."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    parts = urlsplit(dsn)
+    new = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    asyncio.run(migrate_dsn(new))
+    return new

@@ -83,3 +83,11 @@ def verify(public_key: str, statement: dict[str, Any], signature: str, now: int)
         ) from None
     if not isinstance(statement.get("exp"), int) or statement["exp"] < now:
         raise BadSignature(f"signed {statement.get('kind')} for {statement.get('handle')} expired")
+
+
+def signed(key: Ed25519PrivateKey, statement: dict[str, Any], ttl: int, now: int) -> dict[str, Any]:
+    """The ``signature`` member of an answer: ``statement`` signed for ``ttl`` seconds
+    (at least 1, at most an hour) from ``now``."""
+    exp = now + max(1, min(ttl, 3600))
+    return {"alg": "Ed25519", "key": public_key_text(key), "iat": now, "exp": exp,
+            "sig": sign(key, {**statement, "iat": now, "exp": exp})}

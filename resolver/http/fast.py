@@ -36,7 +36,7 @@ from resolver.connections import TrackedProtocol
 from resolver.core import codec
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable
 from resolver.core.identifier import parse_raw
-from resolver.lookup import Resolver, referral_answer
+from resolver.lookup import Resolver, signed_referral
 
 log = logging.getLogger("idres.fast")
 
@@ -59,9 +59,11 @@ class FastContext:
     """What every fast connection shares: the resolver, limits, the clock, the fallback."""
 
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
-                 database_down: tuple[type[BaseException], ...], max_head: int = 8190,
-                 keepalive: float = 75.0, head_timeout: float = 15.0) -> None:
+                 database_down: tuple[type[BaseException], ...], signer: Any,
+                 max_head: int = 8190, keepalive: float = 75.0,
+                 head_timeout: float = 15.0) -> None:
         self.resolver = resolver
+        self.signer = signer
         self.cache: AnswerCache = resolver.cache
         self.fallback = fallback
         self.database_down = database_down
@@ -203,7 +205,8 @@ class FastHTTP(TrackedProtocol):
                 if result.entry is not None:
                     self.ctx.cache.alias(target, result.entry, answer, len(body) + len(answer[0]))
         except Referral as exc:
-            answer = render(300, orjson.dumps(referral_answer(_shown(target), exc)))
+            answer = render(300, orjson.dumps(signed_referral(
+                self.ctx.signer, _shown(target), ident.key, exc)))
         except IdresError as exc:
             answer = render(exc.http_status, codec.encode_answer(
                 exc.response_code, _shown(target), message=exc.message))

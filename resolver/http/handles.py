@@ -20,7 +20,7 @@ from resolver.core import codec, params, signing
 from resolver.core.errors import IdentifierNotFound, Referral
 from resolver.core.identifier import Identifier, parse_raw
 from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
-from resolver.lookup import Query, first_url, referral_answer
+from resolver.lookup import Query, first_url, signed_referral
 
 API_PREFIX = "/api/handles/"
 JSON = "application/json"
@@ -95,30 +95,16 @@ async def get_handle(request: web.Request) -> web.Response:
         body["trace"] = result.trace
     if cert:
         ttl = min((v["ttl"] for v in values or ()), default=request.app[SETTINGS].negative_ttl)
-        body["signature"] = signature(request, {"kind": "answer", "handle": query.ident.key,
-                                                "values": values}, ttl)
+        body["signature"] = signing.signed(request.app[SIGNER], {
+            "kind": "answer", "handle": query.ident.key, "values": values}, ttl, int(time.time()))
     response = json_response(orjson.dumps(body), 404 if values is None else 200)
     response.headers.update(headers)
     return response
 
 
-def signature(request: web.Request, statement: dict[str, Any], ttl: int) -> dict[str, Any]:
-    """Sign ``statement`` with the node's key for ``ttl`` seconds (at least 1, at most 1 h)."""
-    key = request.app[SIGNER]
-    iat = int(time.time())
-    exp = iat + max(1, min(ttl, 3600))
-    sig = signing.sign(key, {**statement, "iat": iat, "exp": exp})
-    return {"alg": "Ed25519", "key": signing.public_key_text(key), "iat": iat, "exp": exp,
-            "sig": sig}
-
-
 def referral_response(request: web.Request, query: Query, exc: Referral) -> web.Response:
-    """HTTP 300 naming the delegated servers, signed by this node (which vouches for
-    the child's key: the chain of trust)."""
-    body = referral_answer(query.requested, exc)
-    delegation = body["referral"]
-    body["signature"] = signature(request, {"kind": "referral", "handle": query.ident.key,
-                                            **delegation}, delegation["ttl"])
+    """HTTP 300 naming the delegated servers, signed by this node."""
+    body = signed_referral(request.app[SIGNER], query.requested, query.ident.key, exc)
     return json_response(orjson.dumps(body), 300)
 
 

@@ -3,20 +3,15 @@ a fresh database: if the documentation drifts from the code, this fails."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import requests
 
-from resolver.pg.pool import migrate_dsn
-from tests.conftest import REPO, Server
+from tests.conftest import REPO, Server, fresh_database
 
 
 def quickstart() -> str:
@@ -25,21 +20,6 @@ def quickstart() -> str:
     match = re.search(r"```bash\n(.*?)```", section, re.S)
     assert match, "the quickstart has no bash block"
     return match.group(1)
-
-
-def fresh_database(dsn: str) -> str:
-    name = "readme_" + uuid.uuid4().hex[:8]
-
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    asyncio.run(go())
-    parts = urlsplit(dsn)
-    new = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    asyncio.run(migrate_dsn(new))
-    return new
 
 
 def test_quickstart_runs_as_written(pg_dsn: str, tmp_path: Path) -> None:

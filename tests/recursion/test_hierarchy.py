@@ -1,0 +1,224 @@
+"""A node tree on loopback, real processes: top-level → secondary → enterprise, and a
+recursive node resolving through it (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+from aiohttp import web
+
+from resolver.core import signing
+from tests.conftest import Server, free_port, fresh_database, run_cli
+
+URL = "https://mes.example/orders/1"
+
+
+@dataclass
+class Node:
+    server: Server
+    dsn: str
+    token: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def prefix(self, *prefixes: str) -> None:
+        for p in prefixes:
+            r = requests.post(f"{self.url}/api/prefixes", json={"prefix": p}, headers=self.auth())
+            assert r.status_code == 201, r.text
+
+    def delegate(self, prefix: str, *to: Node | str, ttl: int = 86400, key: str = "") -> None:
+        servers = [{"url": n.url, "key": n.key} if isinstance(n, Node) else
+                   {"url": n, "key": key} for n in to]
+        r = requests.post(f"{self.url}/api/delegations", headers=self.auth(),
+                          json={"prefix": prefix, "servers": servers, "ttl": ttl})
+        assert r.status_code == 201, r.text
+
+    def put(self, handle: str, value: str = URL, ttl: int = 86400) -> None:
+        r = requests.put(f"{self.url}/api/handles/{handle}", headers=self.auth(),
+                         json=[{"index": 1, "type": "URL", "data": value, "ttl": ttl}])
+        assert r.status_code in (200, 201), r.text
+
+
+def node(pg_dsn: str, *extra: str) -> Node:
+    dsn = fresh_database(pg_dsn, "node")
+    token = json.loads(run_cli("operator", "create", "admin", "--admin", "--json",
+                               dsn=dsn).stdout)["token"]
+    srv = Server(dsn, *extra).wait_ready()
+    key = requests.get(f"{srv.url}/api/node").json()["publicKey"]
+    return Node(srv, dsn, token, key)
+
+
+class Tamperer:
+    """A man in the middle: forwards to a real node and changes the first value."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def forward(request: web.Request) -> web.Response:
+            async with aiohttp.ClientSession() as s, s.get(
+                    self.upstream + str(request.rel_url)) as r:
+                body = await r.json(content_type=None)
+                status = r.status
+            if body.get("values"):
+                body["values"][0]["data"]["value"] = "https://evil.example/"
+            return web.json_response(body, status=status)
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", forward)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        ready.set()
+        self.loop.run_forever()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.runner.cleanup()
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Tree:
+    top: Node
+    sec: Node
+    ent: Node
+    ent2: Node
+    rec: Node
+    mitm: Tamperer
+
+
+@pytest.fixture(scope="module")
+def tree(pg_dsn: str) -> Iterator[Tree]:
+    ent, ent2, sec, top = (node(pg_dsn) for _ in range(4))
+    ent.prefix("88.100.6", "88.100.7", "88.100.8")
+    ent.put("88.100.7/ORDER-1")
+    ent.put("88.100.8/ORDER-2")
+    ent.put("88.100.6/ORDER-3")
+    ent2.prefix("88.100.9")
+    ent2.put("88.100.9/A", ttl=1)
+    sec.prefix("88.100", "88.100.6", "88.100.7", "88.100.8", "88.100.9", "88.200")
+    mitm = Tamperer(ent.url)
+    sec.delegate("88.100.7", ent)
+    sec.delegate("88.100.8", f"http://127.0.0.1:{free_port()}", ent.url, key=ent.key)
+    sec.delegate("88.100.6", mitm.url, key=ent.key)
+    sec.delegate("88.100.9", ent2)
+    top.prefix("88", "88.100", "88.200")
+    top.delegate("88.100", sec)
+    top.delegate("88.200", sec)
+    sec.delegate("88.200", top)                  # a loop
+    rec = node(pg_dsn, "--recursive", "--root", top.url, "--root-key", top.key,
+               "--upstream-timeout", "1", "--stale-window", "60")
+    yield Tree(top, sec, ent, ent2, rec, mitm)
+    mitm.close()
+    for n in (rec, ent, ent2, sec, top):
+        n.server.stop()
+
+
+def test_non_recursive_nodes_answer_signed_referrals(tree: Tree) -> None:
+    r = requests.get(f"{tree.top.url}/api/handles/88.100.7/ORDER-1")
+    assert r.status_code == 300
+    body = r.json()
+    assert body["responseCode"] == 303 and body["handle"] == "88.100.7/ORDER-1"
+    assert body["referral"] == {"prefix": "88.100", "ttl": 86400,
+                                "servers": [{"url": tree.sec.url, "key": tree.sec.key}]}
+    sig = body["signature"]
+    signing.verify(tree.top.key, {"kind": "referral", "handle": "88.100.7/ORDER-1",
+                                  **body["referral"], "iat": sig["iat"], "exp": sig["exp"]},
+                   sig["sig"], int(time.time()))
+    r = requests.get(f"{tree.sec.url}/api/handles/88.100.7/ORDER-1")
+    assert r.status_code == 300 and r.json()["referral"]["prefix"] == "88.100.7"
+    assert requests.get(f"{tree.ent.url}/api/handles/88.100.7/ORDER-1").status_code == 200
+    # the CLI says where to go
+    out = run_cli("resolve", "88.100.7/ORDER-1", "--server", tree.top.url, check=False)
+    assert out.returncode == 3 and f"served by {tree.sec.url}" in out.stderr
+
+
+def test_recursive_node_walks_the_tree_then_answers_from_its_cache(tree: Tree) -> None:
+    r = requests.get(f"{tree.rec.url}/api/handles/88.100.7/ORDER-1?trace=true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["values"][0]["data"]["value"] == URL
+    hops = body["trace"]
+    assert hops[0] == {"cache": "miss"}
+    assert [h.get("result") for h in hops[1:]] == [
+        "referral to 88.100", "referral to 88.100.7", "answer"]
+    assert [h["server"] for h in hops[1:]] == [tree.top.url, tree.sec.url, tree.ent.url]
+    assert all(h["verified"] for h in hops[1:])
+    again = requests.get(f"{tree.rec.url}/api/handles/88.100.7/ORDER-1?trace=true").json()
+    assert again["trace"] == [{"cache": "hit"}]
+    # plain Handle clients get the plain answer, from the fast path
+    plain = requests.get(f"{tree.rec.url}/api/handles/88.100.7/ORDER-1").json()
+    assert plain == {"responseCode": 1, "handle": "88.100.7/ORDER-1", "values": body["values"]}
+    out = run_cli("resolve", "88.100.7/ORDER-1", "--trace", "--server", tree.rec.url).stdout
+    assert "hop 1: cache=hit" in out and URL in out
+
+
+def test_failover_to_the_second_server(tree: Tree) -> None:
+    r = requests.get(f"{tree.rec.url}/api/handles/88.100.8/ORDER-2?trace=true")
+    assert r.status_code == 200, r.text
+    last_two = r.json()["trace"][-2:]
+    assert last_two[0]["result"].startswith("unreachable")
+    assert last_two[1]["server"] == tree.ent.url and last_two[1]["result"] == "answer"
+
+
+def test_tampered_answers_are_rejected_and_never_cached(tree: Tree) -> None:
+    for _ in range(2):
+        r = requests.get(f"{tree.rec.url}/api/handles/88.100.6/ORDER-3")
+        assert r.status_code == 502, r.text
+        assert "does not verify" in r.json()["message"]
+
+
+def test_loops_and_depth_are_reported(tree: Tree, pg_dsn: str) -> None:
+    started = time.monotonic()
+    r = requests.get(f"{tree.rec.url}/api/handles/88.200/X")
+    assert r.status_code == 508 and "loop" in r.json()["message"]
+    shallow = node(pg_dsn, "--recursive", "--root", tree.top.url, "--root-key", tree.top.key,
+                   "--max-depth", "1")
+    try:
+        r = requests.get(f"{shallow.url}/api/handles/88.100.7/ORDER-1")
+        assert r.status_code == 508 and "more than 1 referrals" in r.json()["message"]
+    finally:
+        shallow.server.stop()
+    assert time.monotonic() - started < 20
+
+
+def test_stale_answers_when_every_authoritative_server_is_down(tree: Tree) -> None:
+    assert requests.get(f"{tree.rec.url}/api/handles/88.100.9/A").status_code == 200
+    assert tree.ent2.server.stop() == 0
+    time.sleep(1.2)                               # the answer's TTL (1 s) has passed
+    r = requests.get(f"{tree.rec.url}/api/handles/88.100.9/A")
+    assert r.status_code == 200 and r.json()["stale"] is True
+    started = time.monotonic()
+    r = requests.get(f"{tree.rec.url}/api/handles/88.100.9/NEVER-SEEN")
+    assert r.status_code == 504 and "no server of zone 88.100.9 answered" in r.json()["message"]
+    assert time.monotonic() - started < 5         # bounded by --upstream-timeout
+    got: Any = requests.get(f"{tree.rec.url}/api/handles/88.100.9/A?trace=true").json()
+    assert got["stale"] is True and got["trace"][-1]["stale"] is True
