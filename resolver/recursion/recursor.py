@@ -194,3 +194,18 @@ class Recursor:
             signing.verify(server.key, statement, str(sig.get("sig")), now)
             return (None if values is None else orjson.dumps(values),)
         raise signing.BadSignature(f"{server.url} answered HTTP {status}: {body[:200]!r}")
+
+
+async def resolve_verified(handle: str, roots: tuple[Server, ...], timeout: float = 2.0,
+                           max_depth: int = 8) -> Result:
+    """Resolve one identifier from ``roots`` down, verifying every referral and the
+    answer against the keys the chain names (a client-side recursive resolution).
+
+    :raises BadSignature, UpstreamUnavailable, RecursionLimit: see :meth:`Recursor.resolve`.
+    """
+    recursor = Recursor(roots, AnswerCache(max_entries=0), timeout, max_depth, stale_window=0)
+    await recursor.start()
+    try:
+        return await recursor.resolve(parse(handle).key, trace=True)
+    finally:
+        await recursor.close()

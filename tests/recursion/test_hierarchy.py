@@ -222,3 +222,45 @@ def test_stale_answers_when_every_authoritative_server_is_down(tree: Tree) -> No
     assert time.monotonic() - started < 5         # bounded by --upstream-timeout
     got: Any = requests.get(f"{tree.rec.url}/api/handles/88.100.9/A?trace=true").json()
     assert got["stale"] is True and got["trace"][-1]["stale"] is True
+
+
+def test_the_library_verifies_from_the_root_down(tree: Tree) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from resolver.core.delegation import Server
+    from resolver.recursion.recursor import resolve_verified
+
+    result = asyncio.run(resolve_verified("88.100.7/ORDER-1", (Server(tree.top.url, tree.top.key),)))
+    assert result.public is not None and URL.encode() in result.public
+    assert [h.get("result") for h in result.trace][-1] == "answer"
+    wrong = signing.public_key_text(Ed25519PrivateKey.generate())
+    with pytest.raises(signing.BadSignature, match="does not verify"):
+        asyncio.run(resolve_verified("88.100.7/ORDER-1", (Server(tree.top.url, wrong),)))
+
+
+def test_delegation_api_errors_and_cli(tree: Tree, pg_dsn: str) -> None:
+    url = f"{tree.sec.url}/api/delegations"
+    good = {"url": tree.ent.url, "key": tree.ent.key}
+    for body, status, fragment in [
+        ({"prefix": "88.100.7", "servers": [{"url": tree.ent.url, "key": "abc"}]}, 400,
+         "not an Ed25519 public key"),
+        ({"prefix": "88.100.7", "servers": [{"url": "ftp://x", "key": tree.ent.key}]}, 400,
+         "http:// or https://"),
+        ({"prefix": "88.100.7", "servers": []}, 400, "1 to 16"),
+        ({"prefix": "88.999", "servers": [good]}, 404, "not allocated here"),
+    ]:
+        r = requests.post(url, json=body, headers=tree.sec.auth())
+        assert r.status_code == status and fragment in r.json()["message"], r.text
+    assert requests.post(url, json={"prefix": "88.100.7", "servers": [good]}).status_code == 401
+    listed = requests.get(url).json()["delegations"]
+    assert {"prefix": "88.100.7", "servers": [good], "ttl": 86400} in listed
+    # the command line, on the enterprise node's own database: delegate, then a referral
+    ent = tree.ent
+    out = run_cli("prefix", "delegate", "88.100.8", "--server", tree.sec.url, "--key",
+                  tree.sec.key, "--ttl", "60", dsn=ent.dsn)
+    assert out.stdout.strip() == f"prefix 88.100.8 delegated to {tree.sec.url}"
+    r = requests.get(f"{ent.url}/api/handles/88.100.8/ORDER-2")
+    assert r.status_code == 300 and r.json()["referral"]["ttl"] == 60
+    r = requests.delete(f"{ent.url}/api/delegations/88.100.8", headers=ent.auth())
+    assert r.status_code == 200
+    assert requests.get(f"{ent.url}/api/handles/88.100.8/ORDER-2").status_code == 200
