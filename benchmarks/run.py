@@ -67,8 +67,10 @@ class Idres:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile("w+")
         env = {**os.environ, "IDRES_DSN": dsn}
+        self.keydir = tempfile.mkdtemp(prefix="idres-bench-key-")
         cmd = [sys.executable, "-m", "resolver.cli", "serve", "--port", str(self.port),
-               "--binary-port", str(self.binary_port), "--pool-max", "16", *extra]
+               "--binary-port", str(self.binary_port), "--pool-max", "16",
+               "--key-file", f"{self.keydir}/node.pem", *extra]
         self.proc = subprocess.Popen(pinned(core, cmd) if core is not None else cmd,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         for _ in range(300):
@@ -89,6 +91,7 @@ class Idres:
         self.proc.terminate()
         self.proc.wait(30)
         self.log.close()
+        shutil.rmtree(self.keydir, ignore_errors=True)
 
 
 def pin_postgres(pgdata: Path, cores: set[int]) -> None:
@@ -298,6 +301,8 @@ def run_scenarios(results: dict[str, Any], dsn: str, token: str, srv: Idres,
     scenario(results, "d. mixed 95% GET / 5% PUT", got, None, "", "ops/s")
     print(f"     stale answers: {got['stale']}, errors: {got['errors']}", flush=True)
 
+    recursive_scenarios(results, dsn, srv, servers, n, d)
+
     before = srv.rss_bytes()
     warm = 200_000 if n >= 200_000 else n
     for start in range(0, warm, 10_000):
@@ -311,6 +316,34 @@ def run_scenarios(results: dict[str, Any], dsn: str, token: str, srv: Idres,
                          "bytes_per_cached_identifier": (after - before) / max(1, warm)}
     print(f"  memory: {(after - before) / max(1, warm):,.0f} bytes per cached identifier, "
           f"RSS {after / 2**20:,.0f} MiB with {entries:,.0f} cached", flush=True)
+
+
+def recursive_scenarios(results: dict[str, Any], dsn: str, srv: Idres, servers: list[Idres],
+                        n: int, d: int) -> None:
+    """A recursive node whose root is the authoritative server (one hop): its warm-cache
+    rate against the authoritative node's own cached rate, and the latency one uncached
+    hop adds (one connection: p50 through the recursive node minus p50 direct)."""
+    from tests.conftest import fresh_database
+
+    root = ("--recursive", "--root", srv.url, "--root-key",
+            requests.get(srv.url + "/api/node").json()["publicKey"])
+    warm = Idres(fresh_database(dsn, "recursive"), *root)
+    cold = Idres(fresh_database(dsn, "recursive"), *root, "--cache-entries", "0")
+    servers += [warm, cold]
+    hot = [dataset.identifier(i) for i in range(1000)]
+    requests.post(warm.url + "/api/resolve", json={"handles": hot})     # walks, then cached
+    direct = wrk(srv.url, lua_get(n, 1000), d)
+    got = wrk(warm.url, lua_get(n, 1000), d)
+    scenario(results, "e. recursive node, warm cache", got, direct, "authoritative cached",
+             "req/s")
+    one_direct = wrk(srv.url, lua_get(n, 1000), d, connections=1)
+    one_hop = wrk(cold.url, lua_get(n, 1000), d, connections=1)
+    added = one_hop["p50_ms"] - one_direct["p50_ms"]
+    results["f. one uncached hop"] = {"direct": one_direct, "through_recursive": one_hop,
+                                      "added_p50_ms": added}
+    print(f"  f. one uncached hop adds {added:.2f} ms at p50 "
+          f"({one_direct['p50_ms']:.2f} → {one_hop['p50_ms']:.2f} ms, one connection)",
+          flush=True)
 
 
 if __name__ == "__main__":
