@@ -205,34 +205,44 @@ class Resolver:
 
     async def answers(self, handles: Sequence[str], use_msgpack: bool) -> list[bytes]:
         """One encoded answer per identifier text, in order: the single-GET body of each
-        (a malformed identifier gets its 102 answer). All misses in ONE query."""
-        parsed: list[tuple[str, str | None, bytes | None]] = []
+        (a malformed identifier gets its 102 answer, a delegated one its referral). All
+        local misses in ONE query; identifiers of other nodes resolved concurrently."""
         encode = _packb if use_msgpack else orjson.dumps
-        elsewhere: dict[str, Any] = {}
+        parsed: list[tuple[str, str | None, bytes | None]] = []
+        remote: dict[str, Identifier] = {}
         for h in handles:
             try:
                 ident = parse(h)
-                kind, delegation = self.zone.classify(ident.prefix)
-                if kind != "local" and (self.recursive or delegation):
-                    elsewhere[ident.key] = ident   # delegated or recursive: one at a time
-                parsed.append((h, ident.key, None))
             except IdresError as exc:
                 parsed.append((h, None, encode(codec.answer(exc.response_code, h,
                                                             message=exc.message))))
+                continue
+            kind, delegation = self.zone.classify(ident.prefix)
+            if kind != "local" and (self.recursive or delegation is not None):
+                remote[ident.key] = ident
+            parsed.append((h, ident.key, None))
         found = await self.many([k for _, k, _ in parsed
-                                 if k is not None and k not in elsewhere])  # network op
-        for key, ident in elsewhere.items():
-            try:
-                result = await self.resolve(ident)  # network op
-                found[key] = (result.public, result.entry)
-            except IdresError as exc:
-                elsewhere[key] = exc
-        parsed = [(h, None, encode(referral_answer(h, elsewhere[key])))
-                  if key in elsewhere and isinstance(elsewhere[key], IdresError) else (h, key, err)
-                  for h, key, err in parsed]
+                                 if k is not None and k not in remote])  # network op
+        failed: dict[str, IdresError] = {}
+        outcomes = await asyncio.gather(*(self.resolve(i) for i in remote.values()),
+                                        return_exceptions=True)  # network op
+        for key, outcome in zip(remote, outcomes):
+            if isinstance(outcome, IdresError):
+                failed[key] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                found[key] = (outcome.public, outcome.entry)
         answer = self.msgpack_answer if use_msgpack else self.json_answer
-        return [err if key is None else answer(h, *found[key])  # type: ignore[misc]
-                for h, key, err in parsed]
+        out = []
+        for h, key, err in parsed:
+            if key is None:
+                out.append(err)
+            elif key in failed:
+                out.append(encode(referral_answer(h, failed[key])))
+            else:
+                out.append(answer(h, *found[key]))
+        return out  # type: ignore[return-value]
 
     def json_answer(self, requested: str, public: bytes | None, entry: Entry | None) -> bytes:
         """The Handle JSON answer for an unfiltered query, kept with the entry."""

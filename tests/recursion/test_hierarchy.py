@@ -264,3 +264,13 @@ def test_delegation_api_errors_and_cli(tree: Tree, pg_dsn: str) -> None:
     r = requests.delete(f"{ent.url}/api/delegations/88.100.8", headers=ent.auth())
     assert r.status_code == 200
     assert requests.get(f"{ent.url}/api/handles/88.100.8/ORDER-2").status_code == 200
+
+
+def test_batches_carry_referrals_and_recursive_answers(tree: Tree) -> None:
+    asked = ["88.100.7/ORDER-1", "88.100.6/ORDER-3", "bad"]
+    r = requests.post(f"{tree.sec.url}/api/resolve", json=asked).json()["results"]
+    assert r[0]["responseCode"] == 303 and r[0]["referral"]["prefix"] == "88.100.7"
+    assert r[2]["responseCode"] == 102
+    r = requests.post(f"{tree.rec.url}/api/resolve", json=asked).json()["results"]
+    assert r[0]["responseCode"] == 1 and r[0]["values"][0]["data"]["value"] == URL
+    assert r[1]["responseCode"] == 2 and "does not verify" in r[1]["message"]
