@@ -213,29 +213,29 @@ def parser() -> argparse.ArgumentParser:
     add_database_flags(s)
     s.set_defaults(func=cmd_migrate)
 
+    def db_parser(group: Any, name: str, help: str, work: DbWork) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = group.add_parser(name, help=help)
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        add_database_flags(sp)
+        sp.set_defaults(func=db_command(work))
+        return sp
+
     op = sub.add_parser("operator", help="manage operators").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    s = op.add_parser("create", help="create an operator; prints its secret and a token once")
+    s = db_parser(op, "create", "create an operator; prints its secret and a token once",
+                  operator_create)
     s.add_argument("name")
     s.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
     s.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    add_database_flags(s)
-    s.set_defaults(func=db_command(operator_create))
-    s = op.add_parser("list", help="list operators")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    add_database_flags(s)
-    s.set_defaults(func=db_command(operator_list))
+    db_parser(op, "list", "list operators", operator_list)
 
     pf = sub.add_parser("prefix", help="manage prefixes").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    s = pf.add_parser("create", help="allocate a prefix to an operator")
+    s = db_parser(pf, "create", "allocate a prefix to an operator", prefix_create)
     s.add_argument("prefix")
     s.add_argument("--owner", required=True, help="operator name or identity")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    add_database_flags(s)
-    s.set_defaults(func=db_command(prefix_create))
-    s = pf.add_parser("delegate", help="delegate a prefix to other nodes (referrals)")
+    s = db_parser(pf, "delegate", "delegate a prefix to other nodes (referrals)",
+                  prefix_delegate)
     s.add_argument("prefix")
     s.add_argument("--server", action="append", required=True,
                    help="base URL of a node serving the prefix (repeatable)")
@@ -244,13 +244,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--binary", action="append", default=[],
                    help="that node's binary-protocol host:port (optional, in --server order)")
     s.add_argument("--ttl", type=int, default=86400, help="seconds (default 86400)")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    add_database_flags(s)
-    s.set_defaults(func=db_command(prefix_delegate))
-    s = pf.add_parser("list", help="list prefixes")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    add_database_flags(s)
-    s.set_defaults(func=db_command(prefix_list))
+    db_parser(pf, "list", "list prefixes", prefix_list)
 
     nd = sub.add_parser("node", help="this node").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -15,12 +15,13 @@ from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
 
 @pytest.mark.parametrize("args", [
     [], ["serve"], ["migrate"], ["operator"], ["operator", "create"], ["operator", "list"],
-    ["prefix"], ["prefix", "create"], ["prefix", "list"], ["resolve"],
+    ["prefix"], ["prefix", "create"], ["prefix", "list"], ["prefix", "delegate"], ["node"],
+    ["node", "key"], ["resolve"],
 ])
 def test_every_command_has_help(args: list[str]) -> None:
     out = run_cli(*args, "--help").stdout
     assert out.startswith("usage: idres")
-    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix"):
+    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix", "node"):
         assert "--dsn" in out and "--data-dir" in out
 
 
