@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from registry.permissions import Principal, may_administer
-from registry.store import Db, audit, notify, owners_of, write_transaction
+from registry.store import Db, audit, owners_of, write_transaction
 from resolver.core import signing
 from resolver.core.channel import ZONE_MARK
 from resolver.core.delegation import Delegation, Server
@@ -61,7 +61,8 @@ async def delegate(db: Db, actor: Principal, delegation: Delegation) -> None:
 
     :raises PrefixNotFound, InsufficientPermissions:
     """
-    async with write_transaction(db, [ZONE_MARK]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         prefix = Prefix(delegation.prefix)
         await _check(conn, actor, prefix)
         body = delegation.to_json()
@@ -74,12 +75,13 @@ async def delegate(db: Db, actor: Principal, delegation: Delegation) -> None:
                SET servers = EXCLUDED.servers, ttl = EXCLUDED.ttl, updated_at = now()""",
             prefix.text, body["servers"], delegation.ttl)
         await audit(conn, actor, "delegation_set", prefix=prefix.text, before=before, after=body)
-        await notify(conn, [ZONE_MARK])
+        await tx.notify([ZONE_MARK])
 
 
 async def undelegate(db: Db, actor: Principal, prefix: Prefix) -> None:
     """:raises PrefixNotFound: the prefix is not delegated."""
-    async with write_transaction(db, [ZONE_MARK]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         await _check(conn, actor, prefix)
         before = await conn.fetchval(
             "DELETE FROM delegations WHERE prefix = $1 "
@@ -87,7 +89,7 @@ async def undelegate(db: Db, actor: Principal, prefix: Prefix) -> None:
         if before is None:
             raise PrefixNotFound(f"prefix {prefix.text} is not delegated")
         await audit(conn, actor, "delegation_delete", prefix=prefix.text, before=before)
-        await notify(conn, [ZONE_MARK])
+        await tx.notify([ZONE_MARK])
 
 
 async def list_delegations(conn: asyncpg.Connection) -> list[dict[str, Any]]:

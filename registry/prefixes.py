@@ -12,7 +12,7 @@ import asyncpg
 
 from registry.accounts import find_operator
 from registry.permissions import Principal, may_administer
-from registry.store import Db, audit, notify, owners_of, write_transaction
+from registry.store import Db, audit, owners_of, write_transaction
 from resolver.core.channel import ZONE_MARK
 from resolver.core.errors import InsufficientPermissions, PrefixExists
 from resolver.core.identifier import Prefix
@@ -29,7 +29,8 @@ async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) ->
     :raises OperatorNotFound: no such owner.
     :raises PrefixExists: already allocated.
     """
-    async with write_transaction(db, [ZONE_MARK]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         parent = prefix.parent()
         if not actor.is_admin:
             if parent is None:
@@ -52,7 +53,7 @@ async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) ->
             raise PrefixExists(f"prefix {prefix.text} is already allocated")
         await audit(conn, actor, "prefix_create", prefix=prefix.text,
                     after={"prefix": prefix.text, "owner": target.name})
-        await notify(conn, [ZONE_MARK])
+        await tx.notify([ZONE_MARK])
     return target
 
 

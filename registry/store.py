@@ -18,7 +18,14 @@ import orjson
 
 from registry.permissions import Principal, may_administer
 from resolver.core import codec
-from resolver.core.channel import CREATED_MARK, INVALIDATE_CHANNEL, CommitSync, NoSync, payloads
+from resolver.core.channel import (
+    COUNT_LISTENERS,
+    CREATED_MARK,
+    INVALIDATE_CHANNEL,
+    CommitSync,
+    NoSync,
+    payloads,
+)
 from resolver.core.errors import (
     IdentifierExists,
     IdentifierNotFound,
@@ -45,17 +52,35 @@ class Db:
     sync: CommitSync = NoSync()
 
 
+@dataclass
+class WriteTx:
+    """An open write transaction and the token its invalidations carry."""
+
+    conn: asyncpg.Connection
+    token: str | None
+    notified: bool = False
+
+    async def notify(self, keys: Iterable[str]) -> None:
+        await notify(self.conn, keys, self.token)
+        self.notified = True
+
+
 @contextlib.asynccontextmanager
-async def write_transaction(db: Db, keys: Sequence[str]) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction whose invalidation of ``keys`` is seen by the cache before we return."""
-    waiter = db.sync.expect(keys)
+async def write_transaction(db: Db) -> AsyncIterator[WriteTx]:
+    """A transaction whose invalidations every resolver process has applied before the
+    block's caller gets control back (resolver/core/channel.py: read-your-writes)."""
+    waiter = db.sync.expect()
+    listeners = 0
     try:
         async with db.pool.acquire() as conn, conn.transaction():
-            yield conn
+            tx = WriteTx(conn, waiter.token)
+            yield tx
+            if tx.notified and waiter.token is not None:
+                listeners = await conn.fetchval(COUNT_LISTENERS)  # the processes to hear from
     except BaseException:
         waiter.cancel()
         raise
-    await waiter.wait()
+    await waiter.wait(listeners)
 
 # the operator (other than the caller) whose identity handle is among $1, if any
 IDENTITY_OWNER = """
@@ -111,8 +136,8 @@ async def audit(
     )
 
 
-async def notify(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
-    for payload in payloads(keys):
+async def notify(conn: asyncpg.Connection, keys: Iterable[str], token: str | None = None) -> None:
+    for payload in payloads(keys, token):
         await conn.execute("SELECT pg_notify($1, $2)", INVALIDATE_CHANNEL, payload)
 
 
@@ -133,7 +158,8 @@ async def put_record(
     """
     check_record(values)
     after = values
-    async with write_transaction(db, [ident.key]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -150,7 +176,7 @@ async def put_record(
             await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
         await audit(conn, principal, "create" if before is None else "replace",
                     handle=ident.key, prefix=ident.prefix.text, before=before, after=after)
-        await notify(conn, [ident.key])
+        await tx.notify([ident.key])
     return before is None
 
 
@@ -164,7 +190,8 @@ async def put_values(
     :raises ValueExists: an index is taken and ``overwrite`` is false.
     """
     check_record(values)
-    async with write_transaction(db, [ident.key]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -178,7 +205,7 @@ async def put_values(
         await conn.execute(UPDATE_RECORD, ident.key, after, codec.public_json(after))
         await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
                     before=before, after=after)
-        await notify(conn, [ident.key])
+        await tx.notify([ident.key])
 
 
 async def delete(
@@ -189,7 +216,8 @@ async def delete(
     :raises IdentifierNotFound: no such record.
     :raises ValuesNotFound: an index is not in the record (nothing is removed).
     """
-    async with write_transaction(db, [ident.key]) as conn:
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         await check_write(conn, principal, ident)
         before = await _locked_values(conn, ident.key)
         if before is None:
@@ -208,7 +236,7 @@ async def delete(
             action = "remove_values"
         await audit(conn, principal, action, handle=ident.key, prefix=ident.prefix.text,
                     before=before, after=after)
-        await notify(conn, [ident.key])
+        await tx.notify([ident.key])
 
 
 async def bulk_put(
@@ -233,7 +261,8 @@ async def bulk_put(
     # creating only: nothing positive can be cached for these, one notification will do
     changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]
     try:
-        async with write_transaction(db, changed) as conn:
+        async with write_transaction(db) as tx:
+            conn = tx.conn
             if not principal.is_admin:
                 owners = await owners_of(conn, prefixes)
                 denied = sorted(p.text for p in prefixes
@@ -283,7 +312,7 @@ async def bulk_put(
                            updated_at = now()"""
                 )
                 created = len(rows) - replaced
-            await notify(conn, changed)
+            await tx.notify(changed)
     except asyncpg.UniqueViolationError:
         existing = await db.pool.fetch(
             "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",

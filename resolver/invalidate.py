@@ -2,50 +2,78 @@
 
 Writers send ``NOTIFY idres_invalidate`` from their transaction (registry/store.py),
 so the notification arrives after the commit. Here each key is evicted from the
-cache (and in-flight reads of it are not cached). If the listening connection
-drops, notifications may be lost: the cache is cleared and disabled until the
-connection is back, then cleared again.
+cache (and in-flight reads of it are not cached), then the write's token is
+acknowledged on ``idres_ack`` so that the writer knows this process is up to date
+(resolver/core/channel.py). If the listening connection drops, notifications may be
+lost: the cache is cleared and disabled until the connection is back, then cleared
+again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import uuid
 
 import asyncpg
 
-from resolver.core.channel import INVALIDATE_CHANNEL, ZONE_MARK, Waiter, keys_of
+from resolver.core.channel import (
+    ACK_CHANNEL,
+    INVALIDATE_CHANNEL,
+    LISTENER_NAME,
+    ZONE_MARK,
+    Waiter,
+    parse_payload,
+)
 from resolver.lookup import Resolver
 from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
 
 
-class _KeysWaiter:
-    def __init__(self, owner: Invalidator, futures: dict[str, asyncio.Future[None]]) -> None:
-        self.owner = owner
-        self.futures = futures
+class _Acks:
+    """A write's acknowledgements, counted until the number of listeners is reached."""
 
-    async def wait(self) -> None:
-        if self.futures:
-            try:
-                await asyncio.wait_for(asyncio.gather(*self.futures.values()),
-                                       self.owner.sync_timeout)
-            except asyncio.TimeoutError:
-                log.warning("invalidation of %d keys not seen within %.1fs",
-                            len(self.futures), self.owner.sync_timeout)
-        self.cancel()
+    def __init__(self, owner: Invalidator, token: str) -> None:
+        self.owner = owner
+        self.token: str | None = token
+        self.received = 0
+        self.needed: int | None = None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def add(self) -> None:
+        self.received += 1
+        self._check()
+
+    def _check(self) -> None:
+        if self.needed is not None and self.received >= self.needed and not self.done.done():
+            self.done.set_result(None)
+
+    async def wait(self, listeners: int) -> None:
+        self.needed = listeners
+        self._check()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.done), self.owner.sync_timeout)
+        except asyncio.TimeoutError:
+            log.warning("only %d of %d resolver processes confirmed an invalidation within "
+                        "%.1fs", self.received, listeners, self.owner.sync_timeout)
+        finally:
+            self.cancel()
 
     def cancel(self) -> None:
-        for key, fut in self.futures.items():
-            waiting = self.owner._waiters.get(key)
-            if waiting is not None:
-                waiting.discard(fut)
-                if not waiting:
-                    del self.owner._waiters[key]
-            fut.cancel()
-        self.futures = {}
+        if self.token is not None:
+            self.owner._acks.pop(self.token, None)
+            self.token = None
+
+
+class _Nothing:
+    token = None
+
+    async def wait(self, listeners: int) -> None:
+        return None
+
+    def cancel(self) -> None:
+        return None
 
 
 class Invalidator:
@@ -60,14 +88,19 @@ class Invalidator:
         self._conn: asyncpg.Connection | None = None
         self._closing = False
         self._reconnect: asyncio.Task[None] | None = None
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._acks: dict[str, _Acks] = {}
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._connect()
+        self._sender = asyncio.get_running_loop().create_task(self._send_acks())
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=10)
+        conn = await asyncpg.connect(self.dsn, timeout=10,
+                                     server_settings={"application_name": LISTENER_NAME})
         await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
+        await conn.add_listener(ACK_CHANNEL, self._on_ack)
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
         # anything could have changed while we were not listening
@@ -83,32 +116,49 @@ class Invalidator:
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
-        keys = keys_of(payload)
-        if ZONE_MARK in keys:  # answer its waiters once the new zone is in place
+        keys, token = parse_payload(payload)
+        if ZONE_MARK in keys:  # acknowledge once the new zone is in place
             keys.remove(ZONE_MARK)
-            asyncio.get_running_loop().create_task(self._reload_zone())
+            self.resolver.invalidate(keys)
+            asyncio.get_running_loop().create_task(self._reload_zone(token))
+            return
         self.resolver.invalidate(keys)
-        self._wake(keys)
+        if token is not None:
+            self._outbox.put_nowait(token)
 
-    def _wake(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            for fut in self._waiters.pop(key, ()):
-                if not fut.done():
-                    fut.set_result(None)
+    def _on_ack(self, conn: object, pid: int, channel: str, token: str) -> None:
+        acks = self._acks.get(token)
+        if acks is not None:
+            acks.add()
 
-    async def _reload_zone(self) -> None:
+    async def _reload_zone(self, token: str | None) -> None:
         try:
             self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             log.warning("could not reload the zone: %s", exc)
         self.resolver.cache.clear()
-        self._wake([ZONE_MARK])
+        if token is not None:
+            self._outbox.put_nowait(token)
+
+    async def _send_acks(self) -> None:
+        """One sender, so the listening connection never runs two queries at once."""
+        while True:
+            tokens = [await self._outbox.get()]
+            while not self._outbox.empty():
+                tokens.append(self._outbox.get_nowait())
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                continue
+            try:
+                await conn.execute(  # network op
+                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL, tokens)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.debug("could not acknowledge invalidations: %s", exc)
 
     def _on_lost(self, conn: object) -> None:
         self.connected = False
         self.resolver.cache.enabled = False
         self.resolver.cache.clear()
-        self._release_waiters()
         if not self._closing:
             log.warning("invalidation listener lost its connection: cache off until it is back")
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
@@ -125,31 +175,18 @@ class Invalidator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _release_waiters(self) -> None:
-        for futs in self._waiters.values():
-            for fut in futs:
-                if not fut.done():
-                    fut.set_result(None)
-        self._waiters.clear()
-
-    def expect(self, keys: Iterable[str]) -> Waiter:
-        """Register interest in the invalidation of ``keys`` (CommitSync)."""
-        futures: dict[str, asyncio.Future[None]] = {}
-        last = None
-        for last in keys:
-            pass
-        if self.connected and last is not None:
-            # one transaction's notifications arrive in order: seeing the last key
-            # means every earlier one has been applied too
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            futures[last] = fut
-            self._waiters.setdefault(last, set()).add(fut)
-        return _KeysWaiter(self, futures)
+    def expect(self) -> Waiter:
+        """A token for one write, and the count of its acknowledgements (CommitSync)."""
+        if not self.connected:
+            return _Nothing()   # our cache is off: nothing of ours to wait for
+        acks = _Acks(self, uuid.uuid4().hex)
+        self._acks[acks.token] = acks  # type: ignore[index]
+        return acks
 
     async def close(self) -> None:
         self._closing = True
-        if self._reconnect is not None:
-            self._reconnect.cancel()
-        self._release_waiters()
+        for task in (self._reconnect, self._sender):
+            if task is not None:
+                task.cancel()
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()

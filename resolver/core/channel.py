@@ -1,8 +1,16 @@
-"""The cache-invalidation channel shared by the registry (writer) and resolvers (readers).
+"""The cache-invalidation channels shared by the registry (writer) and resolvers (readers).
 
-Every committed write sends ``NOTIFY idres_invalidate, '<key>\\n<key>...'`` from
-its own transaction, so PostgreSQL delivers it only after the commit. A payload
-must stay under PostgreSQL's 8000-byte limit, so keys are packed into chunks.
+Every committed write sends ``NOTIFY idres_invalidate, '<key>\\n<key>...'`` from its
+own transaction, so PostgreSQL delivers it only after the commit. A payload must stay
+under PostgreSQL's 8000-byte limit, so keys are packed into chunks; the last chunk
+ends with a line ``#<token>`` naming the write.
+
+Read-your-writes across processes: every resolver process listens under the
+application name ``idres-listener``; after applying a payload that carries a token it
+sends ``NOTIFY idres_ack, '<token>'``. The writer counts the listeners inside its
+transaction and, after the commit, waits (bounded) until that many acknowledgements
+came back before it answers its client. So once a write is acknowledged, no process
+can still serve the old record from its cache.
 """
 
 from __future__ import annotations
@@ -11,6 +19,11 @@ from collections.abc import Iterable
 from typing import Protocol
 
 INVALIDATE_CHANNEL = "idres_invalidate"
+ACK_CHANNEL = "idres_ack"
+LISTENER_NAME = "idres-listener"
+# NOTIFY reaches the listeners of the writer's database only
+COUNT_LISTENERS = """SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = 'idres-listener' AND datname = current_database()"""
 MAX_PAYLOAD_BYTES = 7900
 # Sent instead of the keys by a bulk registration that only creates: new identifiers
 # can only be cached as "not found", so resolvers drop their negative entries (and do
@@ -21,12 +34,13 @@ CREATED_MARK = "*created"
 ZONE_MARK = "*zone"
 
 
-def payloads(keys: Iterable[str]) -> list[str]:
-    """Pack identifier keys, newline-separated, into payloads under the size limit."""
+def payloads(keys: Iterable[str], token: str | None = None) -> list[str]:
+    """Pack identifier keys, newline-separated, into payloads under the size limit; the
+    last one ends with the write's ``#token`` line when there is a token."""
     out: list[str] = []
     chunk: list[str] = []
     size = 0
-    for key in keys:
+    for key in [*keys, *([f"#{token}"] if token else [])]:
         n = len(key.encode("utf-8")) + 1
         if chunk and size + n > MAX_PAYLOAD_BYTES:
             out.append("\n".join(chunk))
@@ -38,30 +52,37 @@ def payloads(keys: Iterable[str]) -> list[str]:
     return out
 
 
-def keys_of(payload: str) -> list[str]:
-    return payload.split("\n") if payload else []
+def parse_payload(payload: str) -> tuple[list[str], str | None]:
+    """(keys, token) of a payload."""
+    keys = payload.split("\n") if payload else []
+    if keys and keys[-1].startswith("#"):
+        return keys[:-1], keys[-1][1:]
+    return keys, None
 
 
 class Waiter(Protocol):
-    async def wait(self) -> None: ...
+    token: str | None
+
+    async def wait(self, listeners: int) -> None: ...
 
     def cancel(self) -> None: ...
 
 
 class CommitSync(Protocol):
-    """How a writer learns that its invalidation reached this process's listener.
+    """How a writer waits until every resolver process has applied its invalidation.
 
-    ``expect(keys)`` is called before the write transaction starts; after the
-    commit the writer awaits ``wait()`` (bounded), or calls ``cancel()`` if the
-    transaction failed. Resolvers in other processes receive the same NOTIFY at
-    the same moment, so an acknowledged write is not followed by a stale read.
+    ``expect()`` is called before the write transaction starts and gives the token to
+    send with the keys; after the commit the writer awaits ``wait(listeners)`` (bounded),
+    or calls ``cancel()`` if the transaction failed.
     """
 
-    def expect(self, keys: Iterable[str]) -> Waiter: ...
+    def expect(self) -> Waiter: ...
 
 
 class _Done:
-    async def wait(self) -> None:
+    token = None
+
+    async def wait(self, listeners: int) -> None:
         return None
 
     def cancel(self) -> None:
@@ -69,7 +90,7 @@ class _Done:
 
 
 class NoSync:
-    """No cache to keep coherent (CLI commands): nothing to wait for."""
+    """Nothing to wait for (CLI commands have no cache; resolvers still invalidate)."""
 
-    def expect(self, keys: Iterable[str]) -> Waiter:
+    def expect(self) -> Waiter:
         return _Done()

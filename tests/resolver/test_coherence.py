@@ -70,6 +70,8 @@ def test_a_write_is_seen_at_once_by_another_process(tenant: Tenant, server: Serv
         assert got == f"https://example.org/v{i}", f"stale answer after write {i}"
     requests.delete(server.url + h, headers=tenant.op.bearer)
     assert requests.get(second.url + h).status_code == 404
+    # every process confirmed every invalidation in time
+    assert "confirmed an invalidation" not in server.output() + second.output()
 
 
 def test_negative_answers_are_cached_then_expire(tenant: Tenant, second: Server,
