@@ -22,6 +22,7 @@ from resolver.core.channel import (
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
     ZONE_MARK,
+    NothingToWait,
     Waiter,
     parse_payload,
 )
@@ -64,16 +65,6 @@ class _Acks:
         if self.token is not None:
             self.owner._acks.pop(self.token, None)
             self.token = None
-
-
-class _Nothing:
-    token = None
-
-    async def wait(self, listeners: int) -> None:
-        return None
-
-    def cancel(self) -> None:
-        return None
 
 
 class Invalidator:
@@ -178,7 +169,7 @@ class Invalidator:
     def expect(self) -> Waiter:
         """A token for one write, and the count of its acknowledgements (CommitSync)."""
         if not self.connected:
-            return _Nothing()   # our cache is off: nothing of ours to wait for
+            return NothingToWait()   # our cache is off: nothing of ours to wait for
         acks = _Acks(self, uuid.uuid4().hex)
         self._acks[acks.token] = acks  # type: ignore[index]
         return acks

@@ -208,9 +208,15 @@ class Resolver:
         (a malformed identifier gets its 102 answer, a delegated one its referral). All
         local misses in ONE query; identifiers of other nodes resolved concurrently."""
         encode = _packb if use_msgpack else orjson.dumps
+        form = "msgpack" if use_msgpack else "json"
+        cached = self.cache.answer
         parsed: list[tuple[str, str | None, bytes | None]] = []
         remote: dict[str, Identifier] = {}
         for h in handles:
+            body = cached((form, h))  # this spelling answered before: no parsing
+            if body is not None:
+                parsed.append((h, None, body))
+                continue
             try:
                 ident = parse(h)
             except IdresError as exc:
@@ -241,7 +247,11 @@ class Resolver:
             elif key in failed:
                 out.append(encode(referral_answer(h, failed[key])))
             else:
-                out.append(answer(h, *found[key]))
+                public, entry = found[key]
+                body = answer(h, public, entry)
+                if entry is not None:
+                    self.cache.alias((form, h), entry, body, 0)  # bytes counted by render
+                out.append(body)
         return out  # type: ignore[return-value]
 
     def json_answer(self, requested: str, public: bytes | None, entry: Entry | None) -> bytes:

@@ -79,7 +79,9 @@ class CommitSync(Protocol):
     def expect(self) -> Waiter: ...
 
 
-class _Done:
+class NothingToWait:
+    """A write with nobody to wait for: no token, and ``wait`` returns at once."""
+
     token = None
 
     async def wait(self, listeners: int) -> None:
@@ -93,4 +95,4 @@ class NoSync:
     """Nothing to wait for (CLI commands have no cache; resolvers still invalidate)."""
 
     def expect(self) -> Waiter:
-        return _Done()
+        return NothingToWait()

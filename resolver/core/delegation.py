@@ -58,12 +58,28 @@ class Delegation:
                    d["ttl"])
 
 
+_MEMO_MAX = 65536
+
+
 @dataclass
 class Zone:
+    """What this node answers for. Built whole and replaced whole when a prefix or a
+    delegation changes (never changed in place), so classifications can be remembered."""
+
     local: set[str] = field(default_factory=set)
     delegations: dict[str, Delegation] = field(default_factory=dict)
+    _memo: dict[str, tuple[Kind, Delegation | None]] = field(default_factory=dict, repr=False)
 
     def classify(self, prefix: Prefix) -> tuple[Kind, Delegation | None]:
+        """Longest prefix wins: delegated, local, or foreign (nobody here knows it)."""
+        known = self._memo.get(prefix.text)
+        if known is None:
+            known = self._classify(prefix)
+            if len(self._memo) < _MEMO_MAX:
+                self._memo[prefix.text] = known
+        return known
+
+    def _classify(self, prefix: Prefix) -> tuple[Kind, Delegation | None]:
         if prefix.text == "0" or prefix.text.startswith("0."):
             return "local", None
         for p in prefix.lineage():

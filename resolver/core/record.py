@@ -108,15 +108,16 @@ def check_index(index: object, what: str) -> int:
 
 
 def _check_data(index: int, fmt: str, value: Any) -> None:
-    where = f"value {index}"
     if fmt == "string":
         if not isinstance(value, str):
-            raise InvalidValue(f"{where}: string data must be a JSON string")
+            raise InvalidValue(f"value {index}: string data must be a JSON string")
         # a UTF-8 character takes at most 4 bytes: encode only when it could matter
         if len(value) * 4 > MAX_DATA_BYTES and \
                 len(value.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
-            raise InvalidValue(f"{where}: data is longer than {MAX_DATA_BYTES} bytes")
-    elif fmt == "base64":
+            raise InvalidValue(f"value {index}: data is longer than {MAX_DATA_BYTES} bytes")
+        return
+    where = f"value {index}"
+    if fmt == "base64":
         if not isinstance(value, str):
             raise InvalidValue(f"{where}: base64 data must be a JSON string")
         try:

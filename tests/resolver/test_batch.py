@@ -56,3 +56,29 @@ def test_batch_bad_requests(server: Server) -> None:
     assert r.status_code == 400 and "over the limit" in r.json()["message"]
     r = requests.post(url, data=b"x", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
+
+
+def test_batch_answers_follow_writes(tenant: Tenant, server: Server) -> None:
+    """A repeated batch is answered from the cache by spelling; a write or a delete
+    reaches those answers too."""
+    ids = register(tenant, 3)
+    url = f"{server.url}/api/resolve"
+
+    def both() -> tuple[list[dict], list[dict]]:
+        js = requests.post(url, json=ids).json()["results"]
+        mp = msgpack.unpackb(requests.post(url, data=msgpack.packb(ids), headers={
+            "Content-Type": "application/msgpack"}).content)["results"]
+        return js, mp
+
+    for _ in range(2):  # the second time from the cache
+        for results in both():
+            assert results[1]["values"][0]["data"]["value"] == "https://example.org/1"
+    r = requests.put(f"{tenant.url}/api/handles/{ids[1]}?index=1", headers=tenant.op.bearer,
+                     json=[{"index": 1, "type": "URL", "data": "https://example.org/moved"}])
+    assert r.status_code == 200, r.text
+    r = requests.delete(f"{tenant.url}/api/handles/{ids[2]}", headers=tenant.op.bearer)
+    assert r.status_code == 200, r.text
+    for results in both():
+        assert results[1]["values"][0]["data"]["value"] == "https://example.org/moved"
+        assert results[2]["responseCode"] == 100
+        assert results[0]["values"][0]["data"]["value"] == "https://example.org/0"
