@@ -7,10 +7,13 @@ stored with the record (``handles.public_json``), or None when it does not exist
 1. a live cache entry answers at once (no I/O);
 2. otherwise, if a query for the same key is already in flight, wait for it
    (concurrent misses coalesce into one database query);
-3. otherwise query the database (one primary-key lookup) and cache the result,
-   unless the key was invalidated while the query was in flight: then the result
-   is returned to its waiters but not kept, so a write that committed during the
-   query can never be hidden by a stale entry.
+3. otherwise queue the key: the misses of one event-loop turn go to the database
+   together, in one query (one primary-key lookup when there is one key, one
+   ``= ANY(...)`` index scan for many), so that under load the database and the
+   connection pool see one round trip per turn instead of one per request;
+4. cache each result, unless its key was invalidated while the query was in flight:
+   then the result is returned to its waiters but not kept, so a write that committed
+   during the query can never be hidden by a stale entry.
 
 Nothing on this path decodes JSON: answers are spliced from the stored bytes.
 Filtered or authenticated reads (rare) decode.
@@ -38,6 +41,7 @@ from resolver.recursion.recursor import Recursor, Result
 from resolver.store import fetch_public, fetch_publics, fetch_record
 
 Found = tuple[bytes | None, Entry | None]
+MAX_KEYS_PER_QUERY = 500  # misses of one loop turn asked for in one query, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +76,10 @@ class Resolver:
         self.zone = zone or Zone()
         self.recursor = recursor
         self.recursive = recursive  # the node's default for requests that do not say
-        self._flights: dict[str, asyncio.Future[bytes | None]] = {}
+        self._flights: dict[str, asyncio.Future[Found]] = {}
         self._tainted: set[str] = set()
+        self._queued: list[str] = []  # misses of this loop turn, not yet asked for
+        self._queries: set[asyncio.Task[None]] = set()  # (a task needs a strong reference)
         self.queries = 0  # database round trips made for resolution
 
     def invalidate(self, keys: Iterable[str]) -> None:
@@ -122,10 +128,29 @@ class Resolver:
 
     async def _local(self, key: str) -> Found:
         flight = self._flights.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight), None
-        found = await self._fetch([key], self._one)
-        return found[key]
+        if flight is None:
+            flight = self._flights[key] = asyncio.get_running_loop().create_future()
+            if not self._queued:
+                asyncio.get_running_loop().call_soon(self._send_queued)
+            self._queued.append(key)
+        return await asyncio.shield(flight)
+
+    def _send_queued(self) -> None:
+        keys, self._queued = self._queued, []
+        for start in range(0, len(keys), MAX_KEYS_PER_QUERY):
+            part = keys[start:start + MAX_KEYS_PER_QUERY]
+            task = asyncio.get_running_loop().create_task(
+                self._query(part, self._one if len(part) == 1 else fetch_publics))
+            self._queries.add(task)
+            task.add_done_callback(self._queries.discard)
+
+    async def _query(self, keys: list[str],
+                     query: Callable[[asyncpg.Pool, list[str]], Awaitable[dict[str, bytes]]],
+                     ) -> None:
+        try:
+            await self._answer(keys, query)  # network op
+        except Exception:  # noqa: S110 - every waiter received it through its future
+            pass
 
     async def many(self, keys: Sequence[str]) -> dict[str, Found]:
         """``public`` for many keys: hits from the cache, every miss in ONE query."""
@@ -144,22 +169,24 @@ class Resolver:
                 out[key] = (None, None)  # placeholder, replaced below
                 todo.append(key)
         if todo:
-            out.update(await self._fetch(todo, fetch_publics))
+            loop = asyncio.get_running_loop()
+            self._flights.update((k, loop.create_future()) for k in todo)
+            out.update(await self._answer(todo, fetch_publics))
         for key in waits:
             flight = self._flights.get(key)
-            out[key] = (await asyncio.shield(flight), None) if flight else await self.public(key)
+            out[key] = await asyncio.shield(flight) if flight else await self.public(key)
         return out
 
     async def _one(self, pool: asyncpg.Pool, keys: list[str]) -> dict[str, bytes]:
         public = await fetch_public(pool, keys[0])  # network op
         return {} if public is None else {keys[0]: public}
 
-    async def _fetch(self, keys: list[str],
-                     query: Callable[[asyncpg.Pool, list[str]], Awaitable[dict[str, bytes]]],
-                     ) -> dict[str, Found]:
-        loop = asyncio.get_running_loop()
-        flights = {k: loop.create_future() for k in keys}
-        self._flights.update(flights)
+    async def _answer(self, keys: list[str],
+                      query: Callable[[asyncpg.Pool, list[str]], Awaitable[dict[str, bytes]]],
+                      ) -> dict[str, Found]:
+        """Ask the database for ``keys`` (each has a future in ``_flights``), cache and
+        hand out the results; the futures carry the query's exception, if any."""
+        flights = {k: self._flights[k] for k in keys}
         try:
             self.queries += 1
             found = await query(self.pool, keys)  # network op
@@ -180,8 +207,8 @@ class Resolver:
             if key not in tainted:
                 ttl = None if public is None else codec.min_ttl(public)
                 entry = self.cache.put(key, public, ttl)
-            flights[key].set_result(public)
             out[key] = (public, entry)
+            flights[key].set_result(out[key])
         return out
 
     async def lookup(self, query: Query) -> list[dict[str, Any]]:

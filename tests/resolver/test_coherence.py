@@ -57,6 +57,32 @@ def test_concurrent_misses_make_one_query(pg_dsn: str, tenant: Tenant) -> None:
     asyncio.run(go())
 
 
+def test_misses_of_one_loop_turn_share_a_query(pg_dsn: str, tenant: Tenant) -> None:
+    """Single resolutions of different identifiers, started together, are asked for in
+    one query; each gets its own answer (or None), and a later one gets its own query."""
+    for i in range(20):
+        r = requests.put(tenant.handle_url(f"TU{i}"), headers=tenant.op.bearer,
+                         json=[{"index": 1, "type": "URL", "data": f"https://example.org/tu{i}"}])
+        assert r.status_code in (200, 201), r.text
+
+    async def go() -> None:
+        pool = await create_pool(pg_dsn)
+        try:
+            r = Resolver(pool, AnswerCache(max_entries=0))   # no cache: every call a miss
+            keys = [f"{tenant.prefix}/TU{i}" for i in range(20)] + [f"{tenant.prefix}/NOPE"]
+            got = await asyncio.gather(*(r.public(k) for k in keys))
+            assert r.queries == 1
+            for i, (public, _) in enumerate(got[:20]):
+                assert public is not None and f"/tu{i}\"".encode() in public
+            assert got[20][0] is None
+            alone = await r.public(keys[3])
+            assert r.queries == 2 and alone[0] == got[3][0]
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
 def test_a_write_is_seen_at_once_by_another_process(tenant: Tenant, server: Server,
                                                     second: Server) -> None:
     h = f"/api/handles/{tenant.prefix}/COH"
