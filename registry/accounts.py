@@ -108,17 +108,6 @@ async def create_operator(
     return NewOperator(Principal(op_id, name, identity, is_admin), secret, token)
 
 
-async def create_token(conn: asyncpg.Connection, principal: Principal, label: str = "") -> str:
-    token = secrets.new_token()
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, $3)",
-            principal.operator_id, secrets.hash_token(token), label[:100],
-        )
-        await audit(conn, principal, "token_create", after={"label": label[:100]})
-    return token
-
-
 async def find_operator(conn: asyncpg.Connection, name_or_identity: str) -> Principal:
     """:raises OperatorNotFound: no operator has that name or identity."""
     row = await conn.fetchrow(

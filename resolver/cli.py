@@ -22,7 +22,7 @@ from urllib.parse import quote
 import asyncpg
 import uvloop
 
-from registry import accounts, delegations, prefixes
+from registry import accounts, delegations, prefixes, tokens
 from registry.permissions import Principal
 from registry.store import Db
 from resolver import __version__
@@ -120,6 +120,31 @@ async def operator_list(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[d
     return {"operators": ops}, "\n".join(
         f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
     ) or "no operators"
+
+
+async def operator_token(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        owner = await accounts.find_operator(conn, args.name)
+        token_id, token = await tokens.create_token(conn, _local_actor(), owner, args.label)
+    return ({"operator": owner.name, "id": token_id, "token": token},
+            f"token {token_id} for {owner.name}: {token}\n"
+            "It is shown only now; idres keeps only its hash.")
+
+
+async def operator_tokens(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        owner = await accounts.find_operator(conn, args.name)
+        listed = await tokens.list_tokens(conn, _local_actor(), owner)
+    return {"operator": owner.name, "tokens": listed}, "\n".join(
+        f"{t['id']:>6}  {t['created']}  {'revoked ' + t['revoked'] if t['revoked'] else 'valid':<28}"
+        f"  {t['label']}" for t in listed) or f"{owner.name} has no tokens"
+
+
+async def operator_revoke(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        revoked = await tokens.revoke_token(conn, _local_actor(), args.token_id)
+    return ({"token": revoked},
+            f"token {revoked['id']} of {revoked['operator']} revoked at {revoked['revoked']}")
 
 
 async def prefix_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -228,6 +253,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
     s.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
     db_parser(op, "list", "list operators", operator_list)
+    s = db_parser(op, "token", "issue a new bearer token to an operator; prints it once",
+                  operator_token)
+    s.add_argument("name", help="operator name or identity")
+    s.add_argument("--label", default="", help="what the token is for (shown in lists)")
+    s = db_parser(op, "tokens", "list an operator's tokens (ids, labels, revocations)",
+                  operator_tokens)
+    s.add_argument("name", help="operator name or identity")
+    s = db_parser(op, "revoke-token", "revoke a token by its id; it stops working at once",
+                  operator_revoke)
+    s.add_argument("token_id", type=int)
 
     pf = sub.add_parser("prefix", help="manage prefixes").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -1,12 +1,15 @@
-"""Operators (administrators only), tokens (any operator, for itself), the audit trail."""
+"""Operators (administrators only), tokens (any operator, its own; administrators, anyone's),
+the audit trail."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from registry import accounts
+from registry import accounts, tokens
 from registry.api.common import answer, context, principal, read_body
-from registry.permissions import may_administer
+from registry.permissions import Principal, may_administer
 from registry.store import owners_of
 from resolver.core import codec, params
 from resolver.core.errors import BadRequest, InsufficientPermissions
@@ -53,19 +56,53 @@ async def get_operators(request: web.Request) -> web.Response:
         return answer(200, None, operators=await accounts.list_operators(conn))
 
 
+async def _owner(conn: Any, who: Principal, name: str | None) -> Principal:
+    """The operator whose tokens are meant: ``name`` (by name or identity), or the caller."""
+    return who if name is None or name in (who.name, who.identity) else \
+        await accounts.find_operator(conn, name)
+
+
 async def post_token(request: web.Request) -> web.Response:
-    """A new bearer token for the caller itself."""
+    """A new bearer token: ``{"label"?, "operator"?}`` (another operator: administrators)."""
     ctx = context(request)
     who = await principal(request)
-    label = ""
+    body: Any = {}
     if request.can_read_body:
         body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
-        label = str(body.get("label", "")) if isinstance(body, dict) else ""
+        if not isinstance(body, dict):
+            raise BadRequest('send {"label": "...", "operator": "NAME"} (both optional)')
+    label, name = body.get("label", ""), body.get("operator")
+    if not isinstance(label, str) or not (name is None or isinstance(name, str)):
+        raise BadRequest("label and operator must be strings")
     async with ctx.pool.acquire() as conn:
-        token = await accounts.create_token(conn, who, label)
-    response = answer(201, None, operator=who.name, token=token)
+        owner = await _owner(conn, who, name)
+        token_id, token = await tokens.create_token(conn, who, owner, label)
+    response = answer(201, None, operator=owner.name, id=token_id, token=token)
     response.headers.update(NO_STORE)
     return response
+
+
+async def get_tokens(request: web.Request) -> web.Response:
+    """The caller's tokens (``?operator=NAME``: another's, for administrators); never
+    the tokens themselves, which idres does not have."""
+    ctx = context(request)
+    who = await principal(request)
+    async with ctx.pool.acquire() as conn:
+        owner = await _owner(conn, who, request.rel_url.query.get("operator"))
+        listed = await tokens.list_tokens(conn, who, owner)
+    return answer(200, None, operator=owner.name, tokens=listed)
+
+
+async def delete_token(request: web.Request) -> web.Response:
+    """Revoke a token by its id; it stops working at once."""
+    ctx = context(request)
+    who = await principal(request)
+    raw = request.match_info["token_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"a token id is a number, not {raw[:40]!r}")
+    async with ctx.pool.acquire() as conn:
+        revoked = await tokens.revoke_token(conn, who, int(raw))
+    return answer(200, None, token=revoked)
 
 
 async def get_audit(request: web.Request) -> web.Response:

@@ -20,6 +20,8 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/operators", operators.get_operators)
     r.add_post("/api/operators", operators.post_operator)
     r.add_post("/api/tokens", operators.post_token)
+    r.add_get("/api/tokens", operators.get_tokens)
+    r.add_delete("/api/tokens/{token_id}", operators.delete_token)
     r.add_get("/api/audit", operators.get_audit)
     r.add_get("/api/delegations", delegations.get_delegations)
     r.add_post("/api/delegations", delegations.post_delegation)

@@ -83,6 +83,10 @@ class OperatorNotFound(IdresError):
     """Operator not found."""
 
 
+class TokenNotFound(IdresError):
+    """Token not found."""
+
+
 class OperatorExists(IdresError):
     """Operator already exists."""
 
@@ -153,6 +157,7 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int]] = {
     PrefixExists: (101, 409),
     OperatorNotFound: (100, 404),
     OperatorExists: (101, 409),
+    TokenNotFound: (100, 404),
     AuthenticationNeeded: (402, 401),
     AuthenticationFailed: (403, 403),
     InsufficientPermissions: (401, 403),
