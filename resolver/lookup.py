@@ -237,7 +237,7 @@ class Resolver:
         encode = _packb if use_msgpack else orjson.dumps
         form = "msgpack" if use_msgpack else "json"
         cached = self.cache.answer
-        parsed: list[tuple[str, str | None, bytes | None]] = []
+        parsed: list[tuple[str, str | None, bytes]] = []  # (text, key or None: answered)
         remote: dict[str, Identifier] = {}
         for h in handles:
             body = cached((form, h))  # this spelling answered before: no parsing
@@ -253,24 +253,24 @@ class Resolver:
             kind, delegation = self.zone.classify(ident.prefix)
             if kind != "local" and (self.recursive or delegation is not None):
                 remote[ident.key] = ident
-            parsed.append((h, ident.key, None))
+            parsed.append((h, ident.key, b""))
         found = await self.many([k for _, k, _ in parsed
                                  if k is not None and k not in remote])  # network op
         failed: dict[str, IdresError] = {}
         outcomes = await asyncio.gather(*(self.resolve(i) for i in remote.values()),
                                         return_exceptions=True)  # network op
-        for key, outcome in zip(remote, outcomes):
+        for rkey, outcome in zip(remote, outcomes):
             if isinstance(outcome, IdresError):
-                failed[key] = outcome
+                failed[rkey] = outcome
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                found[key] = (outcome.public, outcome.entry)
+                found[rkey] = (outcome.public, outcome.entry)
         answer = self.msgpack_answer if use_msgpack else self.json_answer
-        out = []
-        for h, key, err in parsed:
+        out: list[bytes] = []
+        for h, key, ready in parsed:
             if key is None:
-                out.append(err)
+                out.append(ready)
             elif key in failed:
                 out.append(encode(referral_answer(h, failed[key])))
             else:
@@ -279,7 +279,7 @@ class Resolver:
                 if entry is not None:
                     self.cache.alias((form, h), entry, body, 0)  # bytes counted by render
                 out.append(body)
-        return out  # type: ignore[return-value]
+        return out
 
     def json_answer(self, requested: str, public: bytes | None, entry: Entry | None) -> bytes:
         """The Handle JSON answer for an unfiltered query, kept with the entry."""

@@ -140,7 +140,7 @@ async def serve(settings: Settings) -> None:
             log.info("shutting down: finishing in-flight requests")
             server.close()
             sweeper.cancel()
-            if binary is not None:
+            if binary is not None and bctx is not None:
                 binary.close()
                 for conn in list(bctx.connections):
                     conn.close()

@@ -1,10 +1,12 @@
-"""Project rules as tests: module size, import contracts, no print, no machine paths."""
+"""Project rules as tests: module size, import contracts, no print, no machine paths,
+strict types."""
 
 from __future__ import annotations
 
 import ast
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,10 @@ def test_no_machine_paths_in_tracked_files() -> None:
     hits = [f for f in files if (REPO / f).is_file() and not f.endswith(".lock")
             and pattern.search((REPO / f).read_text(errors="ignore"))]
     assert hits == []
+
+
+def test_types_check_strictly() -> None:
+    """mypy --strict (settings in pyproject.toml) over resolver/ and registry/."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(REPO / ".mypy_cache")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr

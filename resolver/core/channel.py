@@ -82,7 +82,7 @@ class CommitSync(Protocol):
 class NothingToWait:
     """A write with nobody to wait for: no token, and ``wait`` returns at once."""
 
-    token = None
+    token: str | None = None
 
     async def wait(self, listeners: int) -> None:
         return None

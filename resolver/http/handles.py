@@ -67,8 +67,8 @@ async def get_handle(request: web.Request) -> web.Response:
     resolver = request.app[RESOLVER]
     q = request.rel_url.query
     if query.admin:
-        values = await resolver.lookup(query)  # network op
-        return json_response(codec.encode_values(query.requested, values))
+        admin_values = await resolver.lookup(query)  # network op
+        return json_response(codec.encode_values(query.requested, admin_values))
     cert = params.flag("cert", q.getall("cert", []), False)
     trace = params.flag("trace", q.getall("trace", []), False)
     recursive = params.flag("recursive", q.getall("recursive", []), False) \

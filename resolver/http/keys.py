@@ -19,4 +19,5 @@ SIGNER = web.AppKey("signer", Ed25519PrivateKey)  # the node's key: signed answe
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 # credentials on a GET → may the caller see admin-readable values? (registry supplies it)
-READ_AUTH = web.AppKey("read_auth", Callable[[web.Request, Identifier], Awaitable[bool]])
+ReadAuth = Callable[[web.Request, Identifier], Awaitable[bool]]
+READ_AUTH: web.AppKey[ReadAuth] = web.AppKey("read_auth")

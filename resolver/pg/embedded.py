@@ -140,7 +140,7 @@ class EmbeddedPostgres:
         if self.run_as is not None:
             kwargs = {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LANG": "C"}
-        proc = subprocess.run(
+        proc: subprocess.CompletedProcess[str] = subprocess.run(
             args, capture_output=True, text=True, timeout=timeout, cwd="/", env=env,
             check=False, **kwargs,  # type: ignore[call-overload]
         )
