@@ -20,12 +20,13 @@ import asyncpg
 
 from registry import secrets
 from registry.permissions import Principal
-from registry.store import INSERT_RECORD, audit, notify
+from registry.store import INSERT_RECORD, UPDATE_RECORD, audit, notify
 from resolver.core import codec
 from resolver.core.errors import (
     AuthenticationFailed,
     BadRequest,
     IdentifierExists,
+    InsufficientPermissions,
     InvalidIdentifier,
     OperatorExists,
     OperatorNotFound,
@@ -127,6 +128,36 @@ async def find_operator(conn: asyncpg.Connection, name_or_identity: str) -> Prin
     if row is None:
         raise OperatorNotFound(f"no operator named {name_or_identity!r}")
     return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+
+
+async def reset_secret(conn: asyncpg.Connection, actor: Principal, owner: Principal) -> str:
+    """A new secret for ``owner`` (``actor`` is ``owner`` or an administrator); the old
+    one stops working at once. Returns the secret, which exists only here.
+
+    :raises InsufficientPermissions: someone else's secret, and not an administrator.
+    """
+    if not (actor.is_admin or actor.operator_id == owner.operator_id):
+        raise InsufficientPermissions(
+            f"operator {actor.name!r} may not reset the secret of {owner.name!r}")
+    index, handle = parse_identity(owner.identity)
+    secret = secrets.new_secret()
+    seckey = codec.to_stored(HandleValue(index, "HS_SECKEY", "string", secrets.hash_secret(secret),
+                                         timestamp=int(time.time()),
+                                         permissions=SECKEY_PERMISSIONS))
+    async with conn.transaction():
+        values = await conn.fetchval(
+            'SELECT "values" FROM handles WHERE handle = $1 FOR UPDATE', handle) or []
+        kept = [v for v in values if v["index"] != index]
+        stored = sorted([*kept, seckey], key=lambda v: v["index"])
+        if values:
+            await conn.execute(UPDATE_RECORD, handle, stored, codec.public_json(stored))
+        else:  # the identity handle was lost: make it again
+            await conn.execute(INSERT_RECORD, handle, handle.partition("/")[0], stored,
+                               codec.public_json(stored))
+        await audit(conn, actor, "operator_secret_reset", handle=handle,
+                    after={"name": owner.name, "identity": owner.identity})
+        await notify(conn, [handle])
+    return secret
 
 
 async def list_operators(conn: asyncpg.Connection) -> list[dict[str, object]]:

@@ -131,6 +131,15 @@ async def operator_token(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[
             "It is shown only now; idres keeps only its hash.")
 
 
+async def operator_secret(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with pool.acquire() as conn:
+        owner = await accounts.find_operator(conn, args.name)
+        secret = await accounts.reset_secret(conn, _local_actor(), owner)
+    return ({"name": owner.name, "identity": owner.identity, "secret": secret},
+            f"new secret for {owner.name} ({owner.identity}): {secret}\n"
+            "It is shown only now; the old secret no longer works.")
+
+
 async def operator_tokens(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     async with pool.acquire() as conn:
         owner = await accounts.find_operator(conn, args.name)
@@ -257,6 +266,9 @@ def parser() -> argparse.ArgumentParser:
                   operator_token)
     s.add_argument("name", help="operator name or identity")
     s.add_argument("--label", default="", help="what the token is for (shown in lists)")
+    s = db_parser(op, "reset-secret", "give an operator a new secret; prints it once",
+                  operator_secret)
+    s.add_argument("name", help="operator name or identity")
     s = db_parser(op, "tokens", "list an operator's tokens (ids, labels, revocations)",
                   operator_tokens)
     s.add_argument("name", help="operator name or identity")

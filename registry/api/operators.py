@@ -56,6 +56,19 @@ async def get_operators(request: web.Request) -> web.Response:
         return answer(200, None, operators=await accounts.list_operators(conn))
 
 
+async def post_secret(request: web.Request) -> web.Response:
+    """``POST /api/operators/{name}/secret``: a new secret (yourself, or an administrator
+    for anyone); the old one stops working at once; answered once."""
+    ctx = context(request)
+    who = await principal(request)
+    async with ctx.pool.acquire() as conn:
+        owner = await _owner(conn, who, request.match_info["name"])
+        secret = await accounts.reset_secret(conn, who, owner)
+    response = answer(200, None, name=owner.name, identity=owner.identity, secret=secret)
+    response.headers.update(NO_STORE)
+    return response
+
+
 async def _owner(conn: Any, who: Principal, name: str | None) -> Principal:
     """The operator whose tokens are meant: ``name`` (by name or identity), or the caller."""
     return who if name is None or name in (who.name, who.identity) else \

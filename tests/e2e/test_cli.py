@@ -16,6 +16,7 @@ from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
 @pytest.mark.parametrize("args", [
     [], ["serve"], ["migrate"], ["operator"], ["operator", "create"], ["operator", "list"],
     ["operator", "token"], ["operator", "tokens"], ["operator", "revoke-token"],
+    ["operator", "reset-secret"],
     ["prefix"], ["prefix", "create"], ["prefix", "list"], ["prefix", "delegate"], ["node"],
     ["node", "key"], ["resolve"],
 ])

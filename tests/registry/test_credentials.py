@@ -1,4 +1,5 @@
-"""Bearer tokens: issue, list, revoke (API and CLI); a revoked token stops working at once."""
+"""Credentials over time: tokens issued, listed and revoked, secrets reset (API and CLI);
+what is revoked or replaced stops working at once."""
 
 from __future__ import annotations
 
@@ -88,3 +89,50 @@ def test_cli_issues_lists_and_revokes(pg_dsn: str, server: Server, tenant: Tenan
                         headers=bearer(made["token"])).status_code == 403
     bad = run_cli("operator", "revoke-token", "999999999", dsn=pg_dsn, check=False)
     assert bad.returncode == 1 and "no token 999999999" in bad.stderr
+
+
+def test_secret_reset(tenant: Tenant, server: Server, admin: Operator, sql: Any) -> None:
+    old = tenant.op.basic
+    handle = tenant.op.identity.split(":", 1)[1]
+    public_before = requests.get(f"{server.url}/api/handles/{handle}").json()["values"]
+    url = f"{server.url}/api/operators/{tenant.op.name}/secret"
+    # someone else may not; without credentials: 401
+    other = new_operator(server, admin, f"nosy-{tenant.op.name}")
+    assert requests.post(url, headers=other.bearer).status_code == 403
+    assert requests.post(url).status_code == 401
+    assert requests.put(tenant.handle_url("S0"), json=GOOD, auth=old).status_code == 201
+
+    r = requests.post(url, auth=old)
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    secret = r.json()["secret"]
+    assert secret != tenant.op.secret
+    r = requests.put(tenant.handle_url("S1"), json=GOOD, auth=old)
+    assert r.status_code == 403
+    assert sql("SELECT 1 FROM handles WHERE handle = $1", f"{tenant.prefix}/S1") == []
+    assert requests.put(tenant.handle_url("S2"), json=GOOD,
+                        auth=(old[0], secret)).status_code == 201
+    # the identity handle looks the same to the world; only a hash is stored, nowhere else
+    assert requests.get(f"{server.url}/api/handles/{handle}").json()["values"] == public_before
+    stored = json.dumps(sql('SELECT "values" FROM handles WHERE handle = $1', handle)[0]["values"])
+    trail = json.dumps([dict(r) for r in sql(
+        "SELECT before, after FROM audit WHERE action = 'operator_secret_reset' AND handle = $1",
+        handle)], default=str)
+    assert secret not in stored and secret not in trail and "idres-sha256" not in trail
+    assert server.output().count(secret) == 0
+    # an administrator may reset anyone's, and so may the CLI
+    r = requests.post(url, headers=admin.bearer)
+    assert r.status_code == 200
+    assert requests.put(tenant.handle_url("S3"), json=GOOD,
+                        auth=(old[0], secret)).status_code == 403
+
+
+def test_cli_resets_a_secret(pg_dsn: str, server: Server, tenant: Tenant) -> None:
+    out = json.loads(run_cli("operator", "reset-secret", tenant.op.name, "--json",
+                             dsn=pg_dsn).stdout)
+    assert out["identity"] == tenant.op.identity
+    assert requests.put(tenant.handle_url("CS1"), json=GOOD,
+                        auth=(tenant.op.basic[0], out["secret"])).status_code == 201
+    assert requests.put(tenant.handle_url("CS2"), json=GOOD,
+                        auth=tenant.op.basic).status_code == 403
+    bad = run_cli("operator", "reset-secret", "nobody-at-all", dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "no operator named 'nobody-at-all'" in bad.stderr
