@@ -17,5 +17,5 @@ ENV IDRES_HOST=0.0.0.0 \
     IDRES_PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=2)"
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"
 CMD ["idres", "serve"]

@@ -87,6 +87,20 @@ async def node_info(request: web.Request) -> web.Response:
         if resolver.recursor else []))
 
 
+async def health(request: web.Request) -> web.Response:
+    """``GET /healthz`` for load balancers and container health checks: 200 when the
+    database answers within 2 s, else 503 (the process still answers from its cache).
+    ``cache`` is "off" while the invalidation listener is down (or by configuration)."""
+    cache = "on" if request.app[RESOLVER].cache.enabled else "off"
+    try:
+        async with asyncio.timeout(2):
+            await request.app[POOL].fetchval("SELECT 1")  # network op
+    except (TimeoutError, *DATABASE_DOWN):
+        return handles.json_response(codec.encode_answer(
+            3, status="unavailable", database="unreachable", cache=cache), status=503)
+    return handles.json_response(codec.encode_answer(1, status="ok", database="ok", cache=cache))
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -115,6 +129,7 @@ def build_app(
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", health)
     app.router.add_get(r"/api/handles/{handle:[\s\S]+}", handles.get_handle)
     app.router.add_post("/api/resolve", batch.resolve_batch)
     if registry_routes is not None:

@@ -37,9 +37,15 @@ def test_outage_gives_503_and_loses_nothing(proxied: Any, server: Server, admin:
     assert requests.put(f"{srv.url}/api/handles/88.503/KEEP", json=URL,
                         headers=op.bearer).status_code == 201
     before = stored_values(sql, "88.503/KEEP")
+    health = requests.get(f"{srv.url}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["database"] == "ok"
 
     proxy.cut()
     started = time.monotonic()
+    health = requests.get(f"{srv.url}/healthz", timeout=10)
+    assert health.status_code == 503
+    assert health.json() == {"responseCode": 3, "status": "unavailable",
+                             "database": "unreachable", "cache": health.json()["cache"]}
     r = requests.get(f"{srv.url}/api/handles/88.503/KEEP", timeout=30)
     assert r.status_code == 503
     body = r.json()
@@ -59,6 +65,7 @@ def test_outage_gives_503_and_loses_nothing(proxied: Any, server: Server, admin:
             break
         time.sleep(0.2)
     assert r.status_code == 200 and r.json()["values"][0]["data"]["value"].endswith("/outage")
+    assert requests.get(f"{srv.url}/healthz", timeout=10).status_code == 200
     r = requests.put(f"{srv.url}/api/handles/88.503/KEEP?index=2", headers=op.bearer,
                      json=[{"index": 2, "type": "STATUS", "data": "back"}])
     assert r.status_code == 200

@@ -132,3 +132,9 @@ def test_metrics_count_requests(server: Server) -> None:
     requests.get(f"{server.url}/api/handles/88.0.0/METRIC")
     text = requests.get(f"{server.url}/metrics").text
     assert 'idres_http_requests_total{method="GET",status="404"}' in text
+
+
+def test_health_check(server: Server) -> None:
+    r = requests.get(f"{server.url}/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"responseCode": 1, "status": "ok", "database": "ok", "cache": "on"}
