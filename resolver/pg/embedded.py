@@ -42,11 +42,14 @@ SUPERUSER = "idres"
 DATABASE = "idres"
 
 CONF = """\
-# written by idres at every start; put your own settings in postgresql.conf
+# written by idres at every start; put your own settings in local.conf, read last
 listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 200
-shared_buffers = 256MB
+# an eighth of the machine's memory, 128MB to 2GB: a bulk load of a million
+# identifiers (2.3 GB of table) then leaves most page writes to the checkpointer
+# instead of the backends (measured: 42k -> 47k identifiers/s with 2GB)
+shared_buffers = {shared_buffers}
 log_min_messages = warning
 # bulk registration writes WAL fast: bigger buffers, fewer checkpoints, and new WAL
 # segments not zero-filled first (measured: WAL-initialisation and WALWrite waits
@@ -55,7 +58,17 @@ wal_buffers = 64MB
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 wal_init_zero = off
+include_if_exists = 'local.conf'
 """
+
+
+def shared_buffers() -> str:
+    """An eighth of physical memory, between 128MB and 2GB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        total = 0
+    return f"{min(max(total // 8 >> 20, 128), 2048)}MB"
 
 
 class EmbeddedError(RuntimeError):
@@ -270,7 +283,7 @@ class EmbeddedPostgres:
             port = _free_port()
         port_file.write_text(str(port))
         conf = self.pgdata / "idres.conf"
-        conf.write_text(CONF)
+        conf.write_text(CONF.format(shared_buffers=shared_buffers()))
         if self.run_as is not None:
             os.chown(conf, self.run_as.uid, self.run_as.gid)
         log.info("starting the embedded PostgreSQL on 127.0.0.1:%d (data in %s)", port, self.pgdata)
