@@ -247,9 +247,10 @@ def _data_output(data: Stored) -> Stored:
 
 
 def to_output(d: Stored) -> Stored:
-    out: Stored = {
-        "index": d["index"], "type": d["type"], "data": _data_output(d["data"]), "ttl": d["ttl"]
-    }
+    data = d["data"]
+    if data["format"] != "string" or next(iter(data)) != "format":  # else: ours, in order
+        data = _data_output(data)
+    out: Stored = {"index": d["index"], "type": d["type"], "data": data, "ttl": d["ttl"]}
     if d["timestamp"]:
         out["timestamp"] = iso_timestamp(d["timestamp"])
     if d["permissions"] != DEFAULT_PERMISSIONS:
