@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api import bulk, delegations, handles, operators, prefixes
+from registry.api import bulk, delegations, handles, operators, prefixes, search
 from registry.api.common import REGISTRY, RegistryContext
 
 
@@ -24,6 +24,8 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/tokens", operators.get_tokens)
     r.add_delete("/api/tokens/{token_id}", operators.delete_token)
     r.add_get("/api/audit", operators.get_audit)
+    r.add_get("/hrls/handles", search.hrls_search)   # reverse lookup (pyhandle search_handle)
+    r.add_get("/hrls/handles/", search.hrls_search)
     r.add_get("/api/delegations", delegations.get_delegations)
     r.add_post("/api/delegations", delegations.post_delegation)
     r.add_delete("/api/delegations/{prefix}", delegations.delete_delegation)
