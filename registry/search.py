@@ -29,10 +29,9 @@ _TERM = """EXISTS (SELECT 1 FROM json_array_elements(h."values") v
                      AND (substr(v->>'permissions', 1, 1) = '1'
                           OR substr(v->>'permissions', 3, 1) = '1'))"""
 # identifiers under prefix P, descendants included, lie in ['P.', 'P0') (column COLLATE "C":
-# '.' < '/' < '0')
-_SCOPED = """SELECT h.handle FROM unnest($1::text[]) AS s(prefix)
-             JOIN handles h ON h.handle >= s.prefix || '.' AND h.handle < s.prefix || '0'
-             WHERE {terms} ORDER BY h.handle LIMIT $2 OFFSET $3"""
+# '.' < '/' < '0'); one range scan of the primary key per prefix
+_RANGE = """SELECT h.handle FROM handles h WHERE h.handle >= $1 AND h.handle < $2
+            AND {terms} ORDER BY h.handle LIMIT $3"""
 _EVERYWHERE = """SELECT h.handle FROM handles h
                  WHERE {terms} ORDER BY h.handle LIMIT $1 OFFSET $2"""
 
@@ -44,13 +43,14 @@ def like_pattern(pattern: str) -> str:
 
 
 def outermost(prefixes: Iterable[str]) -> list[str]:
-    """The prefixes none of whose ancestors is in the set (their ranges cover the rest)."""
+    """The prefixes none of whose ancestors is in the set (their ranges cover the rest),
+    in the order of their key ranges."""
     chosen = sorted(set(prefixes), key=lambda p: p.count("."))
     out: list[str] = []
     for p in chosen:
         if not any(p.startswith(q + ".") for q in out):
             out.append(p)
-    return sorted(out)
+    return sorted(out, key=lambda p: p + ".")
 
 
 def check_terms(terms: Sequence[tuple[str, str]]) -> None:
@@ -67,6 +67,11 @@ def check_terms(terms: Sequence[tuple[str, str]]) -> None:
             raise BadRequest(f"search term {type_[:40]} is over {MAX_PATTERN} characters")
 
 
+def _where(count: int, first: int) -> str:
+    """``count`` term clauses whose parameters start at ``$first``."""
+    return " AND ".join(_TERM.format(t=first + 2 * n, p=first + 2 * n + 1) for n in range(count))
+
+
 async def search(conn: asyncpg.Connection, scopes: list[str] | None,
                  terms: Sequence[tuple[str, str]], limit: int, offset: int) -> list[str]:
     """Identifiers, in key order, under ``scopes`` (None: everywhere) matching every term.
@@ -74,20 +79,25 @@ async def search(conn: asyncpg.Connection, scopes: list[str] | None,
     :raises BadRequest: the search did not finish within TIMEOUT_SECONDS.
     """
     check_terms(terms)
-    first = 4 if scopes is not None else 3
-    args: list[object] = [scopes, limit, offset] if scopes is not None else [limit, offset]
-    clauses = []
-    for n, (type_, pattern) in enumerate(terms):
-        clauses.append(_TERM.format(t=first + 2 * n, p=first + 2 * n + 1))
-        args += [type_, like_pattern(pattern)]
-    query = (_SCOPED if scopes is not None else _EVERYWHERE).format(terms=" AND ".join(clauses))
+    term_args = [x for type_, pattern in terms for x in (type_, like_pattern(pattern))]
+    found: list[str] = []
     try:
         async with conn.transaction(readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = '{TIMEOUT_SECONDS}s'")
-            rows = await conn.fetch(query, *args)
+            if scopes is None:
+                rows = await conn.fetch(_EVERYWHERE.format(terms=_where(len(terms), 3)),
+                                        limit, offset, *term_args)
+                return [r["handle"] for r in rows]
+            query = _RANGE.format(terms=_where(len(terms), 4))
+            for prefix in scopes:  # disjoint ranges, in key order
+                rows = await conn.fetch(query, prefix + ".", prefix + "0",
+                                        offset + limit - len(found), *term_args)
+                found += [r["handle"] for r in rows]
+                if len(found) >= offset + limit:
+                    break
     except asyncpg.QueryCanceledError:
         raise BadRequest(
             f"the search did not finish within {TIMEOUT_SECONDS} s; narrow it with "
             "prefix=, a longer pattern or another term"
         ) from None
-    return [r["handle"] for r in rows]
+    return found[offset:offset + limit]

@@ -84,3 +84,26 @@ def test_pyhandle_search_handle(tenant: Tenant) -> None:
     found = client.search_handle(URL="*tracking.example.org*", CHECKSUM="sha256:77")
     assert found == [f"{tenant.prefix}/PY-S1"]
     assert client.search_handle(URL="*tracking.example.org*", prefix="88.0") == []
+
+
+def test_scopes_and_patterns() -> None:
+    from registry.search import like_pattern, outermost
+    # descendants are covered by their ancestor's range; ranges come in key order
+    assert outermost(["88.1.5", "88.1", "88.10", "88.1-x", "90"]) == ["88.1-x", "88.1", "88.10", "90"]
+    assert like_pattern(r"*a%b_c\d*") == r"%a\%b\_c\\d%"
+
+
+def test_paging_runs_across_prefixes(tenant: Tenant, server: Server, admin: Operator) -> None:
+    second = f"{tenant.prefix}9"          # a second prefix of the same operator
+    r = requests.post(f"{server.url}/api/prefixes", headers=admin.bearer,
+                      json={"prefix": second, "owner": tenant.op.name})
+    assert r.status_code == 201, r.text
+    for n in range(3):
+        put(tenant, f"PG{n}", url(1, f"https://pg.example.org/{n}"))
+        r = requests.put(f"{tenant.url}/api/handles/{second}/PG{n}", headers=tenant.op.bearer,
+                         json=[url(1, f"https://pg.example.org/b{n}")])
+        assert r.status_code == 201, r.text
+    everything = [f"{tenant.prefix}/PG{n}" for n in range(3)] + [f"{second}/PG{n}" for n in range(3)]
+    assert find(tenant, "URL=*pg.example.org*").json() == everything
+    pages = [find(tenant, f"URL=*pg.example.org*&limit=4&page={n}").json() for n in range(3)]
+    assert pages == [everything[:4], everything[4:], []]
