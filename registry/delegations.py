@@ -16,7 +16,7 @@ import asyncpg
 from registry.permissions import Principal, may_administer
 from registry.store import Db, audit, owners_of, write_transaction
 from resolver.core import signing
-from resolver.core.channel import ZONE_MARK
+from resolver.core.channel import zone_key
 from resolver.core.delegation import Delegation, Server
 from resolver.core.errors import BadRequest, InsufficientPermissions, PrefixNotFound
 from resolver.core.identifier import Prefix
@@ -75,7 +75,7 @@ async def delegate(db: Db, actor: Principal, delegation: Delegation) -> None:
                SET servers = EXCLUDED.servers, ttl = EXCLUDED.ttl, updated_at = now()""",
             prefix.text, body["servers"], delegation.ttl)
         await audit(conn, actor, "delegation_set", prefix=prefix.text, before=before, after=body)
-        await tx.notify([ZONE_MARK])
+        await tx.notify([zone_key(prefix.text)])
 
 
 async def undelegate(db: Db, actor: Principal, prefix: Prefix) -> None:
@@ -89,7 +89,7 @@ async def undelegate(db: Db, actor: Principal, prefix: Prefix) -> None:
         if before is None:
             raise PrefixNotFound(f"prefix {prefix.text} is not delegated")
         await audit(conn, actor, "delegation_delete", prefix=prefix.text, before=before)
-        await tx.notify([ZONE_MARK])
+        await tx.notify([zone_key(prefix.text)])
 
 
 async def list_delegations(conn: asyncpg.Connection) -> list[dict[str, Any]]:

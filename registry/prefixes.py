@@ -13,7 +13,7 @@ import asyncpg
 from registry.accounts import find_operator
 from registry.permissions import Principal, may_administer
 from registry.store import Db, audit, owners_of, write_transaction
-from resolver.core.channel import ZONE_MARK
+from resolver.core.channel import zone_key
 from resolver.core.errors import InsufficientPermissions, PrefixExists
 from resolver.core.identifier import Prefix
 
@@ -53,7 +53,7 @@ async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) ->
             raise PrefixExists(f"prefix {prefix.text} is already allocated")
         await audit(conn, actor, "prefix_create", prefix=prefix.text,
                     after={"prefix": prefix.text, "owner": target.name})
-        await tx.notify([ZONE_MARK])
+        await tx.notify([zone_key(prefix.text)])
     return target
 
 

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from resolver.core.identifier import key_starts
 
 ENTRY_OVERHEAD = 400  # bytes: the Entry, its dict slots and the key, roughly
 
@@ -151,6 +153,18 @@ class AnswerCache:
         self._drop(entry)
         self.invalidations += 1
         return True
+
+    def evict_under(self, prefixes: Iterable[str], keys: Iterable[str] | None = None) -> int:
+        """Forget the identifiers under ``prefixes`` (descendant prefixes included), among
+        ``keys`` (a slice of a snapshot of the keys, so a caller can pause between slices)
+        or all. Returns how many were cached."""
+        starts = key_starts(prefixes)
+        doomed = [k for k in (self._by_key if keys is None else keys) if k.startswith(starts)]
+        return sum(self.evict(k) for k in doomed)
+
+    def keys(self) -> list[str]:
+        """A snapshot of the cached keys."""
+        return list(self._by_key)
 
     def evict_negative(self) -> int:
         """Forget every "not found" (identifiers were created in bulk)."""

@@ -19,17 +19,19 @@ import asyncpg
 
 from resolver.core.channel import (
     ACK_CHANNEL,
+    CREATED_MARK,
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
-    ZONE_MARK,
     NothingToWait,
     Waiter,
     parse_payload,
+    zone_changes,
 )
 from resolver.lookup import Resolver
 from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
+FORGET_SLICE = 50_000  # cache keys examined between two turns of the event loop
 
 
 class _Acks:
@@ -82,6 +84,7 @@ class Invalidator:
         self._acks: dict[str, _Acks] = {}
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # zone reloads under way
 
     async def start(self) -> None:
         await self._connect()
@@ -108,12 +111,14 @@ class Invalidator:
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
         keys, token = parse_payload(payload)
-        if ZONE_MARK in keys:  # acknowledge once the new zone is in place
-            keys.remove(ZONE_MARK)
-            self.resolver.invalidate(keys)
-            asyncio.get_running_loop().create_task(self._reload_zone(token))
-            return
+        keys, zone_prefixes, everything = zone_changes(keys)
         self.resolver.invalidate(keys)
+        if zone_prefixes or everything:  # acknowledge once the new zone is in place
+            task = asyncio.get_running_loop().create_task(
+                self._reload_zone(token, None if everything else zone_prefixes))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         if token is not None:
             self._outbox.put_nowait(token)
 
@@ -122,14 +127,33 @@ class Invalidator:
         if acks is not None:
             acks.add()
 
-    async def _reload_zone(self, token: str | None) -> None:
+    async def _reload_zone(self, token: str | None, prefixes: list[str] | None) -> None:
+        """Swap in the new zone, then forget what was cached under the changed prefixes
+        (a slice of the keys at a time, so resolution goes on meanwhile), then acknowledge.
+        Without prefixes, or when the zone cannot be read, everything is forgotten."""
+        resolver = self.resolver
         try:
-            self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
+            resolver.zone = await fetch_zone(resolver.pool)  # network op
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             log.warning("could not reload the zone: %s", exc)
-        self.resolver.cache.clear()
+            prefixes = None
+        if prefixes is None:
+            resolver.invalidate([CREATED_MARK])  # reads in flight are not cached
+            resolver.cache.clear()
+        else:
+            resolver.forget_under(prefixes, ())  # reads in flight there are not cached
+            snapshot = resolver.cache.keys()
+            for start in range(0, len(snapshot), FORGET_SLICE):
+                resolver.forget_under(prefixes, snapshot[start:start + FORGET_SLICE])
+                await asyncio.sleep(0)
         if token is not None:
             self._outbox.put_nowait(token)
+        if prefixes is not None and resolver.recursor is not None:
+            # answers of walks begun under the old zone are forgotten when they land
+            walks = resolver.recursor.walking_under(prefixes)
+            if walks:
+                await asyncio.gather(*walks, return_exceptions=True)
+                resolver.forget_under(prefixes)
 
     async def _send_acks(self) -> None:
         """One sender, so the listening connection never runs two queries at once."""
@@ -176,7 +200,7 @@ class Invalidator:
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._reconnect, self._sender):
+        for task in (self._reconnect, self._sender, *self._tasks):
             if task is not None:
                 task.cancel()
         if self._conn is not None and not self._conn.is_closed():

@@ -36,7 +36,7 @@ from resolver.core import codec, signing
 from resolver.core.channel import CREATED_MARK
 from resolver.core.delegation import Zone
 from resolver.core.errors import IdentifierNotFound, IdresError, Referral
-from resolver.core.identifier import Identifier, parse
+from resolver.core.identifier import Identifier, key_starts, parse
 from resolver.recursion.recursor import Recursor, Result
 from resolver.store import fetch_public, fetch_publics, fetch_record
 
@@ -93,6 +93,14 @@ class Resolver:
             self.cache.evict(key)
             if key in self._flights:
                 self._tainted.add(key)
+
+    def forget_under(self, prefixes: Sequence[str], keys: Iterable[str] | None = None) -> int:
+        """The zone changed at ``prefixes``: forget the cached answers of identifiers under
+        them (among ``keys``, a slice of a snapshot of the cache's keys, or all), and cache
+        no read in flight there. Returns how many entries went."""
+        starts = key_starts(prefixes)
+        self._tainted.update(k for k in self._flights if k.startswith(starts))
+        return self.cache.evict_under(prefixes, keys)
 
     async def resolve(self, ident: Identifier, recursive: bool | None = None,
                       trace: bool = False) -> Result:

@@ -29,9 +29,30 @@ MAX_PAYLOAD_BYTES = 7900
 # can only be cached as "not found", so resolvers drop their negative entries (and do
 # not cache reads in flight). No identifier key lacks a "/", so it cannot clash.
 CREATED_MARK = "*created"
-# Sent when prefixes or delegations change: resolvers reload the zone they answer for
-# and clear their caches (rare; the registry's prefix and delegation writes).
+# Sent when prefixes or delegations change, as "*zone:PREFIX" (the prefix that changed):
+# resolvers reload the zone they answer for and forget what they cached under PREFIX
+# (its identifiers and its descendants'); a bare "*zone" means "anything": clear all.
 ZONE_MARK = "*zone"
+
+
+def zone_key(prefix: str) -> str:
+    """The notification key for a change of the zone at ``prefix``."""
+    return f"{ZONE_MARK}:{prefix}"
+
+
+def zone_changes(keys: Iterable[str]) -> tuple[list[str], list[str], bool]:
+    """(identifier keys, changed prefixes, whether a bare mark asks to clear everything)."""
+    plain: list[str] = []
+    prefixes: list[str] = []
+    everything = False
+    for key in keys:
+        if key == ZONE_MARK:
+            everything = True
+        elif key.startswith(ZONE_MARK + ":"):
+            prefixes.append(key[len(ZONE_MARK) + 1:])
+        else:
+            plain.append(key)
+    return plain, prefixes, everything
 
 
 def payloads(keys: Iterable[str], token: str | None = None) -> list[str]:

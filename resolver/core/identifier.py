@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -166,3 +167,9 @@ def parse_raw(raw: str) -> tuple[str, Identifier]:
     """
     text = decode_path(raw)
     return text, parse(text)
+
+
+def key_starts(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """How the keys of identifiers under ``prefixes`` (descendant prefixes included)
+    begin, for ``str.startswith``: ``P/`` and ``P.`` for each P."""
+    return tuple(s for p in prefixes for s in (p + "/", p + "."))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +31,7 @@ from resolver.cache import AnswerCache, Entry
 from resolver.core import codec, signing
 from resolver.core.delegation import Delegation, Server
 from resolver.core.errors import IdresError, UpstreamUnavailable
-from resolver.core.identifier import parse
+from resolver.core.identifier import key_starts, parse
 from resolver.recursion.walk import ROOT, Walk
 
 
@@ -69,6 +70,11 @@ class Recursor:
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+    def walking_under(self, prefixes: Sequence[str]) -> list[asyncio.Future[Result]]:
+        """The walks in flight for identifiers under ``prefixes``."""
+        starts = key_starts(prefixes)
+        return [f for k, f in self._flights.items() if k.startswith(starts)]
 
     async def resolve(self, key: str, trace: bool = False) -> Result:
         """Resolve ``key`` through the hierarchy (see module docstring).

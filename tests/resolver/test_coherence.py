@@ -134,3 +134,53 @@ def test_bulk_creation_clears_negative_answers_everywhere(tenant: Tenant, server
     for srv in (server, second):
         for k in keys:
             assert requests.get(f"{srv.url}/api/handles/{k}").status_code == 200, srv.url
+
+
+def test_zone_changes_forget_only_under_their_prefix(tenant: Tenant, server: Server,
+                                                     second: Server, admin: Any) -> None:
+    """A new prefix or delegation reaches the identifiers under it at once, in every
+    process, and leaves the rest of the cache alone."""
+    child = f"{tenant.prefix}.5"
+    r = requests.post(f"{server.url}/api/prefixes", headers=tenant.op.bearer,
+                      json={"prefix": child, "owner": tenant.op.name})
+    assert r.status_code == 201, r.text
+    inside, outside = f"{child}/C1", f"{tenant.prefix}/C2"
+    for h in (inside, outside):
+        assert requests.put(f"{tenant.url}/api/handles/{h}", json=URL,
+                            headers=tenant.op.bearer).status_code == 201
+        for _ in range(2):
+            assert requests.get(f"{server.url}/api/handles/{h}").status_code == 200
+    # a prefix allocated elsewhere: what is cached stays cached
+    r = requests.post(f"{server.url}/api/prefixes", headers=admin.bearer,
+                      json={"prefix": f"{tenant.prefix}0", "owner": tenant.op.name})
+    assert r.status_code == 201, r.text
+    hits = metric(server, "idres_cache_hits_total")
+    for h in (inside, outside):
+        assert requests.get(f"{server.url}/api/handles/{h}").status_code == 200
+    assert metric(server, "idres_cache_hits_total") == hits + 2
+    # delegating the child: its identifiers are referred at once, everywhere
+    assert requests.get(f"{second.url}/api/handles/{inside}").status_code == 200
+    key = requests.get(f"{server.url}/api/node").json()["publicKey"]
+    r = requests.post(f"{server.url}/api/delegations", headers=tenant.op.bearer, json={
+        "prefix": child, "servers": [{"url": "http://127.0.0.1:9", "key": key}], "ttl": 60})
+    assert r.status_code == 201, r.text
+    for srv in (server, second):
+        r = requests.get(f"{srv.url}/api/handles/{inside}")
+        assert r.status_code == 300 and r.json()["responseCode"] == 303, r.text
+    hits = metric(server, "idres_cache_hits_total")
+    assert requests.get(f"{server.url}/api/handles/{outside}").status_code == 200
+    assert metric(server, "idres_cache_hits_total") == hits + 1
+    requests.delete(f"{server.url}/api/delegations/{child}", headers=tenant.op.bearer)
+    assert requests.get(f"{server.url}/api/handles/{inside}").status_code == 200
+
+
+def test_zone_keys_and_eviction_under_a_prefix() -> None:
+    from resolver.core.channel import ZONE_MARK, zone_changes, zone_key
+    assert zone_changes(["88.1/A", zone_key("88.1"), "88.2/B"]) == (["88.1/A", "88.2/B"],
+                                                                    ["88.1"], False)
+    assert zone_changes([ZONE_MARK]) == ([], [], True)
+    cache = AnswerCache()
+    for key in ("88.1/A", "88.1.5/B", "88.10/C", "88.1-x/D", "88/E"):
+        cache.put(key, b"[]", 60)
+    assert cache.evict_under(["88.1"]) == 2
+    assert sorted(cache.keys()) == ["88.1-x/D", "88.10/C", "88/E"]
