@@ -30,6 +30,7 @@ from resolver.config import Settings, add_database_flags, add_serve_flags, from_
 from resolver.core.delegation import Delegation
 from resolver.core.errors import BadRequest, IdresError
 from resolver.core.signing import public_key_text
+from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
 from resolver.core.identifier import parse_prefix
 from resolver.pg.embedded import EmbeddedError
@@ -45,13 +46,17 @@ def _local_actor() -> Principal:
     return Principal(0, f"cli:{user}", "", True)
 
 
-async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+async def _with_db(settings: Settings, work: Callable[[Db], Awaitable[int]]) -> int:
+    """Run ``work`` on the database; its writes return once running resolvers applied them."""
     async with database(settings.dsn, settings.data_dir) as dsn:
         await migrate_dsn(dsn)
         pool = await create_pool(dsn, min_size=1, max_size=2)
+        acks = AckListener(dsn)
         try:
-            return await work(pool)
+            await acks.start()
+            return await work(Db(pool, acks))
         finally:
+            await acks.close()
             await pool.close()
 
 
@@ -83,25 +88,25 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-DbWork = Callable[[asyncpg.Pool, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+DbWork = Callable[[Db, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
 def db_command(work: DbWork) -> Callable[[argparse.Namespace, Settings], int]:
     """A command that runs ``work`` on one connection (embedded server started if needed)
     and prints its result as text, or as JSON with ``--json``."""
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        async def go(pool: asyncpg.Pool) -> int:
-            data, text = await work(pool, args)
+        async def go(db: Db) -> int:
+            data, text = await work(db, args)
             _print(args, data, text)
             return 0
 
-        return asyncio.run(_with_pool(settings, go))
+        return asyncio.run(_with_db(settings, go))
 
     return run
 
 
-async def operator_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_create(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
                                              is_admin=args.admin)
     p = new.principal
@@ -114,16 +119,16 @@ async def operator_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple
             "The secret and the token are shown only now; idres keeps only their hashes.")
 
 
-async def operator_list(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_list(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         ops = await accounts.list_operators(conn)
     return {"operators": ops}, "\n".join(
         f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
     ) or "no operators"
 
 
-async def operator_token(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_token(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         owner = await accounts.find_operator(conn, args.name)
         token_id, token = await tokens.create_token(conn, _local_actor(), owner, args.label)
     return ({"operator": owner.name, "id": token_id, "token": token},
@@ -131,8 +136,8 @@ async def operator_token(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[
             "It is shown only now; idres keeps only its hash.")
 
 
-async def operator_secret(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_secret(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         owner = await accounts.find_operator(conn, args.name)
         secret = await accounts.reset_secret(conn, _local_actor(), owner)
     return ({"name": owner.name, "identity": owner.identity, "secret": secret},
@@ -140,8 +145,8 @@ async def operator_secret(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple
             "It is shown only now; the old secret no longer works.")
 
 
-async def operator_tokens(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_tokens(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         owner = await accounts.find_operator(conn, args.name)
         listed = await tokens.list_tokens(conn, _local_actor(), owner)
     return {"operator": owner.name, "tokens": listed}, "\n".join(
@@ -149,21 +154,21 @@ async def operator_tokens(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple
         f"  {t['label']}" for t in listed) or f"{owner.name} has no tokens"
 
 
-async def operator_revoke(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def operator_revoke(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         revoked = await tokens.revoke_token(conn, _local_actor(), args.token_id)
     return ({"token": revoked},
             f"token {revoked['id']} of {revoked['operator']} revoked at {revoked['revoked']}")
 
 
-async def prefix_create(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def prefix_create(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     prefix = parse_prefix(args.prefix)
-    owner = await prefixes.create_prefix(Db(pool), _local_actor(), prefix, args.owner)
+    owner = await prefixes.create_prefix(db, _local_actor(), prefix, args.owner)
     return ({"prefix": prefix.text, "owner": owner.name},
             f"prefix {prefix.text} allocated to {owner.name}")
 
 
-async def prefix_delegate(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def prefix_delegate(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if len(args.server) != len(args.key):
         raise BadRequest("give one --key for every --server")
     binaries = args.binary + [None] * (len(args.server) - len(args.binary))
@@ -171,12 +176,12 @@ async def prefix_delegate(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple
         {"url": u, "key": k, **({"binary": b} if b else {})}
         for u, k, b in zip(args.server, args.key, binaries)])
     d = Delegation(parse_prefix(args.prefix).text, servers, args.ttl)
-    await delegations.delegate(Db(pool), _local_actor(), d)
+    await delegations.delegate(db, _local_actor(), d)
     return d.to_json(), f"prefix {d.prefix} delegated to " + ", ".join(s.url for s in servers)
 
 
-async def prefix_list(pool: asyncpg.Pool, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with pool.acquire() as conn:
+async def prefix_list(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async with db.pool.acquire() as conn:
         rows = await prefixes.list_prefixes(conn)
     return {"prefixes": rows}, "\n".join(
         f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"

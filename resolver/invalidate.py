@@ -37,7 +37,7 @@ FORGET_SLICE = 50_000  # cache keys examined between two turns of the event loop
 class _Acks:
     """A write's acknowledgements, counted until the number of listeners is reached."""
 
-    def __init__(self, owner: Invalidator, token: str) -> None:
+    def __init__(self, owner: AckBook, token: str) -> None:
         self.owner = owner
         self.token: str | None = token
         self.received = 0
@@ -69,19 +69,61 @@ class _Acks:
             self.token = None
 
 
-class Invalidator:
+class AckBook:
+    """The acknowledgements this process's writes are waiting for (a CommitSync)."""
+
+    def __init__(self, sync_timeout: float) -> None:
+        self.sync_timeout = sync_timeout
+        self._acks: dict[str, _Acks] = {}
+
+    def _on_ack(self, conn: object, pid: int, channel: str, token: str) -> None:
+        acks = self._acks.get(token)
+        if acks is not None:
+            acks.add()
+
+    def _new_acks(self) -> Waiter:
+        acks = _Acks(self, uuid.uuid4().hex)
+        self._acks[acks.token] = acks  # type: ignore[index]
+        return acks
+
+
+class AckListener(AckBook):
+    """The CommitSync of a process that caches nothing (the CLI): it listens for
+    acknowledgements only, so that its writes return once every resolver process of the
+    database applied them, as the server's own writes do."""
+
+    def __init__(self, dsn: str, sync_timeout: float = 2.0) -> None:
+        super().__init__(sync_timeout)
+        self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn, timeout=10,
+                                           server_settings={"application_name": "idres-writer"})
+        await self._conn.add_listener(ACK_CHANNEL, self._on_ack)
+
+    def expect(self) -> Waiter:
+        if self._conn is None or self._conn.is_closed():
+            return NothingToWait()
+        return self._new_acks()
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+
+class Invalidator(AckBook):
     """Listens on the invalidation channel for one process (see module docstring)."""
 
     def __init__(self, dsn: str, resolver: Resolver, sync_timeout: float = 1.0) -> None:
+        super().__init__(sync_timeout)
         self.dsn = dsn
         self.resolver = resolver
-        self.sync_timeout = sync_timeout
         self.connected = False
         self.notifications = 0
         self._conn: asyncpg.Connection | None = None
         self._closing = False
         self._reconnect: asyncio.Task[None] | None = None
-        self._acks: dict[str, _Acks] = {}
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # zone reloads under way
@@ -121,11 +163,6 @@ class Invalidator:
             return
         if token is not None:
             self._outbox.put_nowait(token)
-
-    def _on_ack(self, conn: object, pid: int, channel: str, token: str) -> None:
-        acks = self._acks.get(token)
-        if acks is not None:
-            acks.add()
 
     async def _reload_zone(self, token: str | None, prefixes: list[str] | None) -> None:
         """Swap in the new zone, then forget what was cached under the changed prefixes
@@ -194,9 +231,7 @@ class Invalidator:
         """A token for one write, and the count of its acknowledgements (CommitSync)."""
         if not self.connected:
             return NothingToWait()   # our cache is off: nothing of ours to wait for
-        acks = _Acks(self, uuid.uuid4().hex)
-        self._acks[acks.token] = acks  # type: ignore[index]
-        return acks
+        return self._new_acks()
 
     async def close(self) -> None:
         self._closing = True

@@ -113,7 +113,8 @@ class NothingToWait:
 
 
 class NoSync:
-    """Nothing to wait for (CLI commands have no cache; resolvers still invalidate)."""
+    """Nothing to wait for: the writer does not need read-your-writes (resolvers still
+    invalidate). The server uses its Invalidator, the CLI an AckListener."""
 
     def expect(self) -> Waiter:
         return NothingToWait()

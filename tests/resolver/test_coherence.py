@@ -184,3 +184,33 @@ def test_zone_keys_and_eviction_under_a_prefix() -> None:
         cache.put(key, b"[]", 60)
     assert cache.evict_under(["88.1"]) == 2
     assert sorted(cache.keys()) == ["88.1-x/D", "88.10/C", "88/E"]
+
+
+def test_a_writer_without_a_cache_waits_for_the_resolvers(pg_dsn: str, tenant: Tenant) -> None:
+    """The CLI's writes (AckListener) return only once every resolver applied them: here a
+    resolver in this very process, which can only catch up once the writer yields."""
+    from registry.permissions import Principal
+    from registry.prefixes import create_prefix
+    from registry.store import Db
+    from resolver.core.identifier import parse_prefix
+    from resolver.invalidate import AckListener, Invalidator
+
+    async def go() -> None:
+        pool = await create_pool(pg_dsn)
+        resolver = Resolver(pool, AnswerCache())
+        listener, writer = Invalidator(pg_dsn, resolver), AckListener(pg_dsn)
+        await listener.start()
+        await writer.start()
+        try:
+            child = f"{tenant.prefix}.77"
+            resolver.cache.put(f"{child}/X", b"[]", 60)          # cached before the change
+            actor = Principal(0, "cli:test", "", True)
+            await create_prefix(Db(pool, writer), actor, parse_prefix(child), tenant.op.name)
+            assert f"{child}/X" not in resolver.cache.keys()     # forgotten before we return
+            assert resolver.zone.classify(parse_prefix(child))[0] == "local"
+        finally:
+            await writer.close()
+            await listener.close()
+            await pool.close()
+
+    asyncio.run(go())
