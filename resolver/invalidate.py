@@ -178,11 +178,7 @@ class Invalidator(AckBook):
             resolver.invalidate([CREATED_MARK])  # reads in flight are not cached
             resolver.cache.clear()
         else:
-            resolver.forget_under(prefixes, ())  # reads in flight there are not cached
-            snapshot = resolver.cache.keys()
-            for start in range(0, len(snapshot), FORGET_SLICE):
-                resolver.forget_under(prefixes, snapshot[start:start + FORGET_SLICE])
-                await asyncio.sleep(0)
+            await self._forget_under(prefixes)
         if token is not None:
             self._outbox.put_nowait(token)
         if prefixes is not None and resolver.recursor is not None:
@@ -190,7 +186,15 @@ class Invalidator(AckBook):
             walks = resolver.recursor.walking_under(prefixes)
             if walks:
                 await asyncio.gather(*walks, return_exceptions=True)
-                resolver.forget_under(prefixes)
+                await self._forget_under(prefixes)
+
+    async def _forget_under(self, prefixes: list[str]) -> None:
+        """Resolver.forget_under over the whole cache, a slice per loop turn."""
+        self.resolver.forget_under(prefixes, ())  # reads in flight there are not cached
+        snapshot = self.resolver.cache.keys()
+        for start in range(0, len(snapshot), FORGET_SLICE):
+            self.resolver.forget_under(prefixes, snapshot[start:start + FORGET_SLICE])
+            await asyncio.sleep(0)
 
     async def _send_acks(self) -> None:
         """One sender, so the listening connection never runs two queries at once."""
