@@ -70,7 +70,8 @@ async def post_secret(request: web.Request) -> web.Response:
 
 
 async def _owner(conn: Any, who: Principal, name: str | None) -> Principal:
-    """The operator whose tokens are meant: ``name`` (by name or identity), or the caller."""
+    """The operator a token or secret request is about: ``name`` (by name or identity),
+    or the caller."""
     return who if name is None or name in (who.name, who.identity) else \
         await accounts.find_operator(conn, name)
 

@@ -30,7 +30,7 @@ async def hrls_search(request: web.Request) -> web.Response:
         raise NotSupported("retrieverecords=true is not supported: resolve the identifiers "
                            "found, many at once with POST /api/resolve")
     terms = [(k, v) for k, v in q.items() if k not in RESERVED]
-    search.check_terms(terms)
+    search.check_terms(terms)  # before any query: a bad search costs nothing
     prefix = parse_prefix(q["prefix"]) if "prefix" in q else None
     async with ctx.pool.acquire() as conn:
         if prefix is not None:
