@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 
 from registry.permissions import Principal, may_administer
 from resolver.core import codec
@@ -255,8 +254,8 @@ async def bulk_put(
     prefixes = {ident.prefix for ident, _ in records}
     rows = []
     for ident, values in records:
-        encoded = orjson.dumps(values)  # once, for handles and audit
-        rows.append((ident.key, ident.prefix.text, encoded, codec.public_json(values)))
+        encoded, public = codec.encode_record(values)  # encoded once, for handles and audit
+        rows.append((ident.key, ident.prefix.text, encoded, public))
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do
     changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]
