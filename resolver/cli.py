@@ -29,10 +29,10 @@ from resolver import __version__
 from resolver.config import Settings, add_database_flags, add_serve_flags, from_args
 from resolver.core.delegation import Delegation
 from resolver.core.errors import BadRequest, IdresError
+from resolver.core.identifier import parse_prefix
 from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
-from resolver.core.identifier import parse_prefix
 from resolver.pg.embedded import EmbeddedError
 from resolver.pg.migrate import MigrationError
 from resolver.pg.pool import create_pool, database, migrate_dsn

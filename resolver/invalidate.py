@@ -57,7 +57,7 @@ class _Acks:
         self._check()
         try:
             await asyncio.wait_for(asyncio.shield(self.done), self.owner.sync_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("only %d of %d resolver processes confirmed an invalidation within "
                         "%.1fs", self.received, listeners, self.owner.sync_timeout)
         finally:
@@ -171,7 +171,7 @@ class Invalidator(AckBook):
         resolver = self.resolver
         try:
             resolver.zone = await fetch_zone(resolver.pool)  # network op
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             log.warning("could not reload the zone: %s", exc)
             prefixes = None
         if prefixes is None:
@@ -226,7 +226,7 @@ class Invalidator(AckBook):
                 await self._connect()
                 log.info("invalidation listener reconnected: cache on")
                 return
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.debug("listener reconnect failed: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

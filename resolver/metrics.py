@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
 
-
 # the *_created series double every counter for a timestamp nobody graphs
 disable_created_metrics()  # type: ignore[no-untyped-call]
 

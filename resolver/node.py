@@ -13,7 +13,6 @@ import ssl
 
 import asyncpg
 from aiohttp import web
-
 from prometheus_client import CollectorRegistry
 
 from registry.api.common import RegistryContext, may_read_restricted
@@ -21,16 +20,16 @@ from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
 from resolver.config import Settings
-from resolver.http.app import DATABASE_DOWN, build_app
-from resolver.http.fast import FastContext, FastHTTP
-from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
+from resolver.http.app import DATABASE_DOWN, build_app
+from resolver.http.fast import FastContext, FastHTTP
 from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
-from resolver.recursion.recursor import Recursor
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
+from resolver.protocol.server import BinaryContext, BinaryProtocol
+from resolver.recursion.recursor import Recursor
 
 log = logging.getLogger("idres")
 

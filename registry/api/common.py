@@ -10,8 +10,8 @@ from aiohttp import web
 from registry.accounts import authenticate
 from registry.permissions import Principal, may_administer
 from registry.store import Db, owners_of
-from resolver.core.channel import CommitSync, NoSync
 from resolver.core import codec
+from resolver.core.channel import CommitSync, NoSync
 from resolver.core.errors import AuthenticationNeeded
 from resolver.core.identifier import Identifier, parse_raw
 from resolver.http.body import read_body

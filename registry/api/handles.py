@@ -18,8 +18,8 @@ from aiohttp import web
 
 from registry import store
 from registry.api.common import answer, context, identifier, principal, read_body
-from registry.prefixes import list_handles
 from registry.permissions import may_administer
+from registry.prefixes import list_handles
 from resolver.core import codec, params
 from resolver.core.errors import InsufficientPermissions, MismatchedIndexes
 from resolver.core.identifier import parse, parse_prefix

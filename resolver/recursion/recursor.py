@@ -154,7 +154,7 @@ class Recursor:
                 hop.update(result=f"rejected: {exc.message}", verified=False)
                 bad = exc
                 continue
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 hop.update(result=f"unreachable: {type(exc).__name__}")
                 continue
             finally:
