@@ -19,7 +19,6 @@ import asyncpg
 
 from resolver.core.channel import (
     ACK_CHANNEL,
-    CREATED_MARK,
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
     NothingToWait,
@@ -141,7 +140,7 @@ class Invalidator(AckBook):
         self._conn = conn
         # anything could have changed while we were not listening
         self.resolver.zone = await fetch_zone(self.resolver.pool)
-        self.resolver.cache.clear()
+        self.resolver.forget_all()
         self.resolver.cache.enabled = self._cache_wanted
         self.connected = True
 
@@ -175,8 +174,7 @@ class Invalidator(AckBook):
             log.warning("could not reload the zone: %s", exc)
             prefixes = None
         if prefixes is None:
-            resolver.invalidate([CREATED_MARK])  # reads in flight are not cached
-            resolver.cache.clear()
+            resolver.forget_all()
         else:
             await self._forget_under(prefixes)
         if token is not None:
@@ -214,7 +212,7 @@ class Invalidator(AckBook):
     def _on_lost(self, conn: object) -> None:
         self.connected = False
         self.resolver.cache.enabled = False
-        self.resolver.cache.clear()
+        self.resolver.forget_all()
         if not self._closing:
             log.warning("invalidation listener lost its connection: cache off until it is back")
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())

@@ -94,6 +94,12 @@ class Resolver:
             if key in self._flights:
                 self._tainted.add(key)
 
+    def forget_all(self) -> None:
+        """Anything may have changed: forget every cached answer, and cache no read in
+        flight (it may have read what a missed notification was about)."""
+        self._tainted.update(self._flights)
+        self.cache.clear()
+
     def forget_under(self, prefixes: Sequence[str], keys: Iterable[str] | None = None) -> int:
         """The zone changed at ``prefixes``: forget the cached answers of identifiers under
         them (among ``keys``, a slice of a snapshot of the cache's keys, or all), and cache
