@@ -254,7 +254,7 @@ async def bulk_put(
     prefixes = {ident.prefix for ident, _ in records}
     rows = []
     for ident, values in records:
-        encoded, public = codec.encode_record(values)  # encoded once, for handles and audit
+        encoded, public = codec.encode_stored(values)  # encoded once, for handles and audit
         rows.append((ident.key, ident.prefix.text, encoded, public))
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do

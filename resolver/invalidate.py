@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 
 import asyncpg
@@ -140,20 +141,15 @@ class Invalidator(AckBook):
         self._conn = conn
         # anything could have changed while we were not listening
         self.resolver.zone = await fetch_zone(self.resolver.pool)
-        self.resolver.forget_all()
-        self.resolver.cache.enabled = self._cache_wanted
+        self.resolver.coalescer.forget_all()
+        self.resolver.coalescer.set_lease(math.inf)
         self.connected = True
-
-    @property
-    def _cache_wanted(self) -> bool:
-        c = self.resolver.cache
-        return c.max_entries > 0 and c.max_bytes > 0
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
         keys, token = parse_payload(payload)
         keys, zone_prefixes, everything = zone_changes(keys)
-        self.resolver.invalidate(keys)
+        self.resolver.coalescer.invalidate(keys)
         if zone_prefixes or everything:  # acknowledge once the new zone is in place
             task = asyncio.get_running_loop().create_task(
                 self._reload_zone(token, None if everything else zone_prefixes))
@@ -174,24 +170,20 @@ class Invalidator(AckBook):
             log.warning("could not reload the zone: %s", exc)
             prefixes = None
         if prefixes is None:
-            resolver.forget_all()
+            resolver.coalescer.forget_all()
         else:
             await self._forget_under(prefixes)
         if token is not None:
             self._outbox.put_nowait(token)
-        if prefixes is not None and resolver.recursor is not None:
-            # answers of walks begun under the old zone are forgotten when they land
-            walks = resolver.recursor.walking_under(prefixes)
-            if walks:
-                await asyncio.gather(*walks, return_exceptions=True)
-                await self._forget_under(prefixes)
 
     async def _forget_under(self, prefixes: list[str]) -> None:
-        """Resolver.forget_under over the whole cache, a slice per loop turn."""
-        self.resolver.forget_under(prefixes, ())  # reads in flight there are not cached
-        snapshot = self.resolver.cache.keys()
+        """Coalescer.forget_under over the whole cache, a slice per loop turn. Reads and
+        walks in flight there (begun under the old zone) are tainted at once."""
+        coalescer = self.resolver.coalescer
+        coalescer.forget_under(prefixes, ())
+        snapshot = coalescer.cache.keys()
         for start in range(0, len(snapshot), FORGET_SLICE):
-            self.resolver.forget_under(prefixes, snapshot[start:start + FORGET_SLICE])
+            coalescer.forget_under(prefixes, snapshot[start:start + FORGET_SLICE])
             await asyncio.sleep(0)
 
     async def _send_acks(self) -> None:
@@ -211,8 +203,8 @@ class Invalidator(AckBook):
 
     def _on_lost(self, conn: object) -> None:
         self.connected = False
-        self.resolver.cache.enabled = False
-        self.resolver.forget_all()
+        self.resolver.coalescer.set_lease(0.0)
+        self.resolver.coalescer.forget_all()
         if not self._closing:
             log.warning("invalidation listener lost its connection: cache off until it is back")
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())

@@ -43,7 +43,7 @@ class ResolverCollector(Collector):
                                 value=c.bytes)
         yield CounterMetricFamily("idres_resolver_queries",
                                   "Database queries made to resolve identifiers",
-                                  value=self.resolver.queries)
+                                  value=self.resolver.coalescer.queries)
         if self.invalidator is not None:
             yield CounterMetricFamily("idres_invalidate_notifications",
                                       "Invalidation notifications received",

@@ -40,15 +40,16 @@ class Node:
     def __init__(self, settings: Settings, dsn: str, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
-                                 settings.cache_max_ttl, settings.negative_ttl)
+                                 settings.cache_max_ttl, settings.negative_ttl,
+                                 stale_window=settings.stale_window)
         self.key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
         self.recursor = None
         if settings.roots:
             roots = tuple(Server(url.rstrip("/"), key)
                           for url, key in zip(settings.roots, settings.root_keys))
-            self.recursor = Recursor(roots, self.cache, settings.upstream_timeout,
-                                     settings.max_depth, settings.stale_window)
-        self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive)
+            self.recursor = Recursor(roots, settings.upstream_timeout, settings.max_depth)
+        self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive,
+                                 self.key)
         self.invalidator = Invalidator(dsn, self.resolver)
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
@@ -89,6 +90,7 @@ async def _sweep(fast: FastContext) -> None:
     while True:
         await asyncio.sleep(1)
         fast.sweep()
+        fast.resolver.coalescer.sweep()
 
 
 async def serve(settings: Settings) -> None:
@@ -113,7 +115,7 @@ async def serve(settings: Settings) -> None:
             await runner.setup()
             tls = _ssl_context(settings)
             assert runner.server is not None
-            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN, node.key)
+            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN)
             server = await loop.create_server(
                 lambda: FastHTTP(fast), settings.host, settings.port, ssl=tls, backlog=1024,
                 reuse_port=settings.workers > 1)

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from registry import store
-from registry.api.common import answer, context, principal, read_body
+from registry.api.common import context, ok, principal, read_body
 from resolver.core import codec, params
 from resolver.core.errors import BadRequest, IdresError, InvalidValue
 from resolver.core.identifier import Identifier, parse
@@ -86,5 +86,5 @@ async def bulk_register(request: web.Request) -> web.Response:
     started = time.perf_counter()
     created, replaced = await store.bulk_put(ctx.db, who, records, overwrite=overwrite)
     elapsed = time.perf_counter() - started
-    return answer(201 if created else 200, None, count=len(records), created=created,
+    return ok(201 if created else 200, None, count=len(records), created=created,
                   replaced=replaced, seconds=round(elapsed, 3))

@@ -65,8 +65,8 @@ def identifier(request: web.Request) -> tuple[str, Identifier]:
     return text, ident
 
 
-def answer(status: int = 200, handle: str | None = None, **fields: object) -> web.Response:
-    return web.Response(body=codec.encode_answer(1, handle, **fields), status=status,
+def ok(status: int = 200, handle: str | None = None, **fields: object) -> web.Response:
+    return web.Response(body=codec.encode_message(1, handle, **fields), status=status,
                         content_type=JSON, charset="utf-8")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import delegations
-from registry.api.common import answer, context, principal, read_body
+from registry.api.common import context, ok, principal, read_body
 from resolver.core import codec
 from resolver.core.delegation import Delegation
 from resolver.core.errors import BadRequest
@@ -15,7 +15,7 @@ from resolver.core.identifier import parse_prefix
 async def get_delegations(request: web.Request) -> web.Response:
     """Every delegation recorded here (public, as DNS delegations are)."""
     async with context(request).pool.acquire() as conn:
-        return answer(200, None, delegations=await delegations.list_delegations(conn))
+        return ok(200, None, delegations=await delegations.list_delegations(conn))
 
 
 async def post_delegation(request: web.Request) -> web.Response:
@@ -31,7 +31,7 @@ async def post_delegation(request: web.Request) -> web.Response:
     delegation = Delegation(parse_prefix(body["prefix"]).text,
                             delegations.parse_servers(body.get("servers")), ttl)
     await delegations.delegate(ctx.db, who, delegation)
-    return answer(201, None, delegation=delegation.to_json())
+    return ok(201, None, delegation=delegation.to_json())
 
 
 async def delete_delegation(request: web.Request) -> web.Response:
@@ -39,4 +39,4 @@ async def delete_delegation(request: web.Request) -> web.Response:
     who = await principal(request)
     prefix = parse_prefix(request.match_info["prefix"])
     await delegations.undelegate(ctx.db, who, prefix)
-    return answer(200, None, prefix=prefix.text)
+    return ok(200, None, prefix=prefix.text)

@@ -17,7 +17,7 @@ import uuid
 from aiohttp import web
 
 from registry import store
-from registry.api.common import answer, context, identifier, principal, read_body
+from registry.api.common import context, identifier, ok, principal, read_body
 from registry.permissions import may_administer
 from registry.prefixes import list_handles
 from resolver.core import codec, params
@@ -49,9 +49,9 @@ async def put_handle(request: web.Request) -> web.Response:
                     f"the body holds {sorted(got)}"
                 )
         await store.put_values(ctx.db, who, ident, values, overwrite=overwrite)
-        return answer(200, text)
+        return ok(200, text)
     created = await store.put_record(ctx.db, who, ident, values, overwrite=overwrite)
-    return answer(201 if created else 200, text)
+    return ok(201 if created else 200, text)
 
 
 async def delete_handle(request: web.Request) -> web.Response:
@@ -61,7 +61,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     who = await principal(request)
     indexes = params.indexes(request.rel_url.query.getall("index", []))
     await store.delete(ctx.db, who, ident, indexes)
-    return answer(200, text)
+    return ok(200, text)
 
 
 async def list_prefix_handles(request: web.Request) -> web.Response:
@@ -83,5 +83,5 @@ async def list_prefix_handles(request: web.Request) -> web.Response:
                 f"operator {who.name!r} may not list prefix {prefix.text}"
             )
         total, names = await list_handles(conn, prefix, page, size)
-    return answer(200, None, prefix=prefix_text, totalCount=str(total), page=page,
+    return ok(200, None, prefix=prefix_text, totalCount=str(total), page=page,
                   pageSize=size, handles=names)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from registry import accounts, tokens
-from registry.api.common import answer, context, principal, read_body
+from registry.api.common import context, ok, principal, read_body
 from registry.permissions import Principal, may_administer
 from registry.store import owners_of
 from resolver.core import codec, params
@@ -42,7 +42,7 @@ async def post_operator(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         new = await accounts.create_operator(conn, who, body["name"], identity,
                                              is_admin=bool(body.get("admin", False)))
-    response = answer(201, None, name=new.principal.name, identity=new.principal.identity,
+    response = ok(201, None, name=new.principal.name, identity=new.principal.identity,
                       admin=new.principal.is_admin, secret=new.secret, token=new.token)
     response.headers.update(NO_STORE)
     return response
@@ -53,7 +53,7 @@ async def get_operators(request: web.Request) -> web.Response:
     if not who.is_admin:
         raise InsufficientPermissions("only an administrator may list operators")
     async with context(request).pool.acquire() as conn:
-        return answer(200, None, operators=await accounts.list_operators(conn))
+        return ok(200, None, operators=await accounts.list_operators(conn))
 
 
 async def post_secret(request: web.Request) -> web.Response:
@@ -64,7 +64,7 @@ async def post_secret(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         owner = await _owner(conn, who, request.match_info["name"])
         secret = await accounts.reset_secret(conn, who, owner)
-    response = answer(200, None, name=owner.name, identity=owner.identity, secret=secret)
+    response = ok(200, None, name=owner.name, identity=owner.identity, secret=secret)
     response.headers.update(NO_STORE)
     return response
 
@@ -91,7 +91,7 @@ async def post_token(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         owner = await _owner(conn, who, name)
         token_id, token = await tokens.create_token(conn, who, owner, label)
-    response = answer(201, None, operator=owner.name, id=token_id, token=token)
+    response = ok(201, None, operator=owner.name, id=token_id, token=token)
     response.headers.update(NO_STORE)
     return response
 
@@ -104,7 +104,7 @@ async def get_tokens(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         owner = await _owner(conn, who, request.rel_url.query.get("operator"))
         listed = await tokens.list_tokens(conn, who, owner)
-    return answer(200, None, operator=owner.name, tokens=listed)
+    return ok(200, None, operator=owner.name, tokens=listed)
 
 
 async def delete_token(request: web.Request) -> web.Response:
@@ -116,7 +116,7 @@ async def delete_token(request: web.Request) -> web.Response:
         raise BadRequest(f"a token id is a number, not {raw[:40]!r}")
     async with ctx.pool.acquire() as conn:
         revoked = await tokens.revoke_token(conn, who, int(raw))
-    return answer(200, None, token=revoked)
+    return ok(200, None, token=revoked)
 
 
 async def get_audit(request: web.Request) -> web.Response:
@@ -141,4 +141,4 @@ async def get_audit(request: web.Request) -> web.Response:
             raise InsufficientPermissions(f"operator {who.name!r} may not read this audit trail")
         rows = await conn.fetch(AUDIT_QUERY[column], key, before, limit)
     entries = [{**dict(r), "at": r["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for r in rows]
-    return answer(200, None, entries=entries)
+    return ok(200, None, entries=entries)

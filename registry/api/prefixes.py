@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.common import answer, context, principal, read_body
+from registry.api.common import context, ok, principal, read_body
 from registry.prefixes import create_prefix, list_prefixes
 from resolver.core import codec
 from resolver.core.errors import BadRequest
@@ -21,7 +21,7 @@ async def get_prefixes(request: web.Request) -> web.Response:
     if "Authorization" in request.headers:
         await principal(request)
         fields["details"] = rows
-    return answer(200, None, **fields)
+    return ok(200, None, **fields)
 
 
 async def post_prefix(request: web.Request) -> web.Response:
@@ -34,4 +34,4 @@ async def post_prefix(request: web.Request) -> web.Response:
         raise BadRequest('send {"prefix": "88.100.7", "owner": "<operator>"}')
     prefix = parse_prefix(body["prefix"])
     owner = await create_prefix(ctx.db, who, prefix, body.get("owner", who.name))
-    return answer(201, None, prefix=prefix.text, owner=owner.name)
+    return ok(201, None, prefix=prefix.text, owner=owner.name)

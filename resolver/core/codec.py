@@ -269,7 +269,7 @@ def public_json(values: Sequence[Stored]) -> bytes:
 _DEFAULT_PERMS = b',"permissions":"%s"' % DEFAULT_PERMISSIONS.encode()
 
 
-def encode_record(values: Sequence[Stored]) -> tuple[bytes, bytes]:
+def encode_stored(values: Sequence[Stored]) -> tuple[bytes, bytes]:
     """(the stored JSON of a record, its public JSON): what a write puts in
     ``handles.values`` and ``handles.public_json``. ``values`` are in the stored form as
     :func:`value_from_input` and :func:`to_stored` build it (keys in that order).
@@ -306,9 +306,11 @@ def min_ttl(public: bytes) -> int | None:
     return min(int(t) for t in found) if found else None
 
 
-def splice_answer(handle: str, public: bytes | None) -> bytes:
-    """The Handle JSON GET answer from stored ``public_json`` bytes (None: not found):
-    the same bytes as ``orjson.dumps(answer_from_public(handle, public))``."""
+def splice_record(handle: str, public: bytes | None) -> bytes:
+    """The Handle JSON of a resolution, from stored ``public_json`` bytes (None: not
+    found), spliced without decoding: the same bytes as ``orjson.dumps`` of the
+    message ``{"responseCode": 1, "handle", "values"}`` (200 and ``[]`` when no value
+    is public; 100 with a ``message`` when the identifier does not exist)."""
     h = orjson.dumps(handle)
     if public is None:
         return (b'{"responseCode":100,"handle":' + h + b',"message":'
@@ -318,25 +320,16 @@ def splice_answer(handle: str, public: bytes | None) -> bytes:
     return b'{"responseCode":1,"handle":' + h + b',"values":' + public + b"}"
 
 
-def answer_from_public(handle: str, public: bytes | None) -> dict[str, Any]:
-    """The answer as a dict (for msgpack), from stored ``public_json`` bytes."""
-    if public is None:
-        return {"responseCode": 100, "handle": handle, "message": f"handle {handle} not found"}
-    values = orjson.loads(public)
-    if not values:
-        return {"responseCode": 200, "values": [], "handle": handle}
-    return {"responseCode": 1, "handle": handle, "values": values}
-
-
-def encode_values(handle: str, output_values: Sequence[Stored]) -> bytes:
-    """The Handle JSON GET answer for values already in the output form (filtered reads)."""
+def record_json(handle: str, output_values: Sequence[Stored]) -> bytes:
+    """The Handle JSON of a resolution for values already in the output form (filtered or
+    authenticated reads)."""
     if output_values:
         return orjson.dumps({"responseCode": 1, "handle": handle, "values": list(output_values)})
     return orjson.dumps({"responseCode": 200, "values": [], "handle": handle})
 
 
-def answer(response_code: int, handle: str | None = None, **fields: Any) -> dict[str, Any]:
-    """A Handle answer with ``responseCode`` first, then ``handle`` if given."""
+def message(response_code: int, handle: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A Handle message: ``responseCode`` first, then ``handle`` if given, then ``fields``."""
     body: dict[str, Any] = {"responseCode": response_code}
     if handle is not None:
         body["handle"] = handle
@@ -344,6 +337,6 @@ def answer(response_code: int, handle: str | None = None, **fields: Any) -> dict
     return body
 
 
-def encode_answer(response_code: int, handle: str | None = None, **fields: Any) -> bytes:
-    """:func:`answer` as JSON bytes."""
-    return orjson.dumps(answer(response_code, handle, **fields))
+def encode_message(response_code: int, handle: str | None = None, **fields: Any) -> bytes:
+    """:func:`message` as JSON bytes."""
+    return orjson.dumps(message(response_code, handle, **fields))

@@ -1,10 +1,12 @@
 """The idres error taxonomy and its one mapping table.
 
 Every failure a client can see is one class here. The docstring is the default
-message; a raise site passes a message that names the offending value. The
-table at the bottom maps each class to the Handle ``responseCode`` and the HTTP
-status the Handle.Net REST API uses for it (handle-facts §2.3), so that HTTP
-handlers, the CLI and later the binary protocol answer the same way.
+message; a raise site passes a message that names the offending value. The table
+at the bottom maps each class to the three codes a client sees, whatever the front
+end: the Handle ``responseCode`` (in every JSON or msgpack body), the HTTP status
+(from the Handle.Net server's ``statusCodeFromResponse``, handle-facts §2.3) and the
+status of a binary-protocol response frame (docs/protocol.md). Front ends never make
+up codes of their own: ``resolver/reply.py`` reads them from here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ class IdresError(Exception):
 
     response_code: int = 2
     http_status: int = 500
+    wire_status: int = 2
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
@@ -50,6 +53,35 @@ class PayloadTooLarge(BadRequest):
 
 class UnsupportedMediaType(BadRequest):
     """Unsupported media type: send application/json."""
+
+
+class HeadersTooLarge(BadRequest):
+    """Request header fields are too large."""
+
+
+class NoSuchEndpoint(IdresError):
+    """No such endpoint."""
+
+
+class MethodNotAllowed(IdresError):
+    """Method not allowed."""
+
+
+# --- bad binary input (frames of the binary protocol) ---------------------------
+
+
+class ProtocolError(IdresError):
+    """Malformed frame."""
+
+    def __init__(self, message: str | None = None, request_id: int = 0,
+                 fatal: bool = False) -> None:
+        super().__init__(message)
+        self.request_id = request_id  # 0 when the frame did not get as far as its id
+        self.fatal = fatal            # the stream cannot go on after this frame
+
+
+class UnknownOperation(ProtocolError):
+    """Unknown operation."""
 
 
 # --- state -----------------------------------------------------------------
@@ -125,6 +157,10 @@ class RecursionLimit(IdresError):
     """Referrals loop or go deeper than allowed."""
 
 
+class BadSignature(IdresError):
+    """The answer's signature does not verify: it was altered or signed by another key."""
+
+
 # --- the service itself ----------------------------------------------------------
 
 
@@ -136,39 +172,47 @@ class NotSupported(IdresError):
     """Operation not supported."""
 
 
-# The one table: class -> (Handle responseCode, HTTP status).
-# Codes from the Handle protocol (RFC 3652 / AbstractMessage.java); statuses from
-# the Handle.Net server's statusCodeFromResponse (handle-facts §2.3), except where
-# HTTP has a more precise status that no Handle client depends on (413, 415).
-ERROR_TABLE: dict[type[IdresError], tuple[int, int]] = {
-    IdresError: (2, 500),
-    InvalidIdentifier: (102, 400),
-    InvalidPrefix: (102, 400),
-    InvalidValue: (202, 400),
-    BadRequest: (4, 400),
-    MismatchedIndexes: (4, 400),
-    PayloadTooLarge: (4, 413),
-    UnsupportedMediaType: (4, 415),
-    IdentifierNotFound: (100, 404),
-    ValuesNotFound: (200, 400),
-    IdentifierExists: (101, 409),
-    ValueExists: (201, 409),
-    PrefixNotFound: (100, 404),
-    PrefixExists: (101, 409),
-    OperatorNotFound: (100, 404),
-    OperatorExists: (101, 409),
-    TokenNotFound: (100, 404),
-    AuthenticationNeeded: (402, 401),
-    AuthenticationFailed: (403, 403),
-    InsufficientPermissions: (401, 403),
-    Referral: (303, 300),
-    UpstreamUnavailable: (301, 504),
-    RecursionLimit: (6, 508),
-    ServiceUnavailable: (3, 503),
-    NotSupported: (5, 501),
+# The one table: class -> (Handle responseCode, HTTP status, binary-protocol status).
+# Codes from the Handle protocol (RFC 3652 / AbstractMessage.java); statuses from the
+# Handle.Net server's statusCodeFromResponse (handle-facts §2.3), except where HTTP has
+# a more precise status that no Handle client depends on (404 for an unknown endpoint,
+# 405, 413, 415, 431, 502, 504, 508). A binary-protocol response carries the responseCode.
+ERROR_TABLE: dict[type[IdresError], tuple[int, int, int]] = {
+    IdresError: (2, 500, 2),
+    InvalidIdentifier: (102, 400, 102),
+    InvalidPrefix: (102, 400, 102),
+    InvalidValue: (202, 400, 202),
+    BadRequest: (4, 400, 4),
+    MismatchedIndexes: (4, 400, 4),
+    PayloadTooLarge: (4, 413, 4),
+    UnsupportedMediaType: (4, 415, 4),
+    HeadersTooLarge: (4, 431, 4),
+    NoSuchEndpoint: (2, 404, 2),
+    MethodNotAllowed: (5, 405, 5),
+    ProtocolError: (4, 400, 4),
+    UnknownOperation: (5, 501, 5),
+    IdentifierNotFound: (100, 404, 100),
+    ValuesNotFound: (200, 400, 200),
+    IdentifierExists: (101, 409, 101),
+    ValueExists: (201, 409, 201),
+    PrefixNotFound: (100, 404, 100),
+    PrefixExists: (101, 409, 101),
+    OperatorNotFound: (100, 404, 100),
+    OperatorExists: (101, 409, 101),
+    TokenNotFound: (100, 404, 100),
+    AuthenticationNeeded: (402, 401, 402),
+    AuthenticationFailed: (403, 403, 403),
+    InsufficientPermissions: (401, 403, 401),
+    Referral: (303, 300, 303),
+    UpstreamUnavailable: (301, 504, 301),
+    RecursionLimit: (6, 508, 6),
+    BadSignature: (2, 502, 2),
+    ServiceUnavailable: (3, 503, 3),
+    NotSupported: (5, 501, 5),
 }
 
-for _cls, (_rc, _status) in ERROR_TABLE.items():
+for _cls, (_rc, _status, _wire) in ERROR_TABLE.items():
     _cls.response_code = _rc
     _cls.http_status = _status
-del _cls, _rc, _status
+    _cls.wire_status = _wire
+del _cls, _rc, _status, _wire

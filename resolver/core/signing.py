@@ -26,16 +26,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from resolver.core.errors import IdresError
+from resolver.core.errors import BadSignature
+
+__all__ = ["BadSignature", "canonical", "load_public_key", "public_key_text", "sign", "signed",
+           "verify"]
 
 DOMAIN = b"idres-v1\n"
-
-
-class BadSignature(IdresError):
-    """The answer's signature does not verify: it was altered or signed by another key."""
-
-    response_code = 2
-    http_status = 502
 
 
 def b64(data: bytes) -> str:

@@ -11,12 +11,21 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from resolver import __version__
+from resolver import __version__, reply
 from resolver.config import Settings
-from resolver.core import codec, signing
-from resolver.core.errors import IdresError, PayloadTooLarge, ServiceUnavailable
+from resolver.core import signing
+from resolver.core.errors import (
+    BadRequest,
+    IdresError,
+    MethodNotAllowed,
+    NoSuchEndpoint,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 from resolver.http import batch, handles
 from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
+from resolver.http.respond import respond
 from resolver.lookup import Resolver
 
 log = logging.getLogger("idres.http")
@@ -28,17 +37,17 @@ DATABASE_DOWN = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
 )
+# aiohttp's own refusals under /api, as errors of the table
+_HTTP_ERRORS: dict[int, type[IdresError]] = {
+    400: BadRequest, 404: NoSuchEndpoint, 405: MethodNotAllowed, 413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
 
 
 def _error(request: web.Request, exc: IdresError) -> web.Response:
     # echo the identifier as decoded by the handler, else as the router matched it
     handle = request.get("handle") or request.match_info.get("handle")
-    body = codec.encode_answer(exc.response_code, handle, message=exc.message)
-    headers = {}
-    if exc.http_status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="idres", Bearer'
-    return web.Response(body=body, status=exc.http_status, content_type=handles.JSON,
-                        charset="utf-8", headers=headers)
+    return respond(reply.error(exc, handle))
 
 
 def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -51,10 +60,11 @@ def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.Str
         except web.HTTPRequestEntityTooLarge:
             response = _error(request, PayloadTooLarge())
         except web.HTTPException as exc:
-            if exc.status < 400 or not request.path.startswith("/api"):
+            kind = _HTTP_ERRORS.get(exc.status)
+            if kind is None or not request.path.startswith("/api"):
                 raise
             message = "no such endpoint" if exc.status == 404 else exc.reason
-            response = _error(request, _http_error(exc.status, message))
+            response = _error(request, kind(message))
         except DATABASE_DOWN as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             response = _error(request, ServiceUnavailable())
@@ -64,25 +74,20 @@ def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.Str
     return middleware
 
 
-def _http_error(status: int, message: str) -> IdresError:
-    err = IdresError(message)
-    err.http_status = status
-    err.response_code = 5 if status == 405 else 2
-    return err
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = reply.SERVER[1]  # the fast path's, on every response
 
 
 async def index(request: web.Request) -> web.Response:
-    return handles.json_response(
-        codec.encode_answer(1, service="idres", version=__version__,
-                            api="/api/handles/{prefix}/{suffix}")
-    )
+    return respond(reply.message(200, 1, service="idres", version=__version__,
+                                 api="/api/handles/{prefix}/{suffix}"))
 
 
 async def node_info(request: web.Request) -> web.Response:
     """This node: its public key (for the parent's delegation) and its role."""
     resolver = request.app[RESOLVER]
-    return handles.json_response(codec.encode_answer(
-        1, publicKey=signing.public_key_text(request.app[SIGNER]), version=__version__,
+    return respond(reply.message(
+        200, 1, publicKey=signing.public_key_text(request.app[SIGNER]), version=__version__,
         recursive=resolver.recursive, roots=[s.to_json() for s in resolver.recursor.root.servers]
         if resolver.recursor else []))
 
@@ -91,14 +96,14 @@ async def health(request: web.Request) -> web.Response:
     """``GET /healthz`` for load balancers and container health checks: 200 when the
     database answers within 2 s, else 503 (the process still answers from its cache).
     ``cache`` is "off" while the invalidation listener is down (or by configuration)."""
-    cache = "on" if request.app[RESOLVER].cache.enabled else "off"
+    cache = "on" if request.app[RESOLVER].cache.usable() else "off"
     try:
         async with asyncio.timeout(2):
             await request.app[POOL].fetchval("SELECT 1")  # network op
     except (TimeoutError, *DATABASE_DOWN):
-        return handles.json_response(codec.encode_answer(
-            3, status="unavailable", database="unreachable", cache=cache), status=503)
-    return handles.json_response(codec.encode_answer(1, status="ok", database="ok", cache=cache))
+        return respond(reply.message(503, 3, status="unavailable", database="unreachable",
+                                     cache=cache))
+    return respond(reply.message(200, 1, status="ok", database="ok", cache=cache))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -120,6 +125,7 @@ def build_app(
         middlewares=[error_middleware(requests_total)],
         client_max_size=settings.max_bulk_bytes,
     )
+    app.on_response_prepare.append(_server_header)
     app[SETTINGS] = settings
     app[POOL] = resolver.pool
     app[RESOLVER] = resolver

@@ -5,7 +5,7 @@ Body: ``{"handles": ["88.100.7/A", ...]}`` or a bare array, as JSON or as msgpac
 ``{"responseCode": 1, "count": N, "results": [...]}`` where each result is exactly
 the body a single ``GET /api/handles/{id}`` would return (responseCode 1, 100, or
 102 for a malformed identifier), in request order. Cache hits are answered from
-their kept bytes; all misses go to the database in ONE query.
+their kept bytes; all misses go to the database in ONE query (``Resolver.resolve_batch``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from resolver.core import codec
 from resolver.core.errors import BadRequest
 from resolver.http.body import MSGPACK, read_body
 from resolver.http.keys import RESOLVER, SETTINGS
+from resolver.reply import Form
 
 MAX_BATCH = 10_000
 
@@ -49,12 +50,13 @@ async def resolve_batch(request: web.Request) -> web.Response:
     use_msgpack = request.content_type in (MSGPACK, "application/x-msgpack")
     body = await read_body(request, request.app[SETTINGS].max_body_bytes, msgpack_ok=True)
     handles = decode_request(body, use_msgpack)
-    parts = await request.app[RESOLVER].answers(handles, use_msgpack)  # network op
+    form = Form.MSGPACK if use_msgpack else Form.JSON
+    parts = await request.app[RESOLVER].resolve_batch(handles, form)  # network op
     if use_msgpack:
         packer = msgpack.Packer()
         out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),
                         packer.pack("count"), packer.pack(len(parts)), packer.pack("results"),
-                        packer.pack_array_header(len(parts)), *parts])
+                        packer.pack_array_header(len(parts)), *(p[1] for p in parts)])
         return web.Response(body=out, content_type=MSGPACK)
     out = b'{"responseCode":1,"count":%d,"results":[%s]}' % (len(parts), b",".join(parts))
     return web.Response(body=out, content_type="application/json", charset="utf-8")

@@ -26,45 +26,32 @@ import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 
-import orjson
-
-from resolver.cache import AnswerCache
+from resolver import reply
 from resolver.connections import TrackedProtocol
-from resolver.core import codec
-from resolver.core.errors import IdresError, Referral, ServiceUnavailable
-from resolver.core.identifier import parse_raw
-from resolver.lookup import Resolver, signed_referral
+from resolver.core.errors import HeadersTooLarge, IdresError, ServiceUnavailable
+from resolver.core.identifier import Identifier, parse_raw
+from resolver.lookup import Resolver
+from resolver.reply import Form
 
 log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
 _REFUSE = (b"authorization", b"content-length", b"transfer-encoding", b"upgrade", b"expect")
-_STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-_JSON = b"Content-Type: application/json; charset=utf-8\r\nServer: idres\r\n"
-_TOO_LARGE_BODY = b'{"responseCode":4,"message":"request header fields are too large"}'
-TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json"
-             b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-             % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
-
-
-def render(status: int, body: bytes) -> tuple[bytes, bytes]:
-    """(head without Date and final CRLF, body) of a fast-path answer."""
-    return _STATUS[status] + _JSON + b"Content-Length: %d\r\n" % len(body), body
+_TOO_LARGE = reply.error(HeadersTooLarge())
+TOO_LARGE = reply.http_head(_TOO_LARGE) + b"Connection: close\r\n\r\n" + _TOO_LARGE.body
 
 
 class FastContext:
     """What every fast connection shares: the resolver, limits, the clock, the fallback."""
 
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
-                 database_down: tuple[type[BaseException], ...], signer: Any,
+                 database_down: tuple[type[BaseException], ...],
                  max_head: int = 8190, keepalive: float = 75.0,
                  head_timeout: float = 15.0) -> None:
         self.resolver = resolver
-        self.signer = signer
-        self.cache: AnswerCache = resolver.cache
+        self.lookup = resolver.coalescer.lookup
         self.fallback = fallback
         self.database_down = database_down
         self.max_head = max_head
@@ -178,7 +165,7 @@ class FastHTTP(TrackedProtocol):
                 self.closing = True
 
     def _answer(self, target: bytes, head_only: bool, keep_alive: bool) -> None:
-        hit = self.ctx.cache.answer(target)
+        hit = self.ctx.lookup(Form.HTTP, target)
         if hit is not None:
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
             return
@@ -193,28 +180,19 @@ class FastHTTP(TrackedProtocol):
 
     async def _miss(self, target: bytes, head_only: bool, slot: list[Any]) -> None:
         resolver = self.ctx.resolver
+        shown = target[len(PREFIX):].decode("utf-8", "replace")
+        ident: Identifier | None = None
         try:
-            requested, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
-            result = await resolver.resolve(ident)  # network op
-            if result.stale:
-                answer = render(200, codec.splice_answer(requested, result.public)[:-1]
-                                + b',"stale":true}')
-            else:
-                body = resolver.json_answer(requested, result.public, result.entry)
-                answer = render(200 if result.public is not None else 404, body)
-                if result.entry is not None:
-                    self.ctx.cache.alias(target, result.entry, answer, len(body) + len(answer[0]))
-        except Referral as exc:
-            answer = render(300, orjson.dumps(signed_referral(
-                self.ctx.signer, _shown(target), ident.key, exc)))
+            shown, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
+            resolution = await resolver.resolve(ident)  # network op
+            answer = resolver.encoded(resolution, Form.HTTP, shown, target)
         except IdresError as exc:
-            answer = render(exc.http_status, codec.encode_answer(
-                exc.response_code, _shown(target), message=exc.message))
+            rep = resolver.reply_for(shown, exc, ident.key if ident else None)
+            answer = reply.http_head(rep), rep.body
         except self.ctx.database_down as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            err = ServiceUnavailable()
-            answer = render(503, codec.encode_answer(err.response_code, _shown(target),
-                                                     message=err.message))
+            rep = reply.error(ServiceUnavailable(), shown)
+            answer = reply.http_head(rep), rep.body
         slot[0] = self._wire(answer, head_only, slot[1])
         self._flush()
 
@@ -272,6 +250,3 @@ class FastHTTP(TrackedProtocol):
         if now - self.last > limit:
             self.transport.close()
 
-
-def _shown(target: bytes) -> str:
-    return target[len(PREFIX):].decode("utf-8", "replace")

@@ -5,30 +5,49 @@
   responseCode 200 when the filter leaves nothing.
 * ``GET|HEAD /{prefix}/{suffix}`` (proxy style) → 302 to the first URL value;
   ``?noredirect`` answers the record as JSON instead.
+
+Plain resolutions come here only when the fast path handed the connection over; the
+reply is the same either way (``resolver/reply.py`` shapes both).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
 
+from resolver import reply
 from resolver.core import codec, params, signing
-from resolver.core.errors import IdentifierNotFound, Referral
+from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, Referral
 from resolver.core.identifier import Identifier, parse_raw
 from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
-from resolver.lookup import Query, first_url, signed_referral
+from resolver.http.respond import respond
+from resolver.lookup import Resolution, first_url
 
 API_PREFIX = "/api/handles/"
-JSON = "application/json"
 
 ReadAuth = Callable[[web.Request, Identifier], Awaitable[bool]]
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON, charset="utf-8")
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One resolution request. ``requested`` is the identifier exactly as the client
+    wrote it (echoed back, as Handle clients compare it byte for byte)."""
+
+    ident: Identifier
+    requested: str
+    indexes: frozenset[int] = frozenset()
+    types: tuple[str, ...] = ()
+    admin: bool = False  # credentials that administer the identifier came with it
+
+    @property
+    def plain(self) -> bool:
+        """No filter and no credentials: the reply comes from the cache as bytes."""
+        return not (self.indexes or self.types or self.admin)
 
 
 def requested_identifier(request: web.Request, strip: str) -> tuple[str, Identifier]:
@@ -36,7 +55,7 @@ def requested_identifier(request: web.Request, strip: str) -> tuple[str, Identif
 
     The raw path is decoded here, strictly, so that a malformed escape is an error
     rather than a silent replacement character. ``request["handle"]`` is set for
-    error answers, which must echo the handle (pyhandle reads it even from a 404).
+    error replies, which must echo the handle (pyhandle reads it even from a 404).
     """
     text, ident = parse_raw(request.rel_url.raw_path[len(strip):])
     request["handle"] = text
@@ -54,6 +73,28 @@ async def _query(request: web.Request, strip: str) -> Query:
     )
 
 
+def _flag(request: web.Request, name: str) -> bool | None:
+    q = request.rel_url.query
+    return params.flag(name, q.getall(name, []), False) if name in q else None
+
+
+async def _values(request: web.Request, query: Query,
+                  ) -> tuple[list[dict[str, Any]] | None, Resolution | None]:
+    """The values the query may see after its filter (None: no such identifier), and
+    the resolution they come from (None for an authenticated read)."""
+    resolver = request.app[RESOLVER]
+    if query.admin:
+        values = await resolver.read_restricted(query.ident)  # network op
+        resolution = None
+    else:
+        resolution = await resolver.resolve(query.ident, _flag(request, "recursive"),
+                                            bool(_flag(request, "trace")))  # network op
+        values = None if resolution.public is None else orjson.loads(resolution.public)
+    if values is not None:
+        values = codec.select(values, query.indexes, query.types)
+    return values, resolution
+
+
 async def get_handle(request: web.Request) -> web.Response:
     """Resolve one identifier to its Handle JSON record.
 
@@ -64,63 +105,37 @@ async def get_handle(request: web.Request) -> web.Response:
     """
     query = await _query(request, API_PREFIX)
     resolver = request.app[RESOLVER]
-    q = request.rel_url.query
-    if query.admin:
-        admin_values = await resolver.lookup(query)  # network op
-        return json_response(codec.encode_values(query.requested, admin_values))
-    cert = params.flag("cert", q.getall("cert", []), False)
-    trace = params.flag("trace", q.getall("trace", []), False)
-    recursive = params.flag("recursive", q.getall("recursive", []), False) \
-        if "recursive" in q else None
+    cert, trace = bool(_flag(request, "cert")), bool(_flag(request, "trace"))
     try:
-        result = await resolver.resolve(query.ident, recursive, trace)  # network op on a miss
+        values, resolution = await _values(request, query)  # network op on a miss
     except Referral as exc:
-        return referral_response(request, query, exc)
-    if query.plain and not (cert or trace or result.stale):
-        if result.public is None:
-            raise IdentifierNotFound(f"handle {query.requested} not found")
-        return json_response(resolver.json_answer(query.requested, result.public, result.entry))
-    if result.public is None:
-        body = codec.answer(100, query.requested, message=f"handle {query.requested} not found")
-        values = None
-    else:
-        values = codec.select(orjson.loads(result.public), query.indexes, query.types)
-        body = codec.answer(1 if values else 200, query.requested, values=values)
-    headers = {}
-    if result.stale:
-        body["stale"] = True
-        headers["Warning"] = '110 - "Response is Stale"'
-    if trace:
-        body["trace"] = result.trace
+        return respond(resolver.reply_for(query.requested, exc, query.ident.key))
+    stale = resolution is not None and resolution.stale
+    if query.plain and resolution is not None and not (cert or trace):
+        return respond(reply.record(query.requested, resolution.public, stale=stale))
+    extra: dict[str, Any] = {}
+    if trace and resolution is not None:
+        extra["trace"] = resolution.trace
     if cert:
         ttl = min((v["ttl"] for v in values or ()), default=request.app[SETTINGS].negative_ttl)
-        body["signature"] = signing.signed(request.app[SIGNER], {
+        extra["signature"] = signing.signed(request.app[SIGNER], {
             "kind": "answer", "handle": query.ident.key, "values": values}, ttl, int(time.time()))
-    response = json_response(orjson.dumps(body), 404 if values is None else 200)
-    response.headers.update(headers)
-    return response
-
-
-def referral_response(request: web.Request, query: Query, exc: Referral) -> web.Response:
-    """HTTP 300 naming the delegated servers, signed by this node."""
-    body = signed_referral(request.app[SIGNER], query.requested, query.ident.key, exc)
-    return json_response(orjson.dumps(body), 300)
+    return respond(reply.selected(query.requested, values, stale=stale, **extra))
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
     """Proxy-style resolution: redirect to the record's first URL value."""
     if request.path.startswith("/api/"):
-        raise web.HTTPNotFound()  # an unknown API endpoint, not an identifier
+        raise NoSuchEndpoint("no such endpoint")  # an unknown API endpoint, not an identifier
     query = await _query(request, "/")
-    values = await request.app[RESOLVER].lookup(query)  # network op on a miss
-    noredirect = params.flag("noredirect", request.rel_url.query.getall("noredirect", []), False)
-    url = None if noredirect else first_url(values)
+    values, resolution = await _values(request, query)  # network op on a miss
+    if values is None:
+        raise IdentifierNotFound(f"handle {query.requested} not found")
+    stale = resolution is not None and resolution.stale
+    url = None if _flag(request, "noredirect") else first_url(values)
     if url is None:
-        return json_response(codec.encode_values(query.requested, values))
-    ttl = min(v["ttl"] for v in values)  # url is not None: there is a value
-    return web.Response(
-        status=302, headers={"Location": url, "Cache-Control": f"max-age={ttl}"}
-    )
+        return respond(reply.selected(query.requested, values, stale=stale))
+    return respond(reply.redirect(url, min(v["ttl"] for v in values), stale=stale))
 
 
 async def anonymous_reads_only(request: web.Request, ident: Identifier) -> bool:

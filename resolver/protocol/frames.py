@@ -6,8 +6,9 @@ Wire format (docs/protocol.md is the full description):
 * a request is the msgpack array ``[request_id, op, *args]``; a response is
   ``[request_id, status, body]``. ``request_id`` is chosen by the client
   (0..2**32-1) and echoed; answers to pipelined requests may come in any order;
-* ``status`` is a Handle responseCode: 1 success, 100 not found, 102 invalid
-  identifier, 3 server unavailable, 4 protocol error, 5 unknown operation.
+* ``status`` is the binary-protocol status of the error table
+  (``resolver/core/errors.py``): 1 success, 100 not found, 102 invalid identifier,
+  3 server unavailable, 4 protocol error, 5 unknown operation, ...
 
 This module imports no asyncio: :class:`FrameReader` turns bytes into payloads,
 :func:`decode_request` payloads into requests, and the ``encode_*`` functions build
@@ -21,6 +22,8 @@ from typing import Any
 
 import msgpack
 
+from resolver.core.errors import ProtocolError, UnknownOperation
+
 OP_PING = 0
 OP_RESOLVE = 1
 OP_BATCH = 2
@@ -28,10 +31,6 @@ OPS = {OP_PING: "ping", OP_RESOLVE: "resolve", OP_BATCH: "batch"}
 
 STATUS_OK = 1
 STATUS_NOT_FOUND = 100
-STATUS_INVALID = 102
-STATUS_UNAVAILABLE = 3
-STATUS_PROTOCOL_ERROR = 4
-STATUS_UNKNOWN_OP = 5
 
 MAX_REQUEST_ID = 2**32 - 1
 MAX_BATCH = 10_000
@@ -42,18 +41,6 @@ _packer = msgpack.Packer(use_bin_type=True)
 _ARRAY3 = _packer.pack_array_header(3)
 
 
-class FrameError(Exception):
-    """A frame that cannot be used; ``fatal`` means the stream cannot continue."""
-
-    def __init__(self, message: str, request_id: int = 0, status: int = STATUS_PROTOCOL_ERROR,
-                 fatal: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.request_id = request_id
-        self.status = status
-        self.fatal = fatal
-
-
 class FrameReader:
     """Splits a byte stream into frame payloads. Feed bytes, take complete payloads."""
 
@@ -61,7 +48,7 @@ class FrameReader:
         self.max_frame = max_frame
         self._buf = b""
 
-    def feed(self, data: bytes) -> tuple[list[bytes], FrameError | None]:
+    def feed(self, data: bytes) -> tuple[list[bytes], ProtocolError | None]:
         """Every complete payload now available (partial frames wait for more bytes),
         and a fatal error if a frame declares a length over ``max_frame``: the
         payloads before it are still returned, and nothing after it is read."""
@@ -73,8 +60,8 @@ class FrameReader:
             size = int.from_bytes(buf[pos:pos + _HEADER], "big")
             if size > self.max_frame:
                 self._buf = b""
-                return out, FrameError(f"frame of {size} bytes is over the limit of "
-                                       f"{self.max_frame} bytes", fatal=True)
+                return out, ProtocolError(f"frame of {size} bytes is over the limit of "
+                                          f"{self.max_frame} bytes", fatal=True)
             if end - pos - _HEADER < size:
                 break
             out.append(buf[pos + _HEADER:pos + _HEADER + size])
@@ -97,29 +84,30 @@ class Request:
 def decode_request(payload: bytes) -> Request:
     """A request from one payload.
 
-    :raises FrameError: not msgpack, not ``[id, op, ...]``, bad arguments; carries
-        the request id when it could be read, and STATUS_UNKNOWN_OP for an unknown op.
+    :raises ProtocolError: not msgpack, not ``[id, op, ...]``, bad arguments; carries
+        the request id when it could be read.
+    :raises UnknownOperation: an operation this server does not have.
     """
     try:
         data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        raise FrameError("payload is not valid msgpack") from None
+        raise ProtocolError("payload is not valid msgpack") from None
     if not isinstance(data, list) or len(data) < 2:
-        raise FrameError("a request is the array [request_id, op, args...]")
+        raise ProtocolError("a request is the array [request_id, op, args...]")
     rid, op = data[0], data[1]
     if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid <= MAX_REQUEST_ID:
-        raise FrameError("request_id must be an integer 0..2**32-1")
+        raise ProtocolError("request_id must be an integer 0..2**32-1")
     if not isinstance(op, int) or isinstance(op, bool) or op not in OPS:
-        raise FrameError(f"unknown operation {op!r}", rid, STATUS_UNKNOWN_OP)
+        raise UnknownOperation(f"unknown operation {op!r}", rid)
     args = tuple(data[2:])
     if op == OP_RESOLVE and (len(args) != 1 or not isinstance(args[0], str)):
-        raise FrameError("resolve takes one identifier string", rid)
+        raise ProtocolError("resolve takes one identifier string", rid)
     if op == OP_BATCH:
         if len(args) != 1 or not isinstance(args[0], list) \
                 or not all(isinstance(h, str) for h in args[0]):
-            raise FrameError("batch takes one array of identifier strings", rid)
+            raise ProtocolError("batch takes one array of identifier strings", rid)
         if len(args[0]) > MAX_BATCH:
-            raise FrameError(f"batch of {len(args[0])} is over the limit of {MAX_BATCH}", rid)
+            raise ProtocolError(f"batch of {len(args[0])} is over the limit of {MAX_BATCH}", rid)
     return Request(rid, op, args)
 
 
@@ -140,8 +128,6 @@ def encode_batch(request_id: int, bodies: list[bytes]) -> bytes:
     return frame(payload)
 
 
-def encode_error(request_id: int, status: int, message: str) -> bytes:
-    return encode_response(request_id, status, _packer.pack({"message": message}))
 
 
 def encode_request(request_id: int, op: int, *args: Any) -> bytes:
@@ -151,12 +137,12 @@ def encode_request(request_id: int, op: int, *args: Any) -> bytes:
 def decode_response(payload: bytes) -> tuple[int, int, Any]:
     """(request_id, status, body) of a response payload (client side).
 
-    :raises FrameError: not a valid response.
+    :raises ProtocolError: not a valid response.
     """
     try:
         data = msgpack.unpackb(payload, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        raise FrameError("response is not valid msgpack") from None
+        raise ProtocolError("response is not valid msgpack") from None
     if not isinstance(data, list) or len(data) != 3:
-        raise FrameError("a response is the array [request_id, status, body]")
+        raise ProtocolError("a response is the array [request_id, status, body]")
     return data[0], data[1], data[2]

@@ -14,28 +14,30 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import msgpack
-
+from resolver import reply
 from resolver.connections import TrackedProtocol
-from resolver.core.errors import IdresError, Referral, ServiceUnavailable
-from resolver.core.identifier import parse
-from resolver.lookup import Resolver, referral_answer
+from resolver.core.errors import IdresError, ProtocolError, ServiceUnavailable
+from resolver.core.identifier import Identifier, parse
+from resolver.lookup import Resolver
 from resolver.protocol.frames import (
     OP_BATCH,
     OP_PING,
-    STATUS_NOT_FOUND,
+    OP_RESOLVE,
     STATUS_OK,
-    FrameError,
     FrameReader,
     Request,
     decode_request,
     encode_batch,
-    encode_error,
     encode_response,
 )
+from resolver.reply import Form, Reply
 
 log = logging.getLogger("idres.binary")
 _NIL = b"\xc0"
+
+
+def _frame(request_id: int, rep: Reply) -> bytes:
+    return encode_response(request_id, rep.wire, rep.msgpack())
 
 
 class BinaryContext:
@@ -57,18 +59,18 @@ class BinaryProtocol(TrackedProtocol):
 
     def data_received(self, data: bytes) -> None:
         payloads, fatal = self.reader.feed(data)
-        cache = self.ctx.resolver.cache
+        lookup = self.ctx.resolver.coalescer.lookup
         out = []
         for payload in payloads:
             try:
                 req = decode_request(payload)
-            except FrameError as exc:
+            except ProtocolError as exc:
                 self.ctx.errors += 1
-                out.append(encode_error(exc.request_id, exc.status, exc.message))
+                out.append(_frame(exc.request_id, reply.error(exc)))
                 continue
             self.ctx.requests += 1
-            if req.op == 1:  # OP_RESOLVE, the hot one
-                hit = cache.answer(("bin", req.args[0]))
+            if req.op == OP_RESOLVE:  # the hot one
+                hit = lookup(Form.MSGPACK, req.args[0])
                 if hit is not None:
                     out.append(encode_response(req.request_id, hit[0], hit[1]))
                     continue
@@ -77,7 +79,7 @@ class BinaryProtocol(TrackedProtocol):
                 continue
             self._spawn(req)
         if fatal is not None:
-            out.append(encode_error(0, fatal.status, fatal.message))
+            out.append(_frame(0, reply.error(fatal)))
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
         if fatal is not None and self.transport is not None:
@@ -89,27 +91,23 @@ class BinaryProtocol(TrackedProtocol):
 
     async def _slow(self, req: Request) -> None:
         resolver = self.ctx.resolver
+        ident: Identifier | None = None
+        requested = req.args[0] if req.op == OP_RESOLVE else None
         try:
             if req.op == OP_BATCH:
-                bodies = await resolver.answers(req.args[0], use_msgpack=True)  # network op
-                data = encode_batch(req.request_id, bodies)
+                bodies = await resolver.resolve_batch(req.args[0], Form.MSGPACK)  # network op
+                data = encode_batch(req.request_id, [b for _, b in bodies])
             else:
-                text = req.args[0]
-                result = await resolver.resolve(parse(text))  # network op
-                status = STATUS_OK if result.public is not None else STATUS_NOT_FOUND
-                body = resolver.msgpack_answer(text, result.public, result.entry)
-                if result.entry is not None:
-                    resolver.cache.alias(("bin", text), result.entry, (status, body), len(body))
-                data = encode_response(req.request_id, status, body)
-        except Referral as exc:
-            data = encode_response(req.request_id, exc.response_code,
-                                   msgpack.packb(referral_answer(req.args[0], exc)))
+                ident = parse(req.args[0])
+                resolution = await resolver.resolve(ident)  # network op
+                wire, body = resolver.encoded(resolution, Form.MSGPACK, req.args[0])
+                data = encode_response(req.request_id, wire, body)
         except IdresError as exc:
-            data = encode_error(req.request_id, exc.response_code, exc.message)
+            key = ident.key if ident is not None else None
+            data = _frame(req.request_id, resolver.reply_for(requested, exc, key))
         except self.ctx.database_down as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            err = ServiceUnavailable()
-            data = encode_error(req.request_id, err.response_code, err.message)
+            data = _frame(req.request_id, reply.error(ServiceUnavailable(), requested))
         if self.transport is not None:
             self.transport.write(data)
 

@@ -1,25 +1,23 @@
 """Recursive resolution: follow referrals from the roots down to the authoritative node.
 
-For each identifier not answered from the cache:
+For each identifier the answer cache could not answer (``resolver/lookup.py`` asks,
+``resolver/coalesce.py`` shares concurrent walks and caches their outcome):
 
 * start from the deepest delegation cached for its prefix (by the referral's TTL), else
   from the configured roots (whose key is configured: the trust anchor);
 * ask the servers of the current zone in turn (``timeout`` each; a server that does not
   answer, or answers with a bad signature, is skipped: failover);
 * every answer and referral must be signed by the key the parent zone named for that
-  server (``?cert=true``); what does not verify is never cached;
-* answers enter the answer cache by their TTL (negative ones for ``negative_ttl``) and a
-  stale store; when every server of a zone is unreachable, a stale answer no older than
-  ``stale_window`` is served, marked stale (as DNS resolvers do, RFC 8767);
-* concurrent lookups of one identifier share one walk.
+  server (``?cert=true``); what does not verify is never used;
+* a verified answer is definitive, whether it holds values, no public value or says
+  that the identifier does not exist: only when no server of a zone can be reached at
+  all does the walk fail with :class:`UpstreamUnavailable`, which is when the resolver
+  may serve a stale answer (RFC 8767).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -27,40 +25,43 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from resolver.cache import AnswerCache, Entry
-from resolver.core import codec, signing
+from resolver.core import signing
 from resolver.core.delegation import Delegation, Server
 from resolver.core.errors import IdresError, UpstreamUnavailable
-from resolver.core.identifier import key_starts, parse
+from resolver.core.identifier import parse
 from resolver.recursion.walk import ROOT, Walk
+
+Hops = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A verified answer of the authoritative node: the public values, or None when it
+    says the identifier does not exist."""
+
+    public: bytes | None
 
 
 @dataclass
-class Result:
+class Walked:
+    """The outcome of :func:`resolve_verified`: the public values (None: not found) and
+    every hop taken."""
+
     public: bytes | None
-    entry: Entry | None = None
-    stale: bool = False
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    trace: Hops = field(default_factory=list)
 
 
 class Recursor:
-    def __init__(self, roots: tuple[Server, ...], cache: AnswerCache, timeout: float = 2.0,
-                 max_depth: int = 8, stale_window: float = 86400.0,
-                 stale_entries: int = 100_000) -> None:
+    def __init__(self, roots: tuple[Server, ...], timeout: float = 2.0,
+                 max_depth: int = 8) -> None:
         if not roots:
             raise ValueError("recursion needs at least one root server")
         self.root = Delegation(ROOT, roots, 0)
-        self.cache = cache
         self.timeout = timeout
         self.max_depth = max_depth
-        self.stale_window = stale_window
-        self.stale_entries = stale_entries
         self.delegations: dict[str, tuple[Delegation, float]] = {}
-        self.stale: OrderedDict[str, tuple[bytes | None, float]] = OrderedDict()
-        self._flights: dict[str, asyncio.Future[Result]] = {}
         self.session: aiohttp.ClientSession | None = None
         self.upstream_queries = 0
-        self.stale_answers = 0
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
@@ -71,36 +72,7 @@ class Recursor:
         if self.session is not None:
             await self.session.close()
 
-    def walking_under(self, prefixes: Sequence[str]) -> list[asyncio.Future[Result]]:
-        """The walks in flight for identifiers under ``prefixes``."""
-        starts = key_starts(prefixes)
-        return [f for k, f in self._flights.items() if k.startswith(starts)]
-
-    async def resolve(self, key: str, trace: bool = False) -> Result:
-        """Resolve ``key`` through the hierarchy (see module docstring).
-
-        :raises UpstreamUnavailable: no server answered and nothing stale is kept.
-        :raises RecursionLimit: a referral loop or too deep a walk.
-        :raises BadSignature: every server that answered failed verification.
-        """
-        flight = self._flights.get(key)
-        if flight is not None and not trace:
-            result = await asyncio.shield(flight)
-            return Result(result.public, result.entry, result.stale, [{"coalesced": True}])
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._flights[key] = fut
-        try:
-            result = await self._walk(key)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()
-            raise
-        finally:
-            del self._flights[key]
-        fut.set_result(result)
-        return result
-
-    def _start(self, key: str, hops: list[dict[str, Any]]) -> Delegation:
+    def _start(self, key: str, hops: Hops) -> Delegation:
         now = time.monotonic()
         for p in parse(key).prefix.lineage():
             known = self.delegations.get(p.text)
@@ -111,38 +83,32 @@ class Recursor:
                 del self.delegations[p.text]
         return self.root
 
-    async def _walk(self, key: str) -> Result:
-        hops: list[dict[str, Any]] = []
+    async def walk(self, key: str, hops: Hops) -> bytes | None:
+        """Walk the hierarchy for ``key``: the verified public values, or None when the
+        authoritative node says it does not exist. Every hop is appended to ``hops``.
+
+        :raises UpstreamUnavailable: no server of a zone on the way could be reached.
+        :raises RecursionLimit: a referral loop or too deep a walk.
+        :raises BadSignature: every server that answered failed verification.
+        """
         walk = Walk(key, self._start(key, hops), self.max_depth)
         while True:
-            outcome = await self._ask_zone(walk, hops)
+            outcome = await self._ask_zone(walk, hops)  # network op
             if isinstance(outcome, Delegation):
                 walk.on_referral(outcome)
                 self.delegations[outcome.prefix] = (outcome, time.monotonic() + outcome.ttl)
                 continue
             if outcome is None:  # every server unreachable
-                kept = self.stale.get(key)
-                if kept is not None and time.monotonic() - kept[1] <= self.stale_window:
-                    self.stale_answers += 1
-                    hops.append({"stale": True, "age_s": round(time.monotonic() - kept[1], 1)})
-                    return Result(kept[0], None, True, hops)
                 tried = ", ".join(s.url for s in walk.servers)
                 raise UpstreamUnavailable(
                     f"no server of zone {walk.zone.prefix or 'root'} answered for {key} "
                     f"within {self.timeout:g} s (tried {tried})"
                 )
-            public = outcome
-            ttl = None if public is None else codec.min_ttl(public)
-            entry = self.cache.put(key, public, ttl)
-            self.stale[key] = (public, time.monotonic())
-            self.stale.move_to_end(key)
-            while len(self.stale) > self.stale_entries:
-                self.stale.popitem(last=False)
-            return Result(public, entry, False, hops)
+            return outcome.public
 
-    async def _ask_zone(self, walk: Walk, hops: list[dict[str, Any]]) -> Delegation | bytes | None:
-        """The first verified outcome from the zone's servers: a referral, answer bytes
-        (or None inside a tuple for not found); None when no server could be reached."""
+    async def _ask_zone(self, walk: Walk, hops: Hops) -> Delegation | Answered | None:
+        """The first verified outcome from the zone's servers: a referral or an answer;
+        None when no server could be reached."""
         bad: IdresError | None = None
         for server in walk.servers:
             started = time.perf_counter()
@@ -162,14 +128,14 @@ class Recursor:
             hop["verified"] = True
             if isinstance(outcome, Delegation):
                 hop["result"] = f"referral to {outcome.prefix}"
-                return outcome
-            hop["result"] = "answer" if outcome[0] is not None else "not found"
-            return outcome[0]
+            else:
+                hop["result"] = "answer" if outcome.public is not None else "not found"
+            return outcome
         if bad is not None:
             raise bad
         return None
 
-    async def _ask(self, server: Server, key: str) -> Delegation | tuple[bytes | None]:
+    async def _ask(self, server: Server, key: str) -> Delegation | Answered:
         assert self.session is not None
         self.upstream_queries += 1
         url = f"{server.url}/api/handles/{quote(key, safe='/')}?cert=true&recursive=false"
@@ -198,20 +164,21 @@ class Recursor:
             statement = {"kind": "answer", "handle": key, "values": values,
                          "iat": sig.get("iat"), "exp": sig.get("exp")}
             signing.verify(server.key, statement, str(sig.get("sig")), now)
-            return (None if values is None else orjson.dumps(values),)
+            return Answered(None if values is None else orjson.dumps(values))
         raise signing.BadSignature(f"{server.url} answered HTTP {status}: {body[:200]!r}")
 
 
 async def resolve_verified(handle: str, roots: tuple[Server, ...], timeout: float = 2.0,
-                           max_depth: int = 8) -> Result:
+                           max_depth: int = 8) -> Walked:
     """Resolve one identifier from ``roots`` down, verifying every referral and the
     answer against the keys the chain names (a client-side recursive resolution).
 
-    :raises BadSignature, UpstreamUnavailable, RecursionLimit: see :meth:`Recursor.resolve`.
+    :raises BadSignature, UpstreamUnavailable, RecursionLimit: see :meth:`Recursor.walk`.
     """
-    recursor = Recursor(roots, AnswerCache(max_entries=0), timeout, max_depth, stale_window=0)
+    recursor = Recursor(roots, timeout, max_depth)
     await recursor.start()
     try:
-        return await recursor.resolve(parse(handle).key, trace=True)
+        hops: Hops = []
+        return Walked(await recursor.walk(parse(handle).key, hops), hops)
     finally:
         await recursor.close()

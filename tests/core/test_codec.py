@@ -81,8 +81,9 @@ def test_output_shape_matches_the_handle_server() -> None:
         {"index": 2, "type": "SECRET", "data": "s", "permissions": "1100"},
     ], timestamp=1700000000)
     public = codec.public_json(stored)
-    spliced = codec.splice_answer("88.1/a", public)
-    assert spliced == orjson.dumps(codec.answer_from_public("88.1/a", public))
+    spliced = codec.splice_record("88.1/a", public)
+    assert spliced == orjson.dumps({"responseCode": 1, "handle": "88.1/a",
+                                    "values": orjson.loads(public)})
     body = orjson.loads(spliced)
     assert list(body) == ["responseCode", "handle", "values"]
     assert body["values"][0] == {"index": 1, "type": "URL",
@@ -91,9 +92,9 @@ def test_output_shape_matches_the_handle_server() -> None:
     assert len(body["values"]) == 1                      # 1100: not public
     admin_view = [codec.to_output(v) for v in codec.visible(stored, admin=True)]
     assert admin_view[1]["permissions"] == "1100"        # only when not 1110
-    assert orjson.loads(codec.splice_answer("88.1/a", b"[]")) == {
+    assert orjson.loads(codec.splice_record("88.1/a", b"[]")) == {
         "responseCode": 200, "values": [], "handle": "88.1/a"}
-    assert orjson.loads(codec.splice_answer('88.1/"q"', None))["handle"] == '88.1/"q"'
+    assert orjson.loads(codec.splice_record('88.1/"q"', None))["handle"] == '88.1/"q"'
     assert codec.min_ttl(public) == 86400 and codec.min_ttl(b"[]") is None
 
 
@@ -129,11 +130,11 @@ _VALUE = st.fixed_dictionaries({
 @settings(max_examples=300)
 @given(st.lists(_VALUE, max_size=6, unique_by=lambda v: v["index"]),
        st.sampled_from([0, 1700000000, 1764140000]), st.booleans())
-def test_encode_record_agrees_with_public_json(entries: list[dict], ts: int, mixed: bool) -> None:
+def test_encode_stored_agrees_with_public_json(entries: list[dict], ts: int, mixed: bool) -> None:
     """The bulk short cut and the general path give the same bytes, for every record."""
     values = codec.parse_values(entries, ts)
     if mixed and values:
         values[-1] = {**values[-1], "timestamp": ts + 1}
-    stored, public = codec.encode_record(values)
+    stored, public = codec.encode_stored(values)
     assert stored == orjson.dumps(values)
     assert public == codec.public_json(values)

@@ -75,9 +75,9 @@ def test_bounded_by_bytes_including_renders_and_aliases() -> None:
     assert len(cache) == 3 and cache.bytes <= cache.max_bytes
     entry = cache.get("88.1/0")
     assert entry is not None
-    cache.render(entry, "json", b"x" * 900)      # over by 400: pushes the oldest (1) out
+    cache.keep(entry, "json", "88.1/0", b"x" * 900, 900)  # over by 500: the oldest (1) goes
     assert cache.get("88.1/1") is None and cache.bytes <= cache.max_bytes
-    cache.alias(b"/api/handles/88.1/0", entry, (b"h", b"b"), 5000)   # over the bound
+    cache.keep(entry, "http", b"/api/handles/88.1/0", (b"h", b"b"), 5000)   # over the bound
     assert cache.bytes <= cache.max_bytes
 
 
@@ -85,12 +85,12 @@ def test_evict_drops_the_entry_and_every_alias() -> None:
     cache = AnswerCache()
     entry = put(cache, "88.1/A", values())
     assert entry is not None
-    cache.alias(b"/api/handles/88.1/A", entry, (b"head", b"body"), 8)
-    cache.alias(b"/api/handles/88.1/a", entry, (b"head", b"body"), 8)   # prefix case differs
-    assert cache.answer(b"/api/handles/88.1/A") == (b"head", b"body") and cache.hits == 1
+    cache.keep(entry, "http", b"/api/handles/88.1/A", (b"head", b"body"), 8)
+    cache.keep(entry, "http", b"/api/handles/88.1/a", (b"head", b"body"), 8)  # prefix case differs
+    assert cache.lookup("http", b"/api/handles/88.1/A") == (b"head", b"body") and cache.hits == 1
     assert cache.evict("88.1/A") and cache.invalidations == 1
-    assert cache.answer(b"/api/handles/88.1/A") is None
-    assert cache.answer(b"/api/handles/88.1/a") is None
+    assert cache.lookup("http", b"/api/handles/88.1/A") is None
+    assert cache.lookup("http", b"/api/handles/88.1/a") is None
     assert cache.bytes == 0 and not cache.evict("88.1/A")
 
 

@@ -42,15 +42,16 @@ def test_concurrent_misses_make_one_query(pg_dsn: str, tenant: Tenant) -> None:
         try:
             r = Resolver(pool, AnswerCache())
             key = f"{tenant.prefix}/CO0"
-            got = await asyncio.gather(*(r.public(key) for _ in range(50)))
-            assert r.queries == 1
+            c = r.coalescer
+            got = await asyncio.gather(*(c.local(key) for _ in range(50)))
+            assert c.queries == 1
             assert all(v[0] is not None and b"/v0" in v[0] for v in got)
             keys = [f"{tenant.prefix}/CO{i}" for i in range(5)] + [f"{tenant.prefix}/NONE"]
-            many = await r.many(keys * 3)
-            assert r.queries == 2          # one query for the 5 misses
+            many = await c.local_many(keys * 3)
+            assert c.queries == 2          # one query for the 5 misses
             assert many[f"{tenant.prefix}/NONE"][0] is None
-            await r.many(keys)
-            assert r.queries == 2          # all cached now, negative entry included
+            await c.local_many(keys)
+            assert c.queries == 2          # all cached now, negative entry included
         finally:
             await pool.close()
 
@@ -70,13 +71,14 @@ def test_misses_of_one_loop_turn_share_a_query(pg_dsn: str, tenant: Tenant) -> N
         try:
             r = Resolver(pool, AnswerCache(max_entries=0))   # no cache: every call a miss
             keys = [f"{tenant.prefix}/TU{i}" for i in range(20)] + [f"{tenant.prefix}/NOPE"]
-            got = await asyncio.gather(*(r.public(k) for k in keys))
-            assert r.queries == 1
+            c = r.coalescer
+            got = await asyncio.gather(*(c.local(k) for k in keys))
+            assert c.queries == 1
             for i, (public, _) in enumerate(got[:20]):
                 assert public is not None and f"/tu{i}\"".encode() in public
             assert got[20][0] is None
-            alone = await r.public(keys[3])
-            assert r.queries == 2 and alone[0] == got[3][0]
+            alone = await c.local(keys[3])
+            assert c.queries == 2 and alone[0] == got[3][0]
         finally:
             await pool.close()
 

@@ -1,0 +1,139 @@
+"""Replies: the one place that turns a resolution or an error into what a client sees.
+Sans-I/O.
+
+Every front end (the HTTP fast path, the aiohttp handlers, the batch endpoint, the
+binary protocol) asks here for a :class:`Reply`: the HTTP status, the Handle
+``responseCode``, the binary-protocol status, the body as Handle JSON and the headers
+that go with it. The codes of an error come from the one table in
+``resolver/core/errors.py``. A front end only *renders* a reply in its form
+(:class:`Form`): the fast path as HTTP bytes (:func:`http_head`), aiohttp as a
+``web.Response`` with the same headers (:func:`http_headers`), the binary protocol
+and msgpack batches as msgpack of the same body (:meth:`Reply.msgpack`). So the same
+request gets the same answer on every path.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import msgpack
+import orjson
+
+from resolver.core import codec, signing
+from resolver.core.delegation import Delegation
+from resolver.core.errors import IdresError
+
+Header = tuple[str, str]
+
+STALE: Header = ("Warning", '110 - "Response is Stale"')  # RFC 7234 §5.5.1, as RFC 8767 advises
+SERVER: Header = ("Server", "idres")
+JSON: Header = ("Content-Type", "application/json; charset=utf-8")
+CHALLENGE: Header = ("WWW-Authenticate", 'Basic realm="idres", Bearer')
+_STALE_FIELD = b',"stale":true}'
+
+
+class Form(enum.Enum):
+    """How a front end keeps an encoded reply in the cache (coalesce.py), by spelling."""
+
+    JSON = "json"        # bytes: the Handle JSON body (aiohttp GET, JSON batch elements)
+    MSGPACK = "msgpack"  # (wire status, msgpack bytes): binary protocol, msgpack batches
+    HTTP = "http"        # (head, body): the fast path's response, less Date and Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int           # HTTP status
+    code: int             # Handle responseCode, as in the body
+    wire: int             # status of a binary-protocol response frame
+    body: bytes           # the Handle JSON body
+    headers: tuple[Header, ...] = ()
+
+    def msgpack(self) -> bytes:
+        """The body as msgpack (binary protocol, msgpack batches)."""
+        data: bytes = msgpack.packb(orjson.loads(self.body), use_bin_type=True)
+        return data
+
+
+def record(requested: str, public: bytes | None, *, stale: bool = False) -> Reply:
+    """The reply for an unfiltered resolution: ``public`` is the stored public values
+    (None: no such identifier). A stale one says so in its body and its headers."""
+    body = codec.splice_record(requested, public)
+    if public is None:
+        status, code, wire = 404, 100, 100
+    elif public == codec.EMPTY:
+        status, code, wire = 200, 200, 1
+    else:
+        status, code, wire = 200, 1, 1
+    if stale:
+        return Reply(status, code, wire, body[:-1] + _STALE_FIELD, (STALE,))
+    return Reply(status, code, wire, body)
+
+
+def selected(requested: str, values: list[dict[str, Any]] | None, *, stale: bool = False,
+             **extra: Any) -> Reply:
+    """The reply for values already chosen (a filter, an authenticated read) in the output
+    form, None for no such identifier; ``extra`` fields (trace, signature) follow."""
+    if values is None:
+        body = codec.message(100, requested, message=f"handle {requested} not found")
+        status, code, wire = 404, 100, 100
+    elif values:
+        body = codec.message(1, requested, values=values)
+        status, code, wire = 200, 1, 1
+    else:  # the Handle.Net server's order for "no values" (handle-facts §2.2)
+        body = {"responseCode": 200, "values": [], "handle": requested}
+        status, code, wire = 200, 200, 1
+    if stale:
+        body["stale"] = True
+    body.update(extra)
+    return Reply(status, code, wire, orjson.dumps(body), (STALE,) if stale else ())
+
+
+def error(exc: IdresError, requested: str | None = None) -> Reply:
+    """The reply for an error, with the codes of the error table; ``requested`` (the
+    identifier as the client wrote it) is echoed when there is one."""
+    body = codec.encode_message(exc.response_code, requested, message=exc.message)
+    headers = (CHALLENGE,) if exc.http_status == 401 else ()
+    return Reply(exc.http_status, exc.response_code, exc.wire_status, body, headers)
+
+
+def referral(requested: str, normalised: str, delegation: Delegation, key: Any,
+             now: int) -> Reply:
+    """HTTP 300 / responseCode 303 naming the delegated servers, signed by this node: it
+    vouches for the child's servers and key (the chain of trust, docs/trust.md)."""
+    ref = delegation.to_json()
+    sig = signing.signed(key, {"kind": "referral", "handle": normalised, **ref}, delegation.ttl,
+                         now)
+    body = codec.message(303, requested, message=f"prefix {delegation.prefix} is delegated: "
+                         f"ask {delegation.servers[0].url}", referral=ref, signature=sig)
+    return Reply(300, 303, 303, orjson.dumps(body))
+
+
+def redirect(url: str, ttl: int, *, stale: bool = False) -> Reply:
+    """The proxy's redirect to a record's URL value (302, as the Handle.Net proxy sends
+    by default), cacheable for the smallest TTL of the record."""
+    headers = (("Location", url), ("Cache-Control", f"max-age={ttl}"))
+    return Reply(302, 1, 1, b"", (*headers, STALE) if stale else headers)
+
+
+def message(status: int, code: int, /, **fields: Any) -> Reply:
+    """A reply that is not about one identifier (service answers)."""
+    return Reply(status, code, code, codec.encode_message(code, **fields))
+
+
+_STATUS_LINE = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+
+
+def http_headers(reply: Reply) -> list[Header]:
+    """Every header of the reply but Date, Content-Length and Connection (which the
+    HTTP layer adds), in order: the same list on the fast path and through aiohttp."""
+    return [JSON, SERVER, *reply.headers] if reply.body else [SERVER, *reply.headers]
+
+
+def http_head(reply: Reply) -> bytes:
+    """The status line and headers of the fast path's response, without Date,
+    Connection and the blank line (added per request)."""
+    lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in http_headers(reply))
+    return _STATUS_LINE[reply.status] + lines + b"Content-Length: %d\r\n" % len(reply.body)
