@@ -18,14 +18,13 @@ from urllib.parse import unquote
 
 import asyncpg
 
-from registry import secrets
+from registry import secrets, store
 from registry.permissions import Principal
-from registry.store import INSERT_RECORD, UPDATE_RECORD, audit, notify
+from registry.store import Db, audit, write_transaction
 from resolver.core import codec
 from resolver.core.errors import (
     AuthenticationFailed,
     BadRequest,
-    IdentifierExists,
     InsufficientPermissions,
     InvalidIdentifier,
     OperatorExists,
@@ -62,10 +61,9 @@ def parse_identity(text: str) -> tuple[int, str]:
 
 
 async def create_operator(
-    conn: asyncpg.Connection, actor: Principal, name: str, identity: str | None = None,
-    *, is_admin: bool = False,
+    db: Db, actor: Principal, name: str, identity: str | None = None, *, is_admin: bool = False,
 ) -> NewOperator:
-    """Create an operator, its identity handle and a first token, in one transaction.
+    """Create an operator, its identity handle and a first token, in one write transaction.
 
     :raises BadRequest: an invalid name.
     :raises OperatorExists: the name or identity is taken.
@@ -86,7 +84,8 @@ async def create_operator(
                     permissions=SECKEY_PERMISSIONS),
     ]
     stored = [codec.to_stored(v.with_timestamp(int(time.time()))) for v in values]
-    async with conn.transaction():
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         try:
             op_id = await conn.fetchval(
                 "INSERT INTO operators (name, identity, is_admin) VALUES ($1, $2, $3) RETURNING id",
@@ -94,10 +93,7 @@ async def create_operator(
             )
         except asyncpg.UniqueViolationError:
             raise OperatorExists(f"an operator named {name!r} or with identity {identity} exists") from None
-        inserted = await conn.fetchval(INSERT_RECORD, handle, handle.partition("/")[0], stored,
-                                       codec.public_json(stored))
-        if not inserted:
-            raise IdentifierExists(f"the identity handle {handle} already exists")
+        await store.create_identity(tx, handle, stored)
         await conn.execute(
             "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, 'initial')",
             op_id, secrets.hash_token(token),
@@ -105,7 +101,6 @@ async def create_operator(
         # the audit keeps the record as created, minus the secret's hash
         await audit(conn, actor, "operator_create", handle=handle,
                     after={"name": name, "identity": identity, "admin": is_admin})
-        await notify(conn, [handle])
     return NewOperator(Principal(op_id, name, identity, is_admin), secret, token)
 
 
@@ -130,7 +125,7 @@ async def find_operator(conn: asyncpg.Connection, name_or_identity: str) -> Prin
     return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
 
 
-async def reset_secret(conn: asyncpg.Connection, actor: Principal, owner: Principal) -> str:
+async def reset_secret(db: Db, actor: Principal, owner: Principal) -> str:
     """A new secret for ``owner`` (``actor`` is ``owner`` or an administrator); the old
     one stops working at once. Returns the secret, which exists only here.
 
@@ -144,19 +139,10 @@ async def reset_secret(conn: asyncpg.Connection, actor: Principal, owner: Princi
     seckey = codec.to_stored(HandleValue(index, "HS_SECKEY", "string", secrets.hash_secret(secret),
                                          timestamp=int(time.time()),
                                          permissions=SECKEY_PERMISSIONS))
-    async with conn.transaction():
-        values = await conn.fetchval(
-            'SELECT "values" FROM handles WHERE handle = $1 FOR UPDATE', handle) or []
-        kept = [v for v in values if v["index"] != index]
-        stored = sorted([*kept, seckey], key=lambda v: v["index"])
-        if values:
-            await conn.execute(UPDATE_RECORD, handle, stored, codec.public_json(stored))
-        else:  # the identity handle was lost: make it again
-            await conn.execute(INSERT_RECORD, handle, handle.partition("/")[0], stored,
-                               codec.public_json(stored))
-        await audit(conn, actor, "operator_secret_reset", handle=handle,
+    async with write_transaction(db) as tx:
+        await store.replace_identity_value(tx, handle, seckey)
+        await audit(tx.conn, actor, "operator_secret_reset", handle=handle,
                     after={"name": owner.name, "identity": owner.identity})
-        await notify(conn, [handle])
     return secret
 
 
@@ -203,11 +189,7 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
             index, handle = parse_identity(unquote(user))
         except InvalidIdentifier as exc:
             raise AuthenticationFailed(exc.message) from None
-        row = await pool.fetchrow(
-            """SELECT o.id, o.name, o.identity, o.is_admin, h."values" FROM operators o
-               JOIN handles h ON h.handle = $2 WHERE o.identity = $1""",
-            f"{index}:{handle}", handle,
-        )
+        row = await store.fetch_identity(pool, f"{index}:{handle}", handle)
         stored = None
         if row is not None:
             stored = next((v["data"]["value"] for v in row["values"]

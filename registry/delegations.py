@@ -13,12 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from registry.permissions import Principal, may_administer
-from registry.store import Db, audit, owners_of, write_transaction
+from registry.ownership import require
+from registry.permissions import Principal
+from registry.store import Db, audit, write_transaction
 from resolver.core import signing
 from resolver.core.channel import zone_key
 from resolver.core.delegation import Delegation, Server
-from resolver.core.errors import BadRequest, InsufficientPermissions, PrefixNotFound
+from resolver.core.errors import BadRequest, PrefixNotFound
 from resolver.core.identifier import Prefix
 
 MAX_SERVERS = 16
@@ -49,11 +50,7 @@ def parse_servers(raw: Any) -> tuple[Server, ...]:
 async def _check(conn: asyncpg.Connection, actor: Principal, prefix: Prefix) -> None:
     if not await conn.fetchval("SELECT true FROM prefixes WHERE prefix = $1", prefix.text):
         raise PrefixNotFound(f"prefix {prefix.text} is not allocated here; create it first")
-    if not may_administer(actor, prefix, await owners_of(conn, [prefix])):
-        raise InsufficientPermissions(
-            f"operator {actor.name!r} may not delegate prefix {prefix.text}: it owns neither "
-            "that prefix nor an ancestor"
-        )
+    await require(conn, actor, [prefix], "delegate")
 
 
 async def delegate(db: Db, actor: Principal, delegation: Delegation) -> None:

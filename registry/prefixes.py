@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncpg
 
 from registry.accounts import find_operator
-from registry.permissions import Principal, may_administer
-from registry.store import Db, audit, owners_of, write_transaction
+from registry.ownership import administers
+from registry.permissions import Principal
+from registry.store import Db, audit, write_transaction
 from resolver.core.channel import zone_key
 from resolver.core.errors import InsufficientPermissions, PrefixExists
 from resolver.core.identifier import Prefix
-
-COUNT_UNDER = "SELECT count(*) FROM handles WHERE handle >= $1 AND handle < $2"
-LIST_UNDER = """SELECT handle FROM handles WHERE handle >= $1 AND handle < $2
-                ORDER BY handle LIMIT $3 OFFSET $4"""
 
 
 async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) -> Principal:
@@ -37,8 +34,7 @@ async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) ->
                 raise InsufficientPermissions(
                     f"only an administrator may allocate a top-level prefix ({prefix.text})"
                 )
-            owners = await owners_of(conn, [parent])
-            if not may_administer(actor, parent, owners):
+            if not await administers(conn, actor, parent):
                 raise InsufficientPermissions(
                     f"operator {actor.name!r} may not allocate prefix {prefix.text}: "
                     f"it owns neither {parent.text} nor an ancestor of it"
@@ -63,16 +59,3 @@ async def list_prefixes(conn: asyncpg.Connection) -> list[dict[str, object]]:
            JOIN operators o ON o.id = p.owner_id ORDER BY p.prefix"""
     )
     return [dict(r) for r in rows]
-
-
-async def list_handles(
-    conn: asyncpg.Connection, prefix: Prefix, page: int, page_size: int
-) -> tuple[int, list[str]]:
-    """(total count, one page of identifiers) directly under ``prefix``, in key order."""
-    # every key of P lies in ['P/', 'P0'): '0' follows '/' in byte order (column COLLATE "C")
-    low, high = prefix.text + "/", prefix.text + "0"
-    total = await conn.fetchval(COUNT_UNDER, low, high)
-    if page_size == 0:
-        return total, []
-    rows = await conn.fetch(LIST_UNDER, low, high, page_size, page * page_size)
-    return total, [r["handle"] for r in rows]

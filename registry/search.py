@@ -8,8 +8,8 @@ pattern stands for any text, everything else is literal; matching ignores case.
 What a caller may find: identifiers under the prefixes it administers (all of them for
 an administrator), matched only on values it may read there (public or admin-readable;
 never a secret key). The scan walks those prefixes' key ranges and reads each record's
-JSON, so it is bounded by a statement timeout: a search that needs longer is refused
-with advice to narrow it.
+JSON (registry/store.py ``match_handles``), so it is bounded by a statement timeout: a
+search that needs longer is refused with advice to narrow it.
 """
 
 from __future__ import annotations
@@ -18,22 +18,12 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
+from registry.store import match_handles
 from resolver.core.errors import BadRequest
 
 MAX_TERMS = 10
 MAX_PATTERN = 1024
 TIMEOUT_SECONDS = 10
-
-_TERM = """EXISTS (SELECT 1 FROM json_array_elements(h."values") v
-                   WHERE v->>'type' = ${t} AND v->'data'->>'value' ILIKE ${p} ESCAPE '\\'
-                     AND (substr(v->>'permissions', 1, 1) = '1'
-                          OR substr(v->>'permissions', 3, 1) = '1'))"""
-# identifiers under prefix P, descendants included, lie in ['P.', 'P0') (column COLLATE "C":
-# '.' < '/' < '0'); one range scan of the primary key per prefix
-_RANGE = """SELECT h.handle FROM handles h WHERE h.handle >= $1 AND h.handle < $2
-            AND {terms} ORDER BY h.handle LIMIT $3"""
-_EVERYWHERE = """SELECT h.handle FROM handles h
-                 WHERE {terms} ORDER BY h.handle LIMIT $1 OFFSET $2"""
 
 
 def like_pattern(pattern: str) -> str:
@@ -67,11 +57,6 @@ def check_terms(terms: Sequence[tuple[str, str]]) -> None:
             raise BadRequest(f"search term {type_[:40]} is over {MAX_PATTERN} characters")
 
 
-def _where(count: int, first: int) -> str:
-    """``count`` term clauses whose parameters start at ``$first``."""
-    return " AND ".join(_TERM.format(t=first + 2 * n, p=first + 2 * n + 1) for n in range(count))
-
-
 async def search(conn: asyncpg.Connection, scopes: list[str] | None,
                  terms: Sequence[tuple[str, str]], limit: int, offset: int) -> list[str]:
     """Identifiers, in key order, under ``scopes`` (None: everywhere) matching every term.
@@ -79,20 +64,16 @@ async def search(conn: asyncpg.Connection, scopes: list[str] | None,
     :raises BadRequest: the search did not finish within TIMEOUT_SECONDS.
     """
     check_terms(terms)
-    term_args = [x for type_, pattern in terms for x in (type_, like_pattern(pattern))]
+    like = [(type_, like_pattern(pattern)) for type_, pattern in terms]
     found: list[str] = []
     try:
         async with conn.transaction(readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = '{TIMEOUT_SECONDS}s'")
             if scopes is None:
-                rows = await conn.fetch(_EVERYWHERE.format(terms=_where(len(terms), 3)),
-                                        limit, offset, *term_args)
-                return [r["handle"] for r in rows]
-            query = _RANGE.format(terms=_where(len(terms), 4))
+                return await match_handles(conn, None, like, limit, offset)  # network op
             for prefix in scopes:  # disjoint ranges, in key order
-                rows = await conn.fetch(query, prefix + ".", prefix + "0",
-                                        offset + limit - len(found), *term_args)
-                found += [r["handle"] for r in rows]
+                found += await match_handles(conn, prefix, like,
+                                             offset + limit - len(found))  # network op
                 if len(found) >= offset + limit:
                     break
     except asyncpg.QueryCanceledError:

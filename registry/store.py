@@ -1,9 +1,15 @@
-"""Write transactions on identifiers.
+"""The registry's SQL on the ``handles`` table, and the one write transaction.
 
-Each write runs in ONE transaction that (1) locks the current record, (2) checks
-that the caller owns the identifier's prefix or an ancestor, (3) changes the row,
-(4) appends the audit row and (5) sends the invalidation NOTIFY, which PostgreSQL
-delivers only after the commit. Nothing is written when any step fails.
+Every registry write (identifiers, operators' identity handles, prefixes, delegations,
+tokens) runs in :func:`write_transaction` on a :class:`Db`: ONE transaction that
+changes the rows, appends the audit row and sends the invalidation NOTIFY (which
+PostgreSQL delivers only after the commit), and that returns to its caller only once
+every resolver process has applied the invalidation (resolver/core/channel.py).
+Writes of identifiers (1) lock the current record, (2) check that the caller owns the
+identifier's prefix or an ancestor (registry/ownership.py), (3) change the row, (4)
+audit, (5) notify. Nothing is written when any step fails.
+
+Every statement that reads or writes ``handles`` for the registry is in this module.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from registry.permissions import Principal, may_administer
+from registry.ownership import check_write
+from registry.permissions import Principal
 from resolver.core import codec
 from resolver.core.channel import (
     COUNT_LISTENERS,
@@ -28,7 +35,6 @@ from resolver.core.channel import (
 from resolver.core.errors import (
     IdentifierExists,
     IdentifierNotFound,
-    InsufficientPermissions,
     ValueExists,
     ValuesNotFound,
 )
@@ -81,49 +87,6 @@ async def write_transaction(db: Db) -> AsyncIterator[WriteTx]:
         raise
     await waiter.wait(listeners)
 
-# the operator (other than the caller) whose identity handle is among $1, if any
-IDENTITY_OWNER = """
-    SELECT name, substr(identity, strpos(identity, ':') + 1) AS handle FROM operators
-    WHERE substr(identity, strpos(identity, ':') + 1) = ANY($1::text[]) AND id <> $2 LIMIT 1"""
-
-
-async def owners_of(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dict[str, int]:
-    """Owner ids of every registered prefix in the lineages of ``prefixes`` (one query)."""
-    names = sorted({p.text for prefix in prefixes for p in prefix.lineage()})
-    rows = await conn.fetch(
-        "SELECT prefix, owner_id FROM prefixes WHERE prefix = ANY($1::text[])", names
-    )
-    return {r["prefix"]: r["owner_id"] for r in rows}
-
-
-async def check_write(conn: asyncpg.Connection, principal: Principal, ident: Identifier) -> None:
-    """:raises InsufficientPermissions: unless the caller may administer the identifier's
-    prefix, and the identifier is not another operator's identity handle."""
-    if principal.is_admin:
-        return
-    owners = await owners_of(conn, [ident.prefix])
-    if not may_administer(principal, ident.prefix, owners):
-        raise InsufficientPermissions(
-            f"operator {principal.name!r} may not write under prefix {ident.prefix.text}: "
-            "it owns neither that prefix nor one of its ancestors"
-        )
-    await check_identities(conn, principal, [ident.key])
-
-
-async def check_identities(conn: asyncpg.Connection, principal: Principal, keys: list[str]) -> None:
-    """An operator's identity handle holds its secret's hash: only that operator or an
-    administrator may change it, even when someone else owns the prefix it lives under.
-
-    :raises InsufficientPermissions: naming the identity handle and its operator.
-    """
-    row = await conn.fetchrow(IDENTITY_OWNER, keys, principal.operator_id)
-    if row is not None:
-        raise InsufficientPermissions(
-            f"{row['handle']} is the identity handle of operator {row['name']!r}; only that "
-            "operator or an administrator may change it"
-        )
-
-
 async def audit(
     conn: asyncpg.Connection, principal: Principal, action: str, *, handle: str | None = None,
     prefix: str | None = None, before: Any = None, after: Any = None,
@@ -159,7 +122,7 @@ async def put_record(
     after = values
     async with write_transaction(db) as tx:
         conn = tx.conn
-        await check_write(conn, principal, ident)
+        await check_write(conn, principal, [ident.key], [ident.prefix])
         before = await _locked_values(conn, ident.key)
         if before is None:
             inserted = await conn.fetchval(
@@ -191,7 +154,7 @@ async def put_values(
     check_record(values)
     async with write_transaction(db) as tx:
         conn = tx.conn
-        await check_write(conn, principal, ident)
+        await check_write(conn, principal, [ident.key], [ident.prefix])
         before = await _locked_values(conn, ident.key)
         if before is None:
             raise IdentifierNotFound(f"handle {ident.key} not found")
@@ -217,7 +180,7 @@ async def delete(
     """
     async with write_transaction(db) as tx:
         conn = tx.conn
-        await check_write(conn, principal, ident)
+        await check_write(conn, principal, [ident.key], [ident.prefix])
         before = await _locked_values(conn, ident.key)
         if before is None:
             raise IdentifierNotFound(f"handle {ident.key} not found")
@@ -262,16 +225,7 @@ async def bulk_put(
     try:
         async with write_transaction(db) as tx:
             conn = tx.conn
-            if not principal.is_admin:
-                owners = await owners_of(conn, prefixes)
-                denied = sorted(p.text for p in prefixes
-                                if not may_administer(principal, p, owners))
-                if denied:
-                    raise InsufficientPermissions(
-                        f"operator {principal.name!r} may not write under prefix "
-                        f"{', '.join(denied[:10])}: it owns neither that prefix nor an ancestor"
-                    )
-                await check_identities(conn, principal, [r[0] for r in rows])
+            await check_write(conn, principal, [r[0] for r in rows], prefixes)
             if not overwrite:
                 await conn.copy_records_to_table(
                     "handles", records=rows, columns=["handle", "prefix", "values", "public_json"]
@@ -323,3 +277,94 @@ async def bulk_put(
             "send overwrite=true to replace them"
         ) from None
     return created, replaced
+
+
+# --- operators' identity handles (registry/accounts.py) ---------------------------------
+
+IDENTITY = """SELECT o.id, o.name, o.identity, o.is_admin, h."values" FROM operators o
+              JOIN handles h ON h.handle = $2 WHERE o.identity = $1"""
+
+
+async def create_identity(tx: WriteTx, handle: str, values: list[Stored]) -> None:
+    """Write a new operator's identity handle in the write transaction ``tx``.
+
+    :raises IdentifierExists: the handle exists already.
+    """
+    inserted = await tx.conn.fetchval(INSERT_RECORD, handle, handle.partition("/")[0], values,
+                                      codec.public_json(values))  # network op
+    if not inserted:
+        raise IdentifierExists(f"the identity handle {handle} already exists")
+    await tx.notify([handle])
+
+
+async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> None:
+    """Put ``value`` at its index of the identity handle (made again if it was lost), in
+    the write transaction ``tx``."""
+    values = await _locked_values(tx.conn, handle) or []
+    kept = [v for v in values if v["index"] != value["index"]]
+    stored = sorted([*kept, value], key=lambda v: v["index"])
+    if values:
+        await tx.conn.execute(UPDATE_RECORD, handle, stored, codec.public_json(stored))
+    else:
+        await tx.conn.execute(INSERT_RECORD, handle, handle.partition("/")[0], stored,
+                              codec.public_json(stored))
+    await tx.notify([handle])
+
+
+async def fetch_identity(pool: asyncpg.Pool, identity: str, handle: str) -> asyncpg.Record | None:
+    """The operator with admin identity ``identity`` and the values of its identity
+    ``handle`` (id, name, identity, is_admin, values), or None."""
+    row: asyncpg.Record | None = await pool.fetchrow(IDENTITY, identity, handle)  # network op
+    return row
+
+
+# --- listing and reverse lookup ------------------------------------------------------------
+
+COUNT_UNDER = "SELECT count(*) FROM handles WHERE handle >= $1 AND handle < $2"
+LIST_UNDER = """SELECT handle FROM handles WHERE handle >= $1 AND handle < $2
+                ORDER BY handle LIMIT $3 OFFSET $4"""
+
+
+async def list_handles(
+    conn: asyncpg.Connection, prefix: Prefix, page: int, page_size: int
+) -> tuple[int, list[str]]:
+    """(total count, one page of identifiers) directly under ``prefix``, in key order."""
+    # every key of P lies in ['P/', 'P0'): '0' follows '/' in byte order (column COLLATE "C")
+    low, high = prefix.text + "/", prefix.text + "0"
+    total: int = await conn.fetchval(COUNT_UNDER, low, high)  # network op
+    if page_size == 0:
+        return total, []
+    rows = await conn.fetch(LIST_UNDER, low, high, page_size, page * page_size)  # network op
+    return total, [r["handle"] for r in rows]
+
+
+_TERM = """EXISTS (SELECT 1 FROM json_array_elements(h."values") v
+                   WHERE v->>'type' = ${t} AND v->'data'->>'value' ILIKE ${p} ESCAPE '\\'
+                     AND (substr(v->>'permissions', 1, 1) = '1'
+                          OR substr(v->>'permissions', 3, 1) = '1'))"""
+# identifiers under prefix P, descendants included, lie in ['P.', 'P0') (column COLLATE "C":
+# '.' < '/' < '0'); one range scan of the primary key per prefix
+_RANGE = """SELECT h.handle FROM handles h WHERE h.handle >= $1 AND h.handle < $2
+            AND {terms} ORDER BY h.handle LIMIT $3"""
+_EVERYWHERE = """SELECT h.handle FROM handles h
+                 WHERE {terms} ORDER BY h.handle LIMIT $1 OFFSET $2"""
+
+
+def _where(count: int, first: int) -> str:
+    """``count`` term clauses whose parameters start at ``$first``."""
+    return " AND ".join(_TERM.format(t=first + 2 * n, p=first + 2 * n + 1) for n in range(count))
+
+
+async def match_handles(conn: asyncpg.Connection, under: str | None,
+                        terms: Sequence[tuple[str, str]], limit: int, offset: int = 0) -> list[str]:
+    """Identifiers in key order, under prefix ``under`` (descendants included; None:
+    everywhere, skipping ``offset``), with a readable value of each term's type whose
+    data matches its LIKE pattern (``\\`` escapes). Never a secret key's value."""
+    args = [x for term in terms for x in term]
+    if under is None:
+        rows = await conn.fetch(_EVERYWHERE.format(terms=_where(len(terms), 3)),
+                                limit, offset, *args)  # network op
+    else:
+        rows = await conn.fetch(_RANGE.format(terms=_where(len(terms), 4)),
+                                under + ".", under + "0", limit, *args)  # network op
+    return [r["handle"] for r in rows]

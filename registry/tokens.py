@@ -13,7 +13,7 @@ import asyncpg
 
 from registry import secrets
 from registry.permissions import Principal
-from registry.store import audit
+from registry.store import Db, audit, write_transaction
 from resolver.core.errors import InsufficientPermissions, TokenNotFound
 
 MAX_LABEL = 100
@@ -23,13 +23,14 @@ def _iso(t: Any) -> str | None:
     return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def create_token(conn: asyncpg.Connection, actor: Principal, owner: Principal,
+async def create_token(db: Db, actor: Principal, owner: Principal,
                        label: str = "") -> tuple[int, str]:
     """A new token for ``owner`` (``actor`` is ``owner`` or an administrator):
     (its id, the token, which exists only in this return value)."""
     _check(actor, owner.operator_id, owner.name)
     token = secrets.new_token()
-    async with conn.transaction():
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         token_id: int = await conn.fetchval(
             "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
             owner.operator_id, secrets.hash_token(token), label[:MAX_LABEL],
@@ -51,14 +52,14 @@ async def list_tokens(conn: asyncpg.Connection, actor: Principal,
              "revoked": _iso(r["revoked_at"])} for r in rows]
 
 
-async def revoke_token(conn: asyncpg.Connection, actor: Principal,
-                       token_id: int) -> dict[str, Any]:
+async def revoke_token(db: Db, actor: Principal, token_id: int) -> dict[str, Any]:
     """Revoke one token (revoking a revoked token changes nothing).
 
     :raises TokenNotFound: no such token, or (to anyone else but an administrator) a
         token of another operator: its existence is not revealed.
     """
-    async with conn.transaction():
+    async with write_transaction(db) as tx:
+        conn = tx.conn
         row = await conn.fetchrow(
             """SELECT t.id, t.operator_id, o.name, t.label, t.revoked_at FROM tokens t
                JOIN operators o ON o.id = t.operator_id WHERE t.id = $1 FOR UPDATE OF t""",

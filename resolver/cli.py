@@ -12,24 +12,20 @@ import json
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import asyncpg
 import uvloop
 
-from registry import accounts, delegations, prefixes, tokens
-from registry.permissions import Principal
+from registry.cli import COMMANDS, GROUPS, Run
 from registry.store import Db
 from resolver import __version__
 from resolver.config import Settings, add_database_flags, add_serve_flags, from_args
-from resolver.core.delegation import Delegation
-from resolver.core.errors import BadRequest, IdresError
-from resolver.core.identifier import parse_prefix
+from resolver.core.errors import IdresError
 from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
@@ -38,12 +34,6 @@ from resolver.pg.migrate import MigrationError
 from resolver.pg.pool import create_pool, database, migrate_dsn
 
 log = logging.getLogger("idres")
-
-
-def _local_actor() -> Principal:
-    """The principal of CLI commands: whoever can reach the database is in charge."""
-    user = os.environ.get("USER") or str(os.geteuid())
-    return Principal(0, f"cli:{user}", "", True)
 
 
 async def _with_db(settings: Settings, work: Callable[[Db], Awaitable[int]]) -> int:
@@ -88,12 +78,9 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-DbWork = Callable[[Db, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
-
-
-def db_command(work: DbWork) -> Callable[[argparse.Namespace, Settings], int]:
-    """A command that runs ``work`` on one connection (embedded server started if needed)
-    and prints its result as text, or as JSON with ``--json``."""
+def db_command(work: Run) -> Callable[[argparse.Namespace, Settings], int]:
+    """A registry command (registry/cli.py) run on the database (the embedded server
+    started if needed), printing its result as text, or as JSON with ``--json``."""
     def run(args: argparse.Namespace, settings: Settings) -> int:
         async def go(db: Db) -> int:
             data, text = await work(db, args)
@@ -105,88 +92,6 @@ def db_command(work: DbWork) -> Callable[[argparse.Namespace, Settings], int]:
     return run
 
 
-async def operator_create(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        new = await accounts.create_operator(conn, _local_actor(), args.name, args.identity,
-                                             is_admin=args.admin)
-    p = new.principal
-    return ({"name": p.name, "identity": p.identity, "admin": p.is_admin,
-             "secret": new.secret, "token": new.token},
-            f"operator {p.name} created{' (administrator)' if p.is_admin else ''}\n"
-            f"  identity: {p.identity}\n"
-            f"  secret:   {new.secret}\n"
-            f"  token:    {new.token}\n"
-            "The secret and the token are shown only now; idres keeps only their hashes.")
-
-
-async def operator_list(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        ops = await accounts.list_operators(conn)
-    return {"operators": ops}, "\n".join(
-        f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
-    ) or "no operators"
-
-
-async def operator_token(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        owner = await accounts.find_operator(conn, args.name)
-        token_id, token = await tokens.create_token(conn, _local_actor(), owner, args.label)
-    return ({"operator": owner.name, "id": token_id, "token": token},
-            f"token {token_id} for {owner.name}: {token}\n"
-            "It is shown only now; idres keeps only its hash.")
-
-
-async def operator_secret(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        owner = await accounts.find_operator(conn, args.name)
-        secret = await accounts.reset_secret(conn, _local_actor(), owner)
-    return ({"name": owner.name, "identity": owner.identity, "secret": secret},
-            f"new secret for {owner.name} ({owner.identity}): {secret}\n"
-            "It is shown only now; the old secret no longer works.")
-
-
-async def operator_tokens(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        owner = await accounts.find_operator(conn, args.name)
-        listed = await tokens.list_tokens(conn, _local_actor(), owner)
-    return {"operator": owner.name, "tokens": listed}, "\n".join(
-        f"{t['id']:>6}  {t['created']}  {'revoked ' + t['revoked'] if t['revoked'] else 'valid':<28}"
-        f"  {t['label']}" for t in listed) or f"{owner.name} has no tokens"
-
-
-async def operator_revoke(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        revoked = await tokens.revoke_token(conn, _local_actor(), args.token_id)
-    return ({"token": revoked},
-            f"token {revoked['id']} of {revoked['operator']} revoked at {revoked['revoked']}")
-
-
-async def prefix_create(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    prefix = parse_prefix(args.prefix)
-    owner = await prefixes.create_prefix(db, _local_actor(), prefix, args.owner)
-    return ({"prefix": prefix.text, "owner": owner.name},
-            f"prefix {prefix.text} allocated to {owner.name}")
-
-
-async def prefix_delegate(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    if len(args.server) != len(args.key):
-        raise BadRequest("give one --key for every --server")
-    binaries = args.binary + [None] * (len(args.server) - len(args.binary))
-    servers = delegations.parse_servers([
-        {"url": u, "key": k, **({"binary": b} if b else {})}
-        for u, k, b in zip(args.server, args.key, binaries)])
-    d = Delegation(parse_prefix(args.prefix).text, servers, args.ttl)
-    await delegations.delegate(db, _local_actor(), d)
-    return d.to_json(), f"prefix {d.prefix} delegated to " + ", ".join(s.url for s in servers)
-
-
-async def prefix_list(db: Db, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    async with db.pool.acquire() as conn:
-        rows = await prefixes.list_prefixes(conn)
-    return {"prefixes": rows}, "\n".join(
-        f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"
-
-
 def cmd_node_key(args: argparse.Namespace, settings: Settings) -> int:
     key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
     print(public_key_text(key))
@@ -194,29 +99,24 @@ def cmd_node_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    query = "&".join([f"type={quote(t)}" for t in args.type] +
-                     [f"index={i}" for i in args.index] +
-                     (["trace=true", "recursive=true"] if args.trace else []))
+    query = [("type", t) for t in args.type] + [("index", str(i)) for i in args.index]
+    if args.trace:
+        query += [("trace", "true"), ("recursive", "true")]
     url = f"{args.server.rstrip('/')}/api/handles/{quote(args.identifier, safe='/')}"
-    if query:
-        url += "?" + query
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as resp:
-            body = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        if exc.code == 300 and "referral" in body:
-            servers = ", ".join(s["url"] for s in body["referral"]["servers"])
-            print(f"{args.identifier}: referral: prefix {body['referral']['prefix']} is served "
-                  f"by {servers} (use --trace to follow it)", file=sys.stderr)
-            return 3
-        print(f"{args.identifier}: {body.get('message', exc.reason)} "
-              f"(HTTP {exc.code}, responseCode {body.get('responseCode')})", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cannot reach {args.server}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        status, body = asyncio.run(_get_json(url, query, args.timeout))
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        print(f"cannot reach {args.server}: {exc or type(exc).__name__}", file=sys.stderr)
         return 2
+    if status == 300 and "referral" in body:
+        servers = ", ".join(s["url"] for s in body["referral"]["servers"])
+        print(f"{args.identifier}: referral: prefix {body['referral']['prefix']} is served "
+              f"by {servers} (use --trace to follow it)", file=sys.stderr)
+        return 3
+    if status >= 300:
+        print(f"{args.identifier}: {body.get('message', 'error')} "
+              f"(HTTP {status}, responseCode {body.get('responseCode')})", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return 0
@@ -230,6 +130,19 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
         shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
         print(f"  {v['index']:>5}  {v['type']:<20} {shown}   (ttl {v['ttl']})")
     return 0
+
+
+async def _get_json(url: str, query: list[tuple[str, str]],
+                    timeout: float) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of a GET; a body that is not JSON counts as empty."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+            session.get(url, params=query, headers={"Accept": "application/json"}) as resp:
+        raw = await resp.read()  # network op
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {}
+    return resp.status, body if isinstance(body, dict) else {}
 
 
 # --- parser --------------------------------------------------------------------------
@@ -252,51 +165,14 @@ def parser() -> argparse.ArgumentParser:
     add_database_flags(s)
     s.set_defaults(func=cmd_migrate)
 
-    def db_parser(group: Any, name: str, help: str, work: DbWork) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = group.add_parser(name, help=help)
+    groups = {name: sub.add_parser(name, help=help).add_subparsers(
+        dest="action", required=True, metavar="ACTION") for name, help in GROUPS.items()}
+    for command in COMMANDS:
+        sp = groups[command.group].add_parser(command.name, help=command.help)
         sp.add_argument("--json", action="store_true", help="print JSON")
         add_database_flags(sp)
-        sp.set_defaults(func=db_command(work))
-        return sp
-
-    op = sub.add_parser("operator", help="manage operators").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    s = db_parser(op, "create", "create an operator; prints its secret and a token once",
-                  operator_create)
-    s.add_argument("name")
-    s.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
-    s.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
-    db_parser(op, "list", "list operators", operator_list)
-    s = db_parser(op, "token", "issue a new bearer token to an operator; prints it once",
-                  operator_token)
-    s.add_argument("name", help="operator name or identity")
-    s.add_argument("--label", default="", help="what the token is for (shown in lists)")
-    s = db_parser(op, "reset-secret", "give an operator a new secret; prints it once",
-                  operator_secret)
-    s.add_argument("name", help="operator name or identity")
-    s = db_parser(op, "tokens", "list an operator's tokens (ids, labels, revocations)",
-                  operator_tokens)
-    s.add_argument("name", help="operator name or identity")
-    s = db_parser(op, "revoke-token", "revoke a token by its id; it stops working at once",
-                  operator_revoke)
-    s.add_argument("token_id", type=int)
-
-    pf = sub.add_parser("prefix", help="manage prefixes").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    s = db_parser(pf, "create", "allocate a prefix to an operator", prefix_create)
-    s.add_argument("prefix")
-    s.add_argument("--owner", required=True, help="operator name or identity")
-    s = db_parser(pf, "delegate", "delegate a prefix to other nodes (referrals)",
-                  prefix_delegate)
-    s.add_argument("prefix")
-    s.add_argument("--server", action="append", required=True,
-                   help="base URL of a node serving the prefix (repeatable)")
-    s.add_argument("--key", action="append", required=True,
-                   help="that node's public key, from its `idres node key` (one per --server)")
-    s.add_argument("--binary", action="append", default=[],
-                   help="that node's binary-protocol host:port (optional, in --server order)")
-    s.add_argument("--ttl", type=int, default=86400, help="seconds (default 86400)")
-    db_parser(pf, "list", "list prefixes", prefix_list)
+        command.arguments(sp)
+        sp.set_defaults(func=db_command(command.run))
 
     nd = sub.add_parser("node", help="this node").add_subparsers(
         dest="action", required=True, metavar="ACTION")

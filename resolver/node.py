@@ -23,6 +23,7 @@ from resolver.config import Settings
 from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
 from resolver.http.app import DATABASE_DOWN, build_app
+from resolver.http.body import read_body
 from resolver.http.fast import FastContext, FastHTTP
 from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
@@ -54,7 +55,7 @@ class Node:
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
-                              settings.max_bulk_records, sync=self.invalidator)
+                              settings.max_bulk_records, read_body, sync=self.invalidator)
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), may_read_restricted)
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from registry import store
-from registry.api.common import context, ok, principal, read_body
+from registry.api.common import context, json_body, ok, principal
 from resolver.core import codec, params
 from resolver.core.errors import BadRequest, IdresError, InvalidValue
 from resolver.core.identifier import Identifier, parse
@@ -81,7 +81,7 @@ async def bulk_register(request: web.Request) -> web.Response:
     ctx = context(request)
     who = await principal(request)
     overwrite = params.flag("overwrite", request.rel_url.query.getall("overwrite", []), False)
-    body = codec.parse_json(await read_body(request, ctx.max_bulk_bytes))
+    body = await json_body(request, ctx.max_bulk_bytes)
     records = parse_records(body, ctx.max_bulk_records)
     started = time.perf_counter()
     created, replaced = await store.bulk_put(ctx.db, who, records, overwrite=overwrite)

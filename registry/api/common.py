@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from registry.accounts import authenticate
-from registry.permissions import Principal, may_administer
-from registry.store import Db, owners_of
+from registry.ownership import administers
+from registry.permissions import Principal
+from registry.store import Db
 from resolver.core import codec
 from resolver.core.channel import CommitSync, NoSync
 from resolver.core.errors import AuthenticationNeeded
 from resolver.core.identifier import Identifier, parse_raw
-from resolver.http.body import read_body
-
-__all__ = ["read_body"]  # re-exported for the registry's handlers
 
 JSON = "application/json"
+# reads a request body within a byte limit (and checks its media type): the node's
+BodyReader = Callable[[web.Request, int], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class RegistryContext:
     max_body_bytes: int
     max_bulk_bytes: int
     max_bulk_records: int
+    read_body: BodyReader
     sync: CommitSync = NoSync()
 
     @property
@@ -41,6 +44,14 @@ REGISTRY = web.AppKey("registry", RegistryContext)
 
 def context(request: web.Request) -> RegistryContext:
     return request.app[REGISTRY]
+
+
+async def json_body(request: web.Request, limit: int) -> Any:
+    """The request body as JSON, at most ``limit`` bytes.
+
+    :raises PayloadTooLarge, UnsupportedMediaType, BadRequest: from the reader and parser.
+    """
+    return codec.parse_json(await context(request).read_body(request, limit))  # network op
 
 
 async def principal(request: web.Request) -> Principal:
@@ -74,8 +85,5 @@ async def may_read_restricted(request: web.Request, ident: Identifier) -> bool:
     """Read hook for the resolver: credentials that administer the identifier's prefix
     unlock its admin-readable values; wrong credentials are an error (403)."""
     who = await principal(request)
-    if who.is_admin:
-        return True
     async with context(request).pool.acquire() as conn:
-        owners = await owners_of(conn, [ident.prefix])
-    return may_administer(who, ident.prefix, owners)
+        return await administers(conn, who, ident.prefix)

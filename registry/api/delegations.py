@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import delegations
-from registry.api.common import context, ok, principal, read_body
-from resolver.core import codec
+from registry.api.common import context, json_body, ok, principal
 from resolver.core.delegation import Delegation
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse_prefix
@@ -22,7 +21,7 @@ async def post_delegation(request: web.Request) -> web.Response:
     """Delegate ``{"prefix", "servers": [{"url", "key", "binary"?}], "ttl"?}``."""
     ctx = context(request)
     who = await principal(request)
-    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    body = await json_body(request, ctx.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("prefix"), str):
         raise BadRequest('send {"prefix": "88.100.7", "servers": [{"url", "key"}], "ttl": 86400}')
     ttl = body.get("ttl", 86400)

@@ -17,11 +17,10 @@ import uuid
 from aiohttp import web
 
 from registry import store
-from registry.api.common import context, identifier, ok, principal, read_body
-from registry.permissions import may_administer
-from registry.prefixes import list_handles
+from registry.api.common import context, identifier, json_body, ok, principal
+from registry.ownership import require
 from resolver.core import codec, params
-from resolver.core.errors import InsufficientPermissions, MismatchedIndexes
+from resolver.core.errors import MismatchedIndexes
 from resolver.core.identifier import parse, parse_prefix
 
 
@@ -36,7 +35,7 @@ async def put_handle(request: web.Request) -> web.Response:
         text = text + str(uuid.uuid4()).upper()
         ident = parse(text)
         request["handle"] = text
-    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    body = await json_body(request, ctx.max_body_bytes)
     values = codec.parse_values(codec.values_from_body(body, text))
     index_params = q.getall("index", [])
     if index_params:
@@ -77,11 +76,7 @@ async def list_prefix_handles(request: web.Request) -> web.Response:
     page = params.integer("page", q.getall("page", []), 0, 0, 10**9)
     size = params.integer("pageSize", q.getall("pageSize", []), 1000, 0, 100_000)
     async with ctx.pool.acquire() as conn:
-        owners = await store.owners_of(conn, [prefix])
-        if not may_administer(who, prefix, owners):
-            raise InsufficientPermissions(
-                f"operator {who.name!r} may not list prefix {prefix.text}"
-            )
-        total, names = await list_handles(conn, prefix, page, size)
+        await require(conn, who, [prefix], "list")
+        total, names = await store.list_handles(conn, prefix, page, size)
     return ok(200, None, prefix=prefix_text, totalCount=str(total), page=page,
                   pageSize=size, handles=names)

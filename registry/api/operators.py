@@ -8,10 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from registry import accounts, tokens
-from registry.api.common import context, ok, principal, read_body
-from registry.permissions import Principal, may_administer
-from registry.store import owners_of
-from resolver.core import codec, params
+from registry.api.common import context, json_body, ok, principal
+from registry.ownership import require
+from registry.permissions import Principal
+from resolver.core import params
 from resolver.core.errors import BadRequest, InsufficientPermissions
 from resolver.core.identifier import parse, parse_prefix
 
@@ -33,15 +33,14 @@ async def post_operator(request: web.Request) -> web.Response:
     who = await principal(request)
     if not who.is_admin:
         raise InsufficientPermissions("only an administrator may create operators")
-    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    body = await json_body(request, ctx.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise BadRequest('send {"name": "...", "identity": "300:PREFIX/SUFFIX", "admin": false}')
     identity = body.get("identity")
     if identity is not None and not isinstance(identity, str):
         raise BadRequest("identity must be a string INDEX:HANDLE")
-    async with ctx.pool.acquire() as conn:
-        new = await accounts.create_operator(conn, who, body["name"], identity,
-                                             is_admin=bool(body.get("admin", False)))
+    new = await accounts.create_operator(ctx.db, who, body["name"], identity,
+                                         is_admin=bool(body.get("admin", False)))
     response = ok(201, None, name=new.principal.name, identity=new.principal.identity,
                       admin=new.principal.is_admin, secret=new.secret, token=new.token)
     response.headers.update(NO_STORE)
@@ -61,9 +60,8 @@ async def post_secret(request: web.Request) -> web.Response:
     for anyone); the old one stops working at once; answered once."""
     ctx = context(request)
     who = await principal(request)
-    async with ctx.pool.acquire() as conn:
-        owner = await _owner(conn, who, request.match_info["name"])
-        secret = await accounts.reset_secret(conn, who, owner)
+    owner = await _owner(ctx.pool, who, request.match_info["name"])
+    secret = await accounts.reset_secret(ctx.db, who, owner)
     response = ok(200, None, name=owner.name, identity=owner.identity, secret=secret)
     response.headers.update(NO_STORE)
     return response
@@ -82,15 +80,14 @@ async def post_token(request: web.Request) -> web.Response:
     who = await principal(request)
     body: Any = {}
     if request.can_read_body:
-        body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+        body = await json_body(request, ctx.max_body_bytes)
         if not isinstance(body, dict):
             raise BadRequest('send {"label": "...", "operator": "NAME"} (both optional)')
     label, name = body.get("label", ""), body.get("operator")
     if not isinstance(label, str) or not (name is None or isinstance(name, str)):
         raise BadRequest("label and operator must be strings")
-    async with ctx.pool.acquire() as conn:
-        owner = await _owner(conn, who, name)
-        token_id, token = await tokens.create_token(conn, who, owner, label)
+    owner = await _owner(ctx.pool, who, name)
+    token_id, token = await tokens.create_token(ctx.db, who, owner, label)
     response = ok(201, None, operator=owner.name, id=token_id, token=token)
     response.headers.update(NO_STORE)
     return response
@@ -114,8 +111,7 @@ async def delete_token(request: web.Request) -> web.Response:
     raw = request.match_info["token_id"]
     if not raw.isdigit() or len(raw) > 18:
         raise BadRequest(f"a token id is a number, not {raw[:40]!r}")
-    async with ctx.pool.acquire() as conn:
-        revoked = await tokens.revoke_token(conn, who, int(raw))
+    revoked = await tokens.revoke_token(ctx.db, who, int(raw))
     return ok(200, None, token=revoked)
 
 
@@ -137,8 +133,7 @@ async def get_audit(request: web.Request) -> web.Response:
     else:
         raise BadRequest("give ?handle=PREFIX/SUFFIX or ?prefix=PREFIX")
     async with ctx.pool.acquire() as conn:
-        if not may_administer(who, prefix, await owners_of(conn, [prefix])):
-            raise InsufficientPermissions(f"operator {who.name!r} may not read this audit trail")
+        await require(conn, who, [prefix], "read the audit trail of")
         rows = await conn.fetch(AUDIT_QUERY[column], key, before, limit)
     entries = [{**dict(r), "at": r["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for r in rows]
     return ok(200, None, entries=entries)

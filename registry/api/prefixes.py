@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api.common import context, ok, principal, read_body
+from registry.api.common import context, json_body, ok, principal
 from registry.prefixes import create_prefix, list_prefixes
-from resolver.core import codec
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse_prefix
 
@@ -28,7 +27,7 @@ async def post_prefix(request: web.Request) -> web.Response:
     """Allocate ``{"prefix": "88.100.7", "owner": "<operator name or identity>"}``."""
     ctx = context(request)
     who = await principal(request)
-    body = codec.parse_json(await read_body(request, ctx.max_body_bytes))
+    body = await json_body(request, ctx.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("prefix"), str) \
             or not isinstance(body.get("owner", who.name), str):
         raise BadRequest('send {"prefix": "88.100.7", "owner": "<operator>"}')

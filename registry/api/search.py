@@ -8,10 +8,9 @@ from aiohttp import web
 
 from registry import search
 from registry.api.common import context, principal
-from registry.permissions import may_administer
-from registry.store import owners_of
+from registry.ownership import require
 from resolver.core import params
-from resolver.core.errors import InsufficientPermissions, NotSupported
+from resolver.core.errors import NotSupported
 from resolver.core.identifier import parse_prefix
 
 # parameters that are not search terms
@@ -34,9 +33,7 @@ async def hrls_search(request: web.Request) -> web.Response:
     prefix = parse_prefix(q["prefix"]) if "prefix" in q else None
     async with ctx.pool.acquire() as conn:
         if prefix is not None:
-            if not may_administer(who, prefix, await owners_of(conn, [prefix])):
-                raise InsufficientPermissions(
-                    f"operator {who.name!r} may not search prefix {prefix.text}")
+            await require(conn, who, [prefix], "search")
             scopes: list[str] | None = [prefix.text]
         elif who.is_admin:
             scopes = None

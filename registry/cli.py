@@ -1,0 +1,173 @@
+"""The registry's commands (``idres operator ...``, ``idres prefix ...``): a table.
+
+Each :class:`Command` declares its arguments and a coroutine that runs on an open
+:class:`Db` (the command line opens it, starting the embedded PostgreSQL when needed,
+and its writes return once every running resolver applied them) and returns
+``(data, text)``: what ``--json`` prints, and what a person reads otherwise.
+Whoever can reach the database is in charge: commands act as an administrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from registry import accounts, delegations, prefixes, tokens
+from registry.permissions import Principal
+from registry.store import Db
+from resolver.core.delegation import Delegation
+from resolver.core.errors import BadRequest
+from resolver.core.identifier import parse_prefix
+
+Result = tuple[dict[str, Any], str]
+Run = Callable[[Db, argparse.Namespace], Awaitable[Result]]
+
+
+@dataclass(frozen=True)
+class Command:
+    group: str
+    name: str
+    help: str
+    run: Run
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+
+
+GROUPS = {"operator": "manage operators", "prefix": "manage prefixes"}
+
+
+def local_actor() -> Principal:
+    """The principal of command-line work: whoever can reach the database is in charge."""
+    user = os.environ.get("USER") or str(os.geteuid())
+    return Principal(0, f"cli:{user}", "", True)
+
+
+async def operator_create(db: Db, args: argparse.Namespace) -> Result:
+    new = await accounts.create_operator(db, local_actor(), args.name, args.identity,
+                                         is_admin=args.admin)
+    p = new.principal
+    return ({"name": p.name, "identity": p.identity, "admin": p.is_admin,
+             "secret": new.secret, "token": new.token},
+            f"operator {p.name} created{' (administrator)' if p.is_admin else ''}\n"
+            f"  identity: {p.identity}\n"
+            f"  secret:   {new.secret}\n"
+            f"  token:    {new.token}\n"
+            "The secret and the token are shown only now; idres keeps only their hashes.")
+
+
+async def operator_list(db: Db, args: argparse.Namespace) -> Result:
+    ops = await accounts.list_operators(db.pool)
+    return {"operators": ops}, "\n".join(
+        f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
+    ) or "no operators"
+
+
+async def operator_token(db: Db, args: argparse.Namespace) -> Result:
+    owner = await accounts.find_operator(db.pool, args.name)
+    token_id, token = await tokens.create_token(db, local_actor(), owner, args.label)
+    return ({"operator": owner.name, "id": token_id, "token": token},
+            f"token {token_id} for {owner.name}: {token}\n"
+            "It is shown only now; idres keeps only its hash.")
+
+
+async def operator_secret(db: Db, args: argparse.Namespace) -> Result:
+    owner = await accounts.find_operator(db.pool, args.name)
+    secret = await accounts.reset_secret(db, local_actor(), owner)
+    return ({"name": owner.name, "identity": owner.identity, "secret": secret},
+            f"new secret for {owner.name} ({owner.identity}): {secret}\n"
+            "It is shown only now; the old secret no longer works.")
+
+
+async def operator_tokens(db: Db, args: argparse.Namespace) -> Result:
+    owner = await accounts.find_operator(db.pool, args.name)
+    listed = await tokens.list_tokens(db.pool, local_actor(), owner)
+    return {"operator": owner.name, "tokens": listed}, "\n".join(
+        f"{t['id']:>6}  {t['created']}  {'revoked ' + t['revoked'] if t['revoked'] else 'valid':<28}"
+        f"  {t['label']}" for t in listed) or f"{owner.name} has no tokens"
+
+
+async def operator_revoke(db: Db, args: argparse.Namespace) -> Result:
+    revoked = await tokens.revoke_token(db, local_actor(), args.token_id)
+    return ({"token": revoked},
+            f"token {revoked['id']} of {revoked['operator']} revoked at {revoked['revoked']}")
+
+
+async def prefix_create(db: Db, args: argparse.Namespace) -> Result:
+    prefix = parse_prefix(args.prefix)
+    owner = await prefixes.create_prefix(db, local_actor(), prefix, args.owner)
+    return ({"prefix": prefix.text, "owner": owner.name},
+            f"prefix {prefix.text} allocated to {owner.name}")
+
+
+async def prefix_delegate(db: Db, args: argparse.Namespace) -> Result:
+    if len(args.server) != len(args.key):
+        raise BadRequest("give one --key for every --server")
+    binaries = args.binary + [None] * (len(args.server) - len(args.binary))
+    servers = delegations.parse_servers([
+        {"url": u, "key": k, **({"binary": b} if b else {})}
+        for u, k, b in zip(args.server, args.key, binaries)])
+    d = Delegation(parse_prefix(args.prefix).text, servers, args.ttl)
+    await delegations.delegate(db, local_actor(), d)
+    return d.to_json(), f"prefix {d.prefix} delegated to " + ", ".join(s.url for s in servers)
+
+
+async def prefix_list(db: Db, args: argparse.Namespace) -> Result:
+    rows = await prefixes.list_prefixes(db.pool)
+    return {"prefixes": rows}, "\n".join(
+        f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"
+
+
+def _create_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
+    p.add_argument("--admin", action="store_true", help="may write anywhere and manage operators")
+
+
+def _operator_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="operator name or identity")
+
+
+def _positional(p: argparse.ArgumentParser, name: str, kind: type) -> None:
+    p.add_argument(name, type=kind)
+
+
+def _token_args(p: argparse.ArgumentParser) -> None:
+    _operator_arg(p)
+    p.add_argument("--label", default="", help="what the token is for (shown in lists)")
+
+
+def _prefix_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prefix")
+    p.add_argument("--owner", required=True, help="operator name or identity")
+
+
+def _delegate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prefix")
+    p.add_argument("--server", action="append", required=True,
+                   help="base URL of a node serving the prefix (repeatable)")
+    p.add_argument("--key", action="append", required=True,
+                   help="that node's public key, from its `idres node key` (one per --server)")
+    p.add_argument("--binary", action="append", default=[],
+                   help="that node's binary-protocol host:port (optional, in --server order)")
+    p.add_argument("--ttl", type=int, default=86400, help="seconds (default 86400)")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("operator", "create", "create an operator; prints its secret and a token once",
+            operator_create, _create_args),
+    Command("operator", "list", "list operators", operator_list),
+    Command("operator", "token", "issue a new bearer token to an operator; prints it once",
+            operator_token, _token_args),
+    Command("operator", "reset-secret", "give an operator a new secret; prints it once",
+            operator_secret, _operator_arg),
+    Command("operator", "tokens", "list an operator's tokens (ids, labels, revocations)",
+            operator_tokens, _operator_arg),
+    Command("operator", "revoke-token", "revoke a token by its id; it stops working at once",
+            operator_revoke, lambda p: _positional(p, "token_id", int)),
+    Command("prefix", "create", "allocate a prefix to an operator", prefix_create, _prefix_args),
+    Command("prefix", "delegate", "delegate a prefix to other nodes (referrals)",
+            prefix_delegate, _delegate_args),
+    Command("prefix", "list", "list prefixes", prefix_list),
+)

@@ -1,0 +1,79 @@
+"""Who owns what: the facts ``registry/permissions.py`` decides on, read in one query.
+
+Every check that a caller administers a prefix (to write under it, list it, read its
+audit trail, delegate it, search it) goes through :func:`administers` or
+:func:`require`, so the rule and its error message are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from registry.permissions import Principal, may_administer
+from resolver.core.errors import InsufficientPermissions
+from resolver.core.identifier import Prefix
+
+OWNERS = "SELECT prefix, owner_id FROM prefixes WHERE prefix = ANY($1::text[])"
+# the operator (other than the caller) whose identity handle is among $1, if any
+IDENTITY_OWNER = """
+    SELECT name, substr(identity, strpos(identity, ':') + 1) AS handle FROM operators
+    WHERE substr(identity, strpos(identity, ':') + 1) = ANY($1::text[]) AND id <> $2 LIMIT 1"""
+
+
+async def owners_of(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dict[str, int]:
+    """Owner ids of every registered prefix in the lineages of ``prefixes`` (one query)."""
+    names = sorted({p.text for prefix in prefixes for p in prefix.lineage()})
+    rows = await conn.fetch(OWNERS, names)  # network op
+    return {r["prefix"]: r["owner_id"] for r in rows}
+
+
+async def administers(conn: asyncpg.Connection, principal: Principal, prefix: Prefix) -> bool:
+    """Is ``principal`` an administrator, or the owner of ``prefix`` or an ancestor?"""
+    if principal.is_admin:
+        return True
+    return may_administer(principal, prefix, await owners_of(conn, [prefix]))  # network op
+
+
+async def require(conn: asyncpg.Connection, principal: Principal, prefixes: Iterable[Prefix],
+                  doing: str) -> None:
+    """:raises InsufficientPermissions: unless ``principal`` administers every prefix;
+    the message says what it may not be ``doing`` (e.g. "write under") and where."""
+    if principal.is_admin:
+        return
+    wanted = sorted(set(prefixes), key=lambda p: p.text)
+    owners = await owners_of(conn, wanted)  # network op
+    denied = [p.text for p in wanted if not may_administer(principal, p, owners)]
+    if denied:
+        raise InsufficientPermissions(
+            f"operator {principal.name!r} may not {doing} prefix {', '.join(denied[:10])}: "
+            "it owns neither that prefix nor one of its ancestors"
+        )
+
+
+async def check_identities(conn: asyncpg.Connection, principal: Principal, keys: list[str]) -> None:
+    """An operator's identity handle holds its secret's hash: only that operator or an
+    administrator may change it, even when someone else owns the prefix it lives under.
+
+    :raises InsufficientPermissions: naming the identity handle and its operator.
+    """
+    if principal.is_admin:
+        return
+    row = await conn.fetchrow(IDENTITY_OWNER, keys, principal.operator_id)  # network op
+    if row is not None:
+        raise InsufficientPermissions(
+            f"{row['handle']} is the identity handle of operator {row['name']!r}; only that "
+            "operator or an administrator may change it"
+        )
+
+
+async def check_write(conn: asyncpg.Connection, principal: Principal, keys: list[str],
+                      prefixes: Iterable[Prefix]) -> None:
+    """The rule of every write of identifiers: the caller administers their prefixes, and
+    none is another operator's identity handle.
+
+    :raises InsufficientPermissions:
+    """
+    await require(conn, principal, prefixes, "write under")
+    await check_identities(conn, principal, keys)
