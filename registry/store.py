@@ -110,6 +110,19 @@ async def _locked_values(conn: asyncpg.Connection, key: str) -> list[Stored] | N
     return values
 
 
+async def _existing(tx: WriteTx, principal: Principal, ident: Identifier) -> list[Stored]:
+    """The record the caller may change, locked until the transaction ends.
+
+    :raises InsufficientPermissions: see registry/ownership.py ``check_write``.
+    :raises IdentifierNotFound: no such record.
+    """
+    await check_write(tx.conn, principal, [ident.key], [ident.prefix])
+    before = await _locked_values(tx.conn, ident.key)
+    if before is None:
+        raise IdentifierNotFound(f"handle {ident.key} not found")
+    return before
+
+
 async def put_record(
     db: Db, principal: Principal, ident: Identifier, values: list[Stored],
     *, overwrite: bool,
@@ -154,10 +167,7 @@ async def put_values(
     check_record(values)
     async with write_transaction(db) as tx:
         conn = tx.conn
-        await check_write(conn, principal, [ident.key], [ident.prefix])
-        before = await _locked_values(conn, ident.key)
-        if before is None:
-            raise IdentifierNotFound(f"handle {ident.key} not found")
+        before = await _existing(tx, principal, ident)
         new = {v["index"]: v for v in values}
         taken = sorted(i for i in new if any(b["index"] == i for b in before))
         if taken and not overwrite:
@@ -180,10 +190,7 @@ async def delete(
     """
     async with write_transaction(db) as tx:
         conn = tx.conn
-        await check_write(conn, principal, [ident.key], [ident.prefix])
-        before = await _locked_values(conn, ident.key)
-        if before is None:
-            raise IdentifierNotFound(f"handle {ident.key} not found")
+        before = await _existing(tx, principal, ident)
         if not indexes:
             await conn.execute("DELETE FROM handles WHERE handle = $1", ident.key)
             after = None

@@ -94,6 +94,66 @@ async def _sweep(fast: FastContext) -> None:
         fast.resolver.coalescer.sweep()
 
 
+class Listeners:
+    """A node's open ports: HTTP (every connection starts on the fast path, aiohttp takes
+    the rest) and, when configured, the binary protocol."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.runner = web.AppRunner(node.app, handle_signals=False,
+                                    access_log=log if node.settings.access_log else None,
+                                    shutdown_timeout=10)
+        self.fast: FastContext | None = None
+        self.http: asyncio.Server | None = None
+        self.binary: asyncio.Server | None = None
+        self.bctx: BinaryContext | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The HTTP port (the one the kernel chose when the settings say 0)."""
+        assert self.http is not None
+        return int(self.http.sockets[0].getsockname()[1])
+
+    @property
+    def binary_port(self) -> int:
+        assert self.binary is not None
+        return int(self.binary.sockets[0].getsockname()[1])
+
+    async def open(self, binary_port: int | None = None) -> None:
+        """Bind the ports (``binary_port``: the settings' unless given; 0 picks one)."""
+        settings, node, loop = self.node.settings, self.node, asyncio.get_running_loop()
+        await self.runner.setup()
+        assert self.runner.server is not None
+        fast = self.fast = FastContext(node.resolver, self.runner.server, DATABASE_DOWN)
+        self.http = await loop.create_server(
+            lambda: FastHTTP(fast), settings.host, settings.port, ssl=_ssl_context(settings),
+            backlog=1024, reuse_port=settings.workers > 1)
+        self.sweeper = loop.create_task(_sweep(fast))
+        port = settings.binary_port if binary_port is None else binary_port
+        if port or binary_port == 0:
+            bctx = self.bctx = BinaryContext(node.resolver, DATABASE_DOWN,
+                                             settings.max_frame_bytes)
+            self.binary = await loop.create_server(
+                lambda: BinaryProtocol(bctx), settings.host, port, backlog=1024,
+                reuse_port=settings.workers > 1)
+        node.collector.register(metrics.FrontCollector(fast, self.bctx))
+
+    async def close(self) -> None:
+        """Stop taking connections, let in-flight requests finish, close everything."""
+        if self.http is not None:
+            self.http.close()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+        if self.binary is not None and self.bctx is not None:
+            self.binary.close()
+            for conn in list(self.bctx.connections):
+                conn.close()
+        if self.fast is not None:
+            await self.fast.drain(timeout=10)
+        await self.runner.cleanup()
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then finish in-flight requests and stop cleanly."""
     stop = asyncio.Event()
@@ -109,46 +169,23 @@ async def serve(settings: Settings) -> None:
         pool = await create_pool(dsn, settings.pool_min, settings.pool_max)
         node = Node(settings, dsn, pool)
         await node.start()
-        runner = web.AppRunner(node.app, handle_signals=False,
-                               access_log=log if settings.access_log else None,
-                               shutdown_timeout=10)
+        listeners = Listeners(node)
         try:
-            await runner.setup()
-            tls = _ssl_context(settings)
-            assert runner.server is not None
-            fast = FastContext(node.resolver, runner.server, DATABASE_DOWN)
-            server = await loop.create_server(
-                lambda: FastHTTP(fast), settings.host, settings.port, ssl=tls, backlog=1024,
-                reuse_port=settings.workers > 1)
-            sweeper = loop.create_task(_sweep(fast))
+            await listeners.open()
             _tune_gc()
-            binary = None
-            bctx = None
-            if settings.binary_port:
-                bctx = BinaryContext(node.resolver, DATABASE_DOWN, settings.max_frame_bytes)
-                binary = await loop.create_server(
-                    lambda: BinaryProtocol(bctx), settings.host, settings.binary_port,
-                    backlog=1024, reuse_port=settings.workers > 1)
-                log.info("binary protocol on %s:%d", settings.host, settings.binary_port)
-            node.collector.register(metrics.FrontCollector(fast, bctx if binary else None))
-            scheme = "https" if tls else "http"
-            log.info("idres listening on %s://%s:%d", scheme, settings.host, settings.port)
+            if listeners.binary is not None:
+                log.info("binary protocol on %s:%d", settings.host, listeners.binary_port)
+            scheme = "https" if settings.tls_cert else "http"
+            log.info("idres listening on %s://%s:%d", scheme, settings.host, listeners.port)
             log.info("node key %s%s", public_key_text(node.key),
                      f"; recursive from {', '.join(settings.roots)}" if settings.recursive else "")
-            if tls is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+            if settings.tls_cert is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
                 log.warning("serving writes over plain HTTP on %s: credentials travel in clear; "
                             "use --tls-cert/--tls-key or a TLS proxy", settings.host)
             await stop.wait()
             log.info("shutting down: finishing in-flight requests")
-            server.close()
-            sweeper.cancel()
-            if binary is not None and bctx is not None:
-                binary.close()
-                for conn in list(bctx.connections):
-                    conn.close()
-            await fast.drain(timeout=10)
         finally:
-            await runner.cleanup()
+            await listeners.close()
             await node.close()
             await pool.close()
     log.info("stopped")

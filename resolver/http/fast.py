@@ -160,11 +160,11 @@ class FastHTTP(TrackedProtocol):
                         keep_alive = True
             self.buf = buf[end + 4:]
             ctx.requests += 1
-            self._answer(parts[1], parts[0] == b"HEAD", keep_alive)
+            self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
                 self.closing = True
 
-    def _answer(self, target: bytes, head_only: bool, keep_alive: bool) -> None:
+    def _request(self, target: bytes, head_only: bool, keep_alive: bool) -> None:
         hit = self.ctx.lookup(Form.HTTP, target)
         if hit is not None:
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
@@ -173,8 +173,8 @@ class FastHTTP(TrackedProtocol):
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(self._miss(target, head_only, slot))
 
-    def _wire(self, answer: tuple[bytes, bytes], head_only: bool, keep_alive: bool) -> bytes:
-        head, body = answer
+    def _wire(self, encoded: tuple[bytes, bytes], head_only: bool, keep_alive: bool) -> bytes:
+        head, body = encoded
         end = self.ctx.date + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         return head + end if head_only else head + end + body
 
@@ -185,18 +185,18 @@ class FastHTTP(TrackedProtocol):
         try:
             shown, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
             resolution = await resolver.resolve(ident)  # network op
-            answer = resolver.encoded(resolution, Form.HTTP, shown, target)
+            encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
-            answer = reply.http_head(rep), rep.body
+            encoded = reply.http_head(rep), rep.body
         except self.ctx.database_down as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             rep = reply.error(ServiceUnavailable(), shown)
-            answer = reply.http_head(rep), rep.body
-        slot[0] = self._wire(answer, head_only, slot[1])
+            encoded = reply.http_head(rep), rep.body
+        slot[0] = self._wire(encoded, head_only, slot[1])
         self._flush()
 
-    # -- answers, in order ----------------------------------------------------------------------
+    # -- replies, in order -----------------------------------------------------------------------
 
     def _queue(self, data: bytes, keep_alive: bool) -> None:
         if not keep_alive:
