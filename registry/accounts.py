@@ -10,7 +10,6 @@ value (index 100, publicly readable, so pyhandle's start-up check finds it) and 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import time
 from dataclasses import dataclass
@@ -164,6 +163,10 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
     :raises AuthenticationFailed: malformed, unknown or wrong credentials; the
         message never echoes the secret.
     """
+    if not header.isascii() or not header.isprintable():
+        # HTTP header values are ASCII; what arrives otherwise (raw bytes that aiohttp
+        # decoded as surrogates, control characters) is not a credential
+        raise AuthenticationFailed("the Authorization header must be printable ASCII")
     scheme, _, credentials = header.strip().partition(" ")
     scheme = scheme.lower()
     credentials = credentials.strip()
@@ -180,7 +183,7 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
     if scheme == "basic" and credentials:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
             raise AuthenticationFailed("the Basic credentials are not valid base64 UTF-8") from None
         user, colon, secret = decoded.rpartition(":")
         if not colon or not user:

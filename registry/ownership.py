@@ -12,10 +12,12 @@ from collections.abc import Iterable
 import asyncpg
 
 from registry.permissions import Principal, may_administer
-from resolver.core.errors import InsufficientPermissions
+from resolver.core.delegation import Delegation, Server, Zone
+from resolver.core.errors import InsufficientPermissions, PrefixNotHomed
 from resolver.core.identifier import Prefix
 
 OWNERS = "SELECT prefix, owner_id FROM prefixes WHERE prefix = ANY($1::text[])"
+DELEGATED = "SELECT prefix, servers, ttl FROM delegations WHERE prefix = ANY($1::text[])"
 # the operator (other than the caller) whose identity handle is among $1, if any
 IDENTITY_OWNER = """
     SELECT name, substr(identity, strpos(identity, ':') + 1) AS handle FROM operators
@@ -68,12 +70,39 @@ async def check_identities(conn: asyncpg.Connection, principal: Principal, keys:
         )
 
 
+async def check_homed(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> None:
+    """Identifiers are written only under prefixes this node serves: allocated here (the
+    prefix or an ancestor) and not delegated to another node (longest prefix wins, as
+    resolution decides: core/delegation.py).
+
+    :raises PrefixNotHomed: naming the prefix and what to do.
+    """
+    wanted = set(prefixes)
+    names = sorted({p.text for prefix in wanted for p in prefix.lineage()})
+    local = {r["prefix"] for r in await conn.fetch(OWNERS, names)}  # network op
+    delegated = {r["prefix"]: Delegation(r["prefix"], tuple(Server.from_json(s) for s in r["servers"]),
+                                         r["ttl"]) for r in await conn.fetch(DELEGATED, names)}
+    zone = Zone(local, delegated)
+    for prefix in sorted(wanted, key=lambda p: p.text):
+        kind, delegation = zone.classify(prefix)
+        if kind == "foreign":
+            raise PrefixNotHomed(
+                f"That prefix doesn't live here: {prefix.text} is not allocated on this node; "
+                "allocate it (or an ancestor) first with POST /api/prefixes")
+        if delegation is not None:
+            raise PrefixNotHomed(
+                f"That prefix doesn't live here: {prefix.text} is delegated to "
+                f"{delegation.servers[0].url}; write there")
+
+
 async def check_write(conn: asyncpg.Connection, principal: Principal, keys: list[str],
                       prefixes: Iterable[Prefix]) -> None:
-    """The rule of every write of identifiers: the caller administers their prefixes, and
-    none is another operator's identity handle.
+    """The rule of every write of identifiers: their prefixes are served here, the caller
+    administers them, and none is another operator's identity handle.
 
-    :raises InsufficientPermissions:
+    :raises PrefixNotHomed, InsufficientPermissions:
     """
+    prefixes = list(prefixes)
+    await check_homed(conn, prefixes)
     await require(conn, principal, prefixes, "write under")
     await check_identities(conn, principal, keys)

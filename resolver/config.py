@@ -45,6 +45,8 @@ class Settings:
     cache_bytes: int = 512 << 20
     cache_max_ttl: int = 3600
     negative_ttl: int = 5
+    negative_entries: int = 50_000         # their own bound: a flood cannot crowd out records
+    head_timeout: float = 15.0             # seconds for a whole request head
     binary_port: int = 0                   # 0: no binary-protocol listener
     max_frame_bytes: int = 1 << 20
     workers: int = 1
@@ -65,8 +67,11 @@ class Settings:
             raise ValueError("pool sizes must satisfy 1 <= pool-min <= pool-max")
         if not 1 <= self.workers <= 256:
             raise ValueError(f"workers must be 1..256, got {self.workers}")
-        if self.cache_entries < 0 or self.cache_bytes < 0 or self.negative_ttl < 0:
+        if min(self.cache_entries, self.cache_bytes, self.negative_ttl,
+               self.negative_entries) < 0:
             raise ValueError("cache sizes and TTLs must not be negative")
+        if self.head_timeout <= 0:
+            raise ValueError(f"head timeout must be positive, got {self.head_timeout}")
         if len(self.roots) != len(self.root_keys):
             raise ValueError("give one --root-key for every --root (the trust anchors)")
         if self.recursive and not self.roots:
@@ -82,6 +87,7 @@ _ENV = {
     "log_level": "IDRES_LOG_LEVEL", "cache_entries": "IDRES_CACHE_ENTRIES",
     "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
+    "negative_entries": "IDRES_NEGATIVE_ENTRIES", "head_timeout": "IDRES_HEAD_TIMEOUT",
     "max_frame_bytes": "IDRES_MAX_FRAME_BYTES", "workers": "IDRES_WORKERS",
     "key_file": "IDRES_KEY_FILE", "recursive": "IDRES_RECURSIVE", "roots": "IDRES_ROOTS",
     "root_keys": "IDRES_ROOT_KEYS", "upstream_timeout": "IDRES_UPSTREAM_TIMEOUT",
@@ -131,6 +137,10 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="answer cache bound, bytes (default 512 MiB)")
     parser.add_argument("--negative-ttl", type=int,
                         help="seconds a 'not found' is cached (default 5; 0 = off)")
+    parser.add_argument("--negative-entries", type=int,
+                        help="most 'not found' answers cached (default 50000)")
+    parser.add_argument("--head-timeout", type=float,
+                        help="seconds a client has to send a whole request head (default 15)")
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -49,6 +49,7 @@ class Resolution:
     entry: Entry | None = None
     stale: bool = False
     trace: list[dict[str, Any]] = field(default_factory=list)
+    homed: bool = True  # False: the prefix is neither allocated nor delegated here
 
 
 def _json(r: Reply) -> bytes:
@@ -101,18 +102,21 @@ class Resolver:
         :raises UpstreamUnavailable, RecursionLimit, BadSignature: from recursion.
         """
         key = ident.key
+        kind, delegation = self.zone.classify(ident.prefix)
         entry = self.coalescer.fresh(key)
         if entry is not None:
-            return Resolution(key, entry.public, entry, trace=[{"cache": "hit"}] if trace else [])
-        kind, delegation = self.zone.classify(ident.prefix)
+            return Resolution(key, entry.public, entry, trace=[{"cache": "hit"}] if trace else [],
+                              homed=kind == "local")
         wanted = self.recursive if recursive is None else recursive
         if kind != "local" and wanted and self.recursor is not None:
             return await self._walk(key, trace)  # network op
         if delegation is not None:
             raise Referral(f"prefix {delegation.prefix} is delegated: ask {delegation.servers[0].url}",
                            delegation)
+        # a foreign prefix is still looked up: operators' identity handles may live under a
+        # prefix allocated later (the README's acme), and a record there is served
         public, entry = await self.coalescer.local(key)  # network op
-        return Resolution(key, public, entry)
+        return Resolution(key, public, entry, homed=kind == "local")
 
     async def _walk(self, key: str, trace: bool) -> Resolution:
         assert self.recursor is not None
@@ -159,7 +163,8 @@ class Resolver:
         render, size = _RENDER[form]
         return self.coalescer.encode(
             resolution.entry, form, requested if spelling is None else spelling,
-            lambda: render(reply.record(requested, resolution.public, stale=resolution.stale)),
+            lambda: render(reply.record(requested, resolution.public, stale=resolution.stale,
+                                        homed=resolution.homed)),
             size)
 
     async def resolve_batch(self, texts: Sequence[str], form: Form) -> list[Any]:
@@ -170,6 +175,7 @@ class Resolver:
         render = _RENDER[form][0]
         lookup = self.coalescer.lookup
         parsed: list[tuple[str, str | None, Any]] = []  # (text, key or None: answered)
+        foreign: set[str] = set()
         remote: dict[str, Identifier] = {}
         for text in texts:
             kept = lookup(form, text)  # this spelling answered before: no parsing
@@ -184,6 +190,8 @@ class Resolver:
             kind, delegation = self.zone.classify(ident.prefix)
             if kind != "local" and (self.recursive or delegation is not None):
                 remote[ident.key] = ident
+            elif kind != "local":
+                foreign.add(ident.key)
             parsed.append((text, ident.key, None))
         found = await self.coalescer.local_many(
             [k for _, k, _ in parsed if k is not None and k not in remote])  # network op
@@ -206,7 +214,7 @@ class Resolver:
                 continue
             if done is None:
                 public, entry = found[key]
-                done = Resolution(key, public, entry)
+                done = Resolution(key, public, entry, homed=key not in foreign)
             out.append(self.encoded(done, form, text))
         return out
 

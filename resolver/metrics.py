@@ -39,6 +39,9 @@ class ResolverCollector(Collector):
         ev.add_metric(["invalidated"], c.invalidations)
         yield ev
         yield GaugeMetricFamily("idres_cache_entries", "Identifiers in the cache", value=len(c))
+        yield GaugeMetricFamily("idres_cache_negative_entries",
+                                "'Not found' answers in the cache (their own bound)",
+                                value=c.negative_entries)
         yield GaugeMetricFamily("idres_cache_bytes", "Estimated bytes held by the cache",
                                 value=c.bytes)
         yield CounterMetricFamily("idres_resolver_queries",

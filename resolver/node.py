@@ -25,6 +25,7 @@ from resolver.core.signing import public_key_text
 from resolver.http.app import DATABASE_DOWN, build_app
 from resolver.http.body import read_body
 from resolver.http.fast import FastContext, FastHTTP
+from resolver.http.handler import BadInputLog, RequestHandler
 from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
 from resolver.lookup import Resolver
@@ -42,7 +43,8 @@ class Node:
         self.settings = settings
         self.cache = AnswerCache(settings.cache_entries, settings.cache_bytes,
                                  settings.cache_max_ttl, settings.negative_ttl,
-                                 stale_window=settings.stale_window)
+                                 stale_window=settings.stale_window,
+                                 max_negative=settings.negative_entries)
         self.key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
         self.recursor = None
         if settings.roots:
@@ -124,8 +126,17 @@ class Listeners:
         """Bind the ports (``binary_port``: the settings' unless given; 0 picks one)."""
         settings, node, loop = self.node.settings, self.node, asyncio.get_running_loop()
         await self.runner.setup()
-        assert self.runner.server is not None
-        fast = self.fast = FastContext(node.resolver, self.runner.server, DATABASE_DOWN)
+        server = self.runner.server
+        assert server is not None
+        bad_input = BadInputLog()
+        access = log if settings.access_log else None
+
+        def handed_over() -> RequestHandler:
+            return RequestHandler(server, loop=loop, head_timeout=settings.head_timeout,
+                                  bad_input=bad_input, access_log=access, keepalive_timeout=75)
+
+        fast = self.fast = FastContext(node.resolver, handed_over, DATABASE_DOWN,
+                                       head_timeout=settings.head_timeout, bad_input=bad_input)
         self.http = await loop.create_server(
             lambda: FastHTTP(fast), settings.host, settings.port, ssl=_ssl_context(settings),
             backlog=1024, reuse_port=settings.workers > 1)

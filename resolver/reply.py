@@ -24,7 +24,7 @@ import orjson
 
 from resolver.core import codec, signing
 from resolver.core.delegation import Delegation
-from resolver.core.errors import IdresError
+from resolver.core.errors import IdresError, PrefixNotHomed
 
 Header = tuple[str, str]
 
@@ -57,9 +57,14 @@ class Reply:
         return data
 
 
-def record(requested: str, public: bytes | None, *, stale: bool = False) -> Reply:
+def record(requested: str, public: bytes | None, *, stale: bool = False,
+           homed: bool = True) -> Reply:
     """The reply for an unfiltered resolution: ``public`` is the stored public values
-    (None: no such identifier). A stale one says so in its body and its headers."""
+    (None: no such identifier). A stale one says so in its body and its headers. An
+    identifier that does not exist under a prefix this node does not serve (``homed``
+    false) gets the Handle.Net server's "that prefix doesn't live here"."""
+    if public is None and not homed:
+        return error(not_homed(requested), requested)
     body = codec.splice_record(requested, public)
     if public is None:
         status, code, wire = 404, 100, 100
@@ -73,9 +78,11 @@ def record(requested: str, public: bytes | None, *, stale: bool = False) -> Repl
 
 
 def selected(requested: str, values: list[dict[str, Any]] | None, *, stale: bool = False,
-             **extra: Any) -> Reply:
+             homed: bool = True, **extra: Any) -> Reply:
     """The reply for values already chosen (a filter, an authenticated read) in the output
     form, None for no such identifier; ``extra`` fields (trace, signature) follow."""
+    if values is None and not homed:
+        return error(not_homed(requested), requested)
     if values is None:
         body = codec.message(100, requested, message=f"handle {requested} not found")
         status, code, wire = 404, 100, 100
@@ -89,6 +96,12 @@ def selected(requested: str, values: list[dict[str, Any]] | None, *, stale: bool
         body["stale"] = True
     body.update(extra)
     return Reply(status, code, wire, orjson.dumps(body), (STALE,) if stale else ())
+
+
+def not_homed(requested: str) -> PrefixNotHomed:
+    prefix = requested.partition("/")[0]
+    return PrefixNotHomed(f"That prefix doesn't live here: {prefix} is neither allocated "
+                          "nor delegated on this node")
 
 
 def error(exc: IdresError, requested: str | None = None) -> Reply:

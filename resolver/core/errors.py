@@ -149,6 +149,10 @@ class Referral(IdresError):
         self.delegation = delegation
 
 
+class PrefixNotHomed(IdresError):
+    """That prefix doesn't live here."""
+
+
 class UpstreamUnavailable(IdresError):
     """No authoritative server for the identifier answered in time."""
 
@@ -201,9 +205,14 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int, int]] = {
     OperatorExists: (101, 409, 101),
     TokenNotFound: (100, 404, 100),
     AuthenticationNeeded: (402, 401, 402),
-    AuthenticationFailed: (403, 403, 403),
+    # a wrong secret or an unknown identity is a failed authentication, answered as the
+    # Handle.Net server does (measured against 9.3.1): 401, and pyhandle and b2handle raise
+    # HandleAuthenticationError only on 401 or responseCode 402 (handle-facts §6.4)
+    AuthenticationFailed: (402, 401, 402),
     InsufficientPermissions: (401, 403, 401),
     Referral: (303, 300, 303),
+    # the Handle.Net server's answer for a prefix it does not serve (rc 301 → HTTP 400)
+    PrefixNotHomed: (301, 400, 301),
     UpstreamUnavailable: (301, 504, 301),
     RecursionLimit: (6, 508, 6),
     BadSignature: (2, 502, 2),

@@ -14,8 +14,9 @@ answers malformed input (400) exactly as it would without the fast path.
 
 HTTP/1.1 rules kept here: keep-alive by default (HTTP/1.0 only with
 ``Connection: keep-alive``), ``Connection: close`` honoured, HEAD without a body,
-a ``Date`` header, a request head over ``max_head`` bytes → 431, idle and slow-head
-timeouts (a sweep every second closes what is past its deadline).
+a ``Date`` header, a request head over ``max_head`` bytes → 431, an idle timeout and a
+deadline for each head (a sweep every second closes what is past it). A connection is
+read only while its client keeps up (``resolver/connections.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from email.utils import formatdate
 from typing import Any
 
 from resolver import reply
-from resolver.connections import TrackedProtocol
+from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError, ServiceUnavailable
 from resolver.core.identifier import Identifier, parse_raw
+from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
 from resolver.reply import Form
 
@@ -49,8 +51,9 @@ class FastContext:
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
                  database_down: tuple[type[BaseException], ...],
                  max_head: int = 8190, keepalive: float = 75.0,
-                 head_timeout: float = 15.0) -> None:
+                 head_timeout: float = 15.0, bad_input: BadInputLog | None = None) -> None:
         self.resolver = resolver
+        self.bad_input = bad_input or BadInputLog()
         self.lookup = resolver.coalescer.lookup
         self.fallback = fallback
         self.database_down = database_down
@@ -104,26 +107,43 @@ class FastHTTP(TrackedProtocol):
         self.closing = False
         self.handing_off = False
         self.last = ctx.now
+        self.head_started = ctx.now  # when the first byte of the head in ``buf`` came
+        self._processing = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def may_read(self) -> bool:
         return not self.handing_off
 
+    def busy(self) -> bool:
+        return len(self.pending) >= MAX_PENDING
+
     def on_writable(self) -> None:
         self._process()
 
     def data_received(self, data: bytes) -> None:
+        if not self.buf:
+            self.head_started = self.ctx.now
         self.buf = self.buf + data if self.buf else data
         self.last = self.ctx.now
-        if not self.handing_off and not self.paused:
+        if not self.handing_off:
             self._process()
+        self.sync_reading()
 
     # -- request heads ------------------------------------------------------------------------
 
     def _process(self) -> None:
+        if self._processing:
+            return  # re-entered from a write inside the loop below
+        self._processing = True
+        try:
+            self._heads()
+        finally:
+            self._processing = False
+
+    def _heads(self) -> None:
         ctx = self.ctx
-        while self.buf and not self.closing:
+        while self.buf and not self.closing and not self.handing_off and self.can_work():
             buf = self.buf
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -159,6 +179,7 @@ class FastHTTP(TrackedProtocol):
                     elif b"keep-alive" in tokens:
                         keep_alive = True
             self.buf = buf[end + 4:]
+            self.head_started = ctx.now  # what is left came with this head, or is nothing
             ctx.requests += 1
             self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
@@ -222,10 +243,14 @@ class FastHTTP(TrackedProtocol):
                 self.transport.close()
             elif self.handing_off:
                 self._complete_hand_off()
+                return
+        if self.buf and not self.handing_off:
+            self._process()  # room again: the requests read meanwhile
+        self.sync_reading()
 
     def _hand_off(self) -> None:
         self.handing_off = True
-        self.transport.pause_reading()
+        self.sync_reading()
         if not self.pending:
             self._complete_hand_off()
 
@@ -239,14 +264,28 @@ class FastHTTP(TrackedProtocol):
         proto = self.ctx.fallback()
         transport.set_protocol(proto)
         proto.connection_made(transport)
+        # our pause for the hand-off ends here, BEFORE the new protocol sees the bytes
+        # read so far: if they make it pause (aiohttp bounds its queue of pipelined
+        # requests), its pause must stand (resuming after it let a pipelining client
+        # fill aiohttp's parser without bound)
+        transport.resume_reading()
         if rest:
             proto.data_received(rest)
-        transport.resume_reading()
 
     def check_deadline(self, now: float) -> None:
+        """A head must be complete ``head_timeout`` after its first byte, however slowly
+        it comes (a deadline, not an idle timer); an idle connection lives ``keepalive``."""
         if self.transport is None or self.pending or self.handing_off:
             return
-        limit = self.ctx.head_timeout if self.buf else self.ctx.keepalive
-        if now - self.last > limit:
+        if self.buf:
+            if now - self.head_started > self.ctx.head_timeout:
+                self.ctx.bad_input.note(self._peer(), "request head not complete within "
+                                        f"{self.ctx.head_timeout:g} s")
+                self.transport.close()
+        elif now - self.last > self.ctx.keepalive:
             self.transport.close()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peer[0]) if peer else "unknown"
 

@@ -95,6 +95,12 @@ async def _values(request: web.Request, query: Query,
     return values, resolution
 
 
+def _homed(request: web.Request, query: Query, resolution: Resolution | None) -> bool:
+    if resolution is not None:
+        return resolution.homed
+    return request.app[RESOLVER].zone.classify(query.ident.prefix)[0] == "local"
+
+
 async def get_handle(request: web.Request) -> web.Response:
     """Resolve one identifier to its Handle JSON record.
 
@@ -111,8 +117,10 @@ async def get_handle(request: web.Request) -> web.Response:
     except Referral as exc:
         return respond(resolver.reply_for(query.requested, exc, query.ident.key))
     stale = resolution is not None and resolution.stale
+    homed = _homed(request, query, resolution)
     if query.plain and resolution is not None and not (cert or trace):
-        return respond(reply.record(query.requested, resolution.public, stale=stale))
+        return respond(reply.record(query.requested, resolution.public, stale=stale,
+                                    homed=homed))
     extra: dict[str, Any] = {}
     if trace and resolution is not None:
         extra["trace"] = resolution.trace
@@ -120,7 +128,7 @@ async def get_handle(request: web.Request) -> web.Response:
         ttl = min((v["ttl"] for v in values or ()), default=request.app[SETTINGS].negative_ttl)
         extra["signature"] = signing.signed(request.app[SIGNER], {
             "kind": "answer", "handle": query.ident.key, "values": values}, ttl, int(time.time()))
-    return respond(reply.selected(query.requested, values, stale=stale, **extra))
+    return respond(reply.selected(query.requested, values, stale=stale, homed=homed, **extra))
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
@@ -130,6 +138,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     query = await _query(request, "/")
     values, resolution = await _values(request, query)  # network op on a miss
     if values is None:
+        if not _homed(request, query, resolution):
+            raise reply.not_homed(query.requested)
         raise IdentifierNotFound(f"handle {query.requested} not found")
     stale = resolution is not None and resolution.stale
     url = None if _flag(request, "noredirect") else first_url(values)

@@ -6,16 +6,19 @@ and batches run as tasks and answer when ready (so answers may come out of order
 matched by request id). Replies produced while handling one packet leave in one
 write. A malformed payload gets an error answer and the connection stays; an
 oversized frame gets an error answer and the connection is closed, since the
-stream cannot be trusted after it.
+stream cannot be trusted after it. The connection is read only while its client
+keeps up (``resolver/connections.py``): frames wait, undecoded, while its answers are
+not read or too many are in progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from resolver import reply
-from resolver.connections import TrackedProtocol
+from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import IdresError, ProtocolError, ServiceUnavailable
 from resolver.core.identifier import Identifier, parse
 from resolver.lookup import Resolver
@@ -56,12 +59,31 @@ class BinaryProtocol(TrackedProtocol):
         super().__init__(ctx.connections)
         self.ctx = ctx
         self.reader = FrameReader(ctx.max_frame)
+        self.backlog: deque[bytes] = deque()  # payloads read, not yet handled
+        self.fatal: ProtocolError | None = None
+        self.inflight = 0
+
+    def busy(self) -> bool:
+        return self.inflight >= MAX_PENDING
+
+    def on_writable(self) -> None:
+        self._run()
 
     def data_received(self, data: bytes) -> None:
-        payloads, fatal = self.reader.feed(data)
+        if self.fatal is not None:
+            return
+        payloads, self.fatal = self.reader.feed(data)
+        self.backlog.extend(payloads)
+        self._run()
+        self.sync_reading()
+
+    def _run(self) -> None:
+        """Handle what was read, while the client keeps up (connections.py); replies made
+        for one batch of frames leave in one write."""
         lookup = self.ctx.resolver.coalescer.lookup
         out = []
-        for payload in payloads:
+        while self.backlog and self.can_work():
+            payload = self.backlog.popleft()
             try:
                 req = decode_request(payload)
             except ProtocolError as exc:
@@ -78,6 +100,7 @@ class BinaryProtocol(TrackedProtocol):
                 out.append(encode_response(req.request_id, STATUS_OK, _NIL))
                 continue
             self._spawn(req)
+        fatal = self.fatal if not self.backlog else None
         if fatal is not None:
             out.append(_frame(0, reply.error(fatal)))
         if out and self.transport is not None:
@@ -87,6 +110,7 @@ class BinaryProtocol(TrackedProtocol):
             self.transport.close()
 
     def _spawn(self, req: Request) -> None:
+        self.inflight += 1
         asyncio.get_running_loop().create_task(self._slow(req))
 
     async def _slow(self, req: Request) -> None:
@@ -108,8 +132,11 @@ class BinaryProtocol(TrackedProtocol):
         except self.ctx.database_down as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             data = _frame(req.request_id, reply.error(ServiceUnavailable(), requested))
+        self.inflight -= 1
         if self.transport is not None:
             self.transport.write(data)
+            self._run()
+            self.sync_reading()
 
     def close(self) -> None:
         if self.transport is not None:

@@ -10,6 +10,7 @@ from pyhandle.handleclient import PyHandleClient
 from pyhandle.handleexceptions import (
     GenericHandleError,
     HandleAlreadyExistsException,
+    HandleAuthenticationError,
     HandleNotFoundException,
 )
 
@@ -64,19 +65,34 @@ def test_generate_and_register(client: Any, tenant: Tenant) -> None:
     assert client.get_value_from_handle(h, "URL") == "https://wms.example/b/7"
 
 
-def test_wrong_password_is_refused_and_writes_nothing(tenant: Tenant) -> None:
-    # As on the Handle.Net server: wrong credentials are 403 + responseCode 403, which
-    # pyhandle reports as a generic error carrying the answer.
+def test_wrong_password_is_an_authentication_error_and_writes_nothing(tenant: Tenant) -> None:
+    # As on the Handle.Net server (9.3.1, measured): a wrong secret is 401, which pyhandle
+    # raises as HandleAuthenticationError on every write it makes.
     bad = PyHandleClient("rest").instantiate_with_username_and_password(
         tenant.url, tenant.op.identity, "not-the-secret", HTTPS_verify=False)
-    with pytest.raises(GenericHandleError, match="HTTP Status Code: 403"):
-        bad.register_handle(f"{tenant.prefix}/NOPE", "https://x")
+    h = f"{tenant.prefix}/NOPE"
+    with pytest.raises(HandleAuthenticationError):
+        bad.register_handle(h, "https://x")
+    good = PyHandleClient("rest").instantiate_with_username_and_password(
+        tenant.url, tenant.op.identity, tenant.op.secret, HTTPS_verify=False)
+    good.register_handle(f"{tenant.prefix}/KEPT", "https://kept")
+    for call in (lambda: bad.modify_handle_value(f"{tenant.prefix}/KEPT", URL="https://y"),
+                 lambda: bad.delete_handle_value(f"{tenant.prefix}/KEPT", "URL"),
+                 lambda: bad.delete_handle(f"{tenant.prefix}/KEPT")):
+        with pytest.raises(HandleAuthenticationError):
+            call()
     assert requests.get(tenant.handle_url("NOPE")).status_code == 404
+    assert good.get_value_from_handle(f"{tenant.prefix}/KEPT", "URL") == "https://kept"
 
 
-def test_unknown_username_handle_is_refused_at_start(server: Server) -> None:
+def test_unknown_username_handle_is_refused_at_start(server: Server, tenant: Tenant) -> None:
     from pyhandle.handleexceptions import HandleNotFoundException as NotFound
 
     with pytest.raises(NotFound):
+        PyHandleClient("rest").instantiate_with_username_and_password(
+            server.url, f"300:{tenant.prefix}/NOBODY", "x", HTTPS_verify=False)
+    # under a prefix this node does not serve: "that prefix doesn't live here" (400, rc 301),
+    # which pyhandle reports as it does for the Handle.Net server
+    with pytest.raises(GenericHandleError, match="responseCode.:301"):
         PyHandleClient("rest").instantiate_with_username_and_password(
             server.url, "300:88.0.0/NOBODY", "x", HTTPS_verify=False)

@@ -106,10 +106,10 @@ def test_writing_under_someone_elses_prefix_is_403(record: Any, sql: Any, server
 
 @pytest.mark.parametrize("headers, status, rc", [
     ({}, 401, 402),
-    ({"Authorization": "Bearer idr_not-a-real-token"}, 403, 403),
-    ({"Authorization": "Bearer"}, 403, 403),
-    ({"Authorization": "Basic !!!notbase64"}, 403, 403),
-    ({"Authorization": "Digest abc"}, 403, 403),
+    ({"Authorization": "Bearer idr_not-a-real-token"}, 401, 402),
+    ({"Authorization": "Bearer"}, 401, 402),
+    ({"Authorization": "Basic !!!notbase64"}, 401, 402),
+    ({"Authorization": "Digest abc"}, 401, 402),
 ])
 def test_missing_or_wrong_credentials(record: Any, sql: Any, headers: dict[str, str],
                                       status: int, rc: int) -> None:
@@ -125,9 +125,72 @@ def test_missing_or_wrong_credentials(record: Any, sql: Any, headers: dict[str, 
     assert stored_values(sql, f"{t.prefix}/OTHER") is None
 
 
-def test_wrong_secret_is_403_and_never_echoed(record: Any, sql: Any) -> None:
+def test_wrong_secret_is_401_and_never_echoed(record: Any, sql: Any) -> None:
     t, key, before = record
     r = requests.delete(t.handle_url("KEEP"), auth=(t.op.basic[0], "wrong-secret-value"))
-    assert r.status_code == 403 and "wrong identity or secret" in r.json()["message"]
+    assert r.status_code == 401 and r.json()["responseCode"] == 402
+    assert "wrong identity or secret" in r.json()["message"]
     assert "wrong-secret-value" not in r.text
     assert stored_values(sql, key) == before
+
+
+def test_writing_under_a_prefix_not_served_here_is_refused(server: Server, admin: Any,
+                                                           tenant: Tenant, sql: Any) -> None:
+    """Even an administrator: a prefix never allocated here (or delegated away) answers
+    400 + responseCode 301, as the Handle.Net server does, and nothing is stored."""
+    for method, url, body in [
+        ("PUT", f"{server.url}/api/handles/99.1/X1?overwrite=false", GOOD),
+        ("PUT", f"{server.url}/api/handles/99.1/X1", GOOD),
+        ("POST", f"{server.url}/api/bulk", [{"handle": "99.1/X1", "values": GOOD},
+                                            {"handle": f"{tenant.prefix}/OK1", "values": GOOD}]),
+    ]:
+        r = requests.request(method, url, json=body, headers=admin.bearer)
+        assert r.status_code == 400, r.text
+        assert r.json()["responseCode"] == 301 and "99.1 is not allocated" in r.json()["message"]
+    assert stored_values(sql, "99.1/X1") is None
+    assert stored_values(sql, f"{tenant.prefix}/OK1") is None      # all or nothing
+    # a prefix delegated to another node is written there, not here
+    child = f"{tenant.prefix}.42"
+    assert requests.post(f"{server.url}/api/prefixes", headers=tenant.op.bearer,
+                         json={"prefix": child, "owner": tenant.op.name}).status_code == 201
+    key = requests.get(f"{server.url}/api/node").json()["publicKey"]
+    assert requests.post(f"{server.url}/api/delegations", headers=tenant.op.bearer, json={
+        "prefix": child, "servers": [{"url": "http://127.0.0.1:9", "key": key}]}
+    ).status_code == 201
+    r = requests.put(f"{server.url}/api/handles/{child}/X", json=GOOD, headers=tenant.op.bearer)
+    assert r.status_code == 400 and "delegated to http://127.0.0.1:9" in r.json()["message"]
+    assert stored_values(sql, f"{child}/X") is None
+
+
+@pytest.mark.parametrize("value", [
+    b"Bearer \xff", b"Bearer idr_\xe2\x82\xac", b"Basic \xff\xfe", b"Basic " + b"\x00abc",
+    b"Basic w7bDpMO8", b"Basic " + __import__("base64").b64encode(b"\xff\xfe:x"), b"\xff",
+])
+def test_undecodable_authorization_is_401_on_every_route(record: Any, sql: Any, server: Server,
+                                                         value: bytes) -> None:
+    """Raw bytes that are not ASCII, not base64 or not UTF-8 in Authorization: 401 with
+    responseCode 402 (never 500), on every route that reads credentials; nothing stored."""
+    import socket
+
+    t, key, before = record
+    body = json.dumps(GOOD).encode()
+    for method, path, payload in [
+        ("GET", f"/api/handles/{key}", b""), ("PUT", f"/api/handles/{key}", body),
+        ("DELETE", f"/api/handles/{key}", b""), ("POST", "/api/bulk", b"[]"),
+        ("GET", "/api/tokens", b""), ("POST", "/api/operators", b"{}"),
+        ("GET", f"/api/handles?prefix={t.prefix}", b""), ("GET", "/hrls/handles?URL=*x*", b""),
+        ("GET", f"/api/audit?handle={key}", b""), ("POST", "/api/prefixes", b"{}"),
+    ]:
+        head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n").encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(head + b"Authorization: " + value + b"\r\n\r\n" + payload)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        status = int(data.split(b" ", 2)[1])
+        assert status in (400, 401), (method, path, value, data[:300])
+        if status == 401:
+            assert json.loads(data.split(b"\r\n\r\n", 1)[1])["responseCode"] == 402
+    assert stored_values(sql, key) == before
+    assert "Traceback" not in server.output()

@@ -34,7 +34,7 @@ def test_an_operator_lists_and_revokes_its_own_tokens(tenant: Tenant, sql: Any) 
     assert revoked["id"] == made["id"] and revoked["revoked"]
     # at once: the revoked token is refused, nothing is written, the other token still works
     r = requests.put(tenant.handle_url("RV2"), json=GOOD, headers=bearer(spare))
-    assert r.status_code == 403 and r.json()["responseCode"] == 403
+    assert r.status_code == 401 and r.json()["responseCode"] == 402
     assert sql("SELECT 1 FROM handles WHERE handle = $1", f"{tenant.prefix}/RV2") == []
     assert requests.put(tenant.handle_url("RV3"), json=GOOD,
                         headers=tenant.op.bearer).status_code == 201
@@ -73,7 +73,7 @@ def test_tokens_of_others_are_out_of_reach(tenant: Tenant, server: Server,
     assert r.status_code == 201 and r.json()["operator"] == other.name
     r = requests.delete(f"{server.url}/api/tokens/{theirs[0]['id']}", headers=admin.bearer)
     assert r.status_code == 200
-    assert requests.get(f"{server.url}/api/tokens", headers=other.bearer).status_code == 403
+    assert requests.get(f"{server.url}/api/tokens", headers=other.bearer).status_code == 401
 
 
 def test_cli_issues_lists_and_revokes(pg_dsn: str, server: Server, tenant: Tenant) -> None:
@@ -86,7 +86,7 @@ def test_cli_issues_lists_and_revokes(pg_dsn: str, server: Server, tenant: Tenan
     out = run_cli("operator", "revoke-token", str(made["id"]), dsn=pg_dsn).stdout
     assert f"token {made['id']} of {tenant.op.name} revoked" in out
     assert requests.put(tenant.handle_url("CLI-U"), json=GOOD,
-                        headers=bearer(made["token"])).status_code == 403
+                        headers=bearer(made["token"])).status_code == 401
     bad = run_cli("operator", "revoke-token", "999999999", dsn=pg_dsn, check=False)
     assert bad.returncode == 1 and "no token 999999999" in bad.stderr
 
@@ -107,7 +107,7 @@ def test_secret_reset(tenant: Tenant, server: Server, admin: Operator, sql: Any)
     secret = r.json()["secret"]
     assert secret != tenant.op.secret
     r = requests.put(tenant.handle_url("S1"), json=GOOD, auth=old)
-    assert r.status_code == 403
+    assert r.status_code == 401
     assert sql("SELECT 1 FROM handles WHERE handle = $1", f"{tenant.prefix}/S1") == []
     assert requests.put(tenant.handle_url("S2"), json=GOOD,
                         auth=(old[0], secret)).status_code == 201
@@ -123,7 +123,7 @@ def test_secret_reset(tenant: Tenant, server: Server, admin: Operator, sql: Any)
     r = requests.post(url, headers=admin.bearer)
     assert r.status_code == 200
     assert requests.put(tenant.handle_url("S3"), json=GOOD,
-                        auth=(old[0], secret)).status_code == 403
+                        auth=(old[0], secret)).status_code == 401
 
 
 def test_cli_resets_a_secret(pg_dsn: str, server: Server, tenant: Tenant) -> None:
@@ -133,6 +133,6 @@ def test_cli_resets_a_secret(pg_dsn: str, server: Server, tenant: Tenant) -> Non
     assert requests.put(tenant.handle_url("CS1"), json=GOOD,
                         auth=(tenant.op.basic[0], out["secret"])).status_code == 201
     assert requests.put(tenant.handle_url("CS2"), json=GOOD,
-                        auth=tenant.op.basic).status_code == 403
+                        auth=tenant.op.basic).status_code == 401
     bad = run_cli("operator", "reset-secret", "nobody-at-all", dsn=pg_dsn, check=False)
     assert bad.returncode == 1 and "no operator named 'nobody-at-all'" in bad.stderr

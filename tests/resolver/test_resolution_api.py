@@ -48,12 +48,34 @@ def test_handle_is_echoed_as_requested_and_prefix_is_case_insensitive(tenant: Te
     assert r.status_code == 404
 
 
-def test_not_found_is_404_with_response_code_100_and_the_handle(server: Server) -> None:
-    r = requests.get(f"{server.url}/api/handles/88.0.0/NOPE")
-    assert r.status_code == 404
-    body = r.json()
-    assert body["responseCode"] == 100 and body["handle"] == "88.0.0/NOPE"
-    assert "not found" in body["message"]
+def test_not_found_is_404_with_response_code_100_and_the_handle(server: Server,
+                                                                tenant: Tenant) -> None:
+    for _ in range(2):     # a miss, then the negative cache's answer
+        r = requests.get(tenant.handle_url("NOPE"))
+        assert r.status_code == 404
+        body = r.json()
+        assert body["responseCode"] == 100 and body["handle"] == f"{tenant.prefix}/NOPE"
+        assert "not found" in body["message"]
+
+
+def test_a_prefix_not_served_here_is_301_as_on_the_handle_server(server: Server,
+                                                                 tenant: Tenant) -> None:
+    """Neither allocated nor delegated here: 400 + responseCode 301, "That prefix doesn't
+    live here" (the Handle.Net server's answer, measured against 9.3.1), on every path."""
+    for url in (f"{server.url}/api/handles/99.1/NOPE", f"{server.url}/api/handles/99.1/NOPE?type=URL",
+                f"{server.url}/99.1/NOPE"):
+        for _ in range(2):
+            r = requests.get(url)
+            assert r.status_code == 400, (url, r.text)
+            assert r.json()["responseCode"] == 301 and r.json()["handle"] == "99.1/NOPE"
+            assert r.json()["message"].startswith("That prefix doesn't live here")
+    batch = requests.post(f"{server.url}/api/resolve", json=["99.1/NOPE"]).json()["results"]
+    assert batch[0]["responseCode"] == 301
+    # once allocated, the same identifier is simply not found
+    r = requests.post(f"{server.url}/api/prefixes", headers=tenant.op.bearer,
+                      json={"prefix": f"{tenant.prefix}.301", "owner": tenant.op.name})
+    assert r.status_code == 201
+    assert requests.get(f"{server.url}/api/handles/{tenant.prefix}.301/NOPE").status_code == 404
 
 
 def test_type_and_index_filters_are_ored_and_repeatable(tenant: Tenant) -> None:
@@ -107,7 +129,7 @@ def test_authenticated_owner_sees_admin_readable_values(tenant: Tenant, server: 
     assert [v["index"] for v in mine["values"]] == [1, 2, 3]
     assert mine["values"][2]["permissions"] == "1100"
     r = requests.get(tenant.handle_url("PRIV"), headers={"Authorization": "Bearer idr_wrong"})
-    assert r.status_code == 403
+    assert r.status_code == 401 and r.json()["responseCode"] == 402
 
 
 def test_proxy_redirects_to_the_first_url(tenant: Tenant) -> None:
