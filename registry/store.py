@@ -25,9 +25,9 @@ from registry.ownership import check_write
 from registry.permissions import Principal
 from resolver.core import codec
 from resolver.core.channel import (
-    COUNT_LISTENERS,
     CREATED_MARK,
     INVALIDATE_CHANNEL,
+    LEASES,
     CommitSync,
     NoSync,
     payloads,
@@ -70,22 +70,35 @@ class WriteTx:
         self.notified = True
 
 
+ACQUIRE_TIMEOUT = 5.0  # seconds to get a connection for a write: fail fast when the
+                       # database is away (503), instead of hanging on a dead pool
+
+
 @contextlib.asynccontextmanager
 async def write_transaction(db: Db) -> AsyncIterator[WriteTx]:
-    """A transaction whose invalidations every resolver process has applied before the
-    block's caller gets control back (resolver/core/channel.py: read-your-writes)."""
+    """A transaction whose caller gets control back only when no resolver process may
+    serve what it changed from its cache: after the commit, every listener whose lease
+    is valid has acknowledged its invalidation or seen that lease run out (the writer's
+    rule, resolver/core/channel.py)."""
     waiter = db.sync.expect()
-    listeners = 0
+    leases: dict[str, float] | None = {}
     try:
-        async with db.pool.acquire() as conn, conn.transaction():
-            tx = WriteTx(conn, waiter.token)
-            yield tx
+        async with db.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            async with conn.transaction():
+                tx = WriteTx(conn, waiter.token)
+                yield tx
+            # committed: the leases to honour are those valid now (any renewed later
+            # covers this write)
             if tx.notified and waiter.token is not None:
-                listeners = await conn.fetchval(COUNT_LISTENERS)  # the processes to hear from
+                try:
+                    rows = await conn.fetch(LEASES)  # network op
+                    leases = {r["listener"]: r["left_s"] for r in rows}
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    leases = None  # unknown: the waiter outwaits a whole lease
     except BaseException:
         waiter.cancel()
         raise
-    await waiter.wait(listeners)
+    await waiter.wait(leases)
 
 async def audit(
     conn: asyncpg.Connection, principal: Principal, action: str, *, handle: str | None = None,

@@ -47,6 +47,8 @@ class Settings:
     negative_ttl: int = 5
     negative_entries: int = 50_000         # their own bound: a flood cannot crowd out records
     head_timeout: float = 15.0             # seconds for a whole request head
+    db_timeout: float = 2.0                # a cache miss waits no longer for the database
+    lease: float = 2.0                     # seconds a cache lease lasts (channel.py)
     binary_port: int = 0                   # 0: no binary-protocol listener
     max_frame_bytes: int = 1 << 20
     workers: int = 1
@@ -70,8 +72,10 @@ class Settings:
         if min(self.cache_entries, self.cache_bytes, self.negative_ttl,
                self.negative_entries) < 0:
             raise ValueError("cache sizes and TTLs must not be negative")
-        if self.head_timeout <= 0:
-            raise ValueError(f"head timeout must be positive, got {self.head_timeout}")
+        if self.head_timeout <= 0 or self.db_timeout <= 0:
+            raise ValueError("head and database timeouts must be positive")
+        if not 0.2 <= self.lease <= 60:
+            raise ValueError(f"the cache lease must be 0.2..60 seconds, got {self.lease}")
         if len(self.roots) != len(self.root_keys):
             raise ValueError("give one --root-key for every --root (the trust anchors)")
         if self.recursive and not self.roots:
@@ -88,6 +92,7 @@ _ENV = {
     "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
     "negative_entries": "IDRES_NEGATIVE_ENTRIES", "head_timeout": "IDRES_HEAD_TIMEOUT",
+    "db_timeout": "IDRES_DB_TIMEOUT", "lease": "IDRES_LEASE",
     "max_frame_bytes": "IDRES_MAX_FRAME_BYTES", "workers": "IDRES_WORKERS",
     "key_file": "IDRES_KEY_FILE", "recursive": "IDRES_RECURSIVE", "roots": "IDRES_ROOTS",
     "root_keys": "IDRES_ROOT_KEYS", "upstream_timeout": "IDRES_UPSTREAM_TIMEOUT",
@@ -139,6 +144,9 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="seconds a 'not found' is cached (default 5; 0 = off)")
     parser.add_argument("--negative-entries", type=int,
                         help="most 'not found' answers cached (default 50000)")
+    parser.add_argument("--db-timeout", type=float,
+                        help="seconds a cache miss waits for the database before a stale "
+                             "answer or 503 (default 2)")
     parser.add_argument("--head-timeout", type=float,
                         help="seconds a client has to send a whole request head (default 15)")
 

@@ -1,31 +1,45 @@
-"""The LISTEN loop that keeps this process's cache coherent with every write.
+"""The LISTEN side of the coherence protocol (resolver/core/channel.py says why it holds).
 
-Writers send ``NOTIFY idres_invalidate`` from their transaction (registry/store.py),
-so the notification arrives after the commit. Here each key is evicted from the
-cache (and in-flight reads of it are not cached), then the write's token is
-acknowledged on ``idres_ack`` so that the writer knows this process is up to date
-(resolver/core/channel.py). If the listening connection drops, notifications may be
-lost: the cache is cleared and disabled until the connection is back, then cleared
-again.
+:class:`Invalidator`, one per server process, keeps one LISTEN connection:
+
+* every notification is applied through the coalescer (evictions at once, zone reloads
+  as tasks), then its token is acknowledged on ``idres_ack``;
+* every ``heartbeat`` seconds it renews the process's lease; the lease is granted when
+  the heartbeat comes back and every invalidation received before it is applied (a
+  zone reload under way delays it), and it is what the cache checks on every hit;
+* any failure of the connection (lost, silent, slow, any exception) ends its lease at
+  once; a supervisor reconnects with backoff (at most ``max_backoff`` seconds between
+  tries, so within about a second of the database accepting connections again), and a
+  new connection starts by forgetting everything cached (it stays as the stale reserve:
+  invalidations may have been missed).
+
+:class:`AckBook` is the writer's half (a ``CommitSync``): tokens, acknowledgements by
+listener, and the wait that outlasts every lease that was not acknowledged.
+:class:`AckListener` is the one of a process that caches nothing (the CLI).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
+import time
 import uuid
 
 import asyncpg
 
 from resolver.core.channel import (
     ACK_CHANNEL,
+    DEFAULT_LEASE,
+    HEARTBEAT,
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
-    NothingToWait,
+    PRUNE_LEASES,
     Waiter,
+    ack_payload,
+    heartbeat_key,
+    parse_ack,
     parse_payload,
-    zone_changes,
+    split_keys,
 )
 from resolver.lookup import Resolver
 from resolver.store import fetch_zone
@@ -35,31 +49,44 @@ FORGET_SLICE = 50_000  # cache keys examined between two turns of the event loop
 
 
 class _Acks:
-    """A write's acknowledgements, counted until the number of listeners is reached."""
+    """One write's acknowledgements, by listener."""
 
     def __init__(self, owner: AckBook, token: str) -> None:
         self.owner = owner
         self.token: str | None = token
-        self.received = 0
-        self.needed: int | None = None
-        self.done = asyncio.get_running_loop().create_future()
+        self.acked: set[str] = set()
+        self.changed = asyncio.Event()
 
-    def add(self) -> None:
-        self.received += 1
-        self._check()
+    def add(self, listener: str) -> None:
+        self.acked.add(listener)
+        self.changed.set()
 
-    def _check(self) -> None:
-        if self.needed is not None and self.received >= self.needed and not self.done.done():
-            self.done.set_result(None)
-
-    async def wait(self, listeners: int) -> None:
-        self.needed = listeners
-        self._check()
+    async def wait(self, leases: dict[str, float] | None) -> None:
+        """Until every listener of ``leases`` acknowledged or its lease ran out (None:
+        the leases are unknown, so wait one whole lease)."""
         try:
-            await asyncio.wait_for(asyncio.shield(self.done), self.owner.sync_timeout)
-        except TimeoutError:
-            log.warning("only %d of %d resolver processes confirmed an invalidation within "
-                        "%.1fs", self.received, listeners, self.owner.sync_timeout)
+            if leases is None:
+                log.warning("could not read the listeners' leases after a write: waiting a "
+                            "whole lease (%.1f s)", self.owner.lease)
+                await asyncio.sleep(self.owner.lease)
+                return
+            now = time.monotonic()
+            deadlines = {lid: now + left for lid, left in leases.items()}
+            while True:
+                now = time.monotonic()
+                open_ = {lid: d for lid, d in deadlines.items()
+                         if lid not in self.acked and d > now}
+                if not open_:
+                    break
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), min(open_.values()) - now)
+                except TimeoutError:
+                    pass
+            silent = [lid for lid in deadlines if lid not in self.acked]
+            if silent:
+                log.warning("%d of %d resolver processes did not confirm a write; waited for "
+                            "their leases to run out", len(silent), len(deadlines))
         finally:
             self.cancel()
 
@@ -72,16 +99,19 @@ class _Acks:
 class AckBook:
     """The acknowledgements this process's writes are waiting for (a CommitSync)."""
 
-    def __init__(self, sync_timeout: float) -> None:
-        self.sync_timeout = sync_timeout
+    def __init__(self, lease: float = DEFAULT_LEASE) -> None:
+        self.lease = lease
         self._acks: dict[str, _Acks] = {}
 
-    def _on_ack(self, conn: object, pid: int, channel: str, token: str) -> None:
+    def _on_ack(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        token, listener = parse_ack(payload)
         acks = self._acks.get(token)
         if acks is not None:
-            acks.add()
+            acks.add(listener)
 
-    def _new_acks(self) -> Waiter:
+    def expect(self) -> Waiter:
+        """A token for one write. Without a working connection of our own no
+        acknowledgement can reach us: the wait then outlasts every lease."""
         acks = _Acks(self, uuid.uuid4().hex)
         self._acks[acks.token] = acks  # type: ignore[index]
         return acks
@@ -89,11 +119,11 @@ class AckBook:
 
 class AckListener(AckBook):
     """The CommitSync of a process that caches nothing (the CLI): it listens for
-    acknowledgements only, so that its writes return once every resolver process of the
-    database applied them, as the server's own writes do."""
+    acknowledgements only, so that its writes return once no resolver process of the
+    database may serve what they changed, as the server's own writes do."""
 
-    def __init__(self, dsn: str, sync_timeout: float = 2.0) -> None:
-        super().__init__(sync_timeout)
+    def __init__(self, dsn: str, lease: float = DEFAULT_LEASE) -> None:
+        super().__init__(lease)
         self.dsn = dsn
         self._conn: asyncpg.Connection | None = None
 
@@ -102,59 +132,194 @@ class AckListener(AckBook):
                                            server_settings={"application_name": "idres-writer"})
         await self._conn.add_listener(ACK_CHANNEL, self._on_ack)
 
-    def expect(self) -> Waiter:
-        if self._conn is None or self._conn.is_closed():
-            return NothingToWait()
-        return self._new_acks()
-
     async def close(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
 
 class Invalidator(AckBook):
-    """Listens on the invalidation channel for one process (see module docstring)."""
+    """The LISTEN connection of one process (see module docstring)."""
 
-    def __init__(self, dsn: str, resolver: Resolver, sync_timeout: float = 1.0) -> None:
-        super().__init__(sync_timeout)
+    def __init__(self, dsn: str, resolver: Resolver, lease: float = DEFAULT_LEASE,
+                 heartbeat: float | None = None, max_backoff: float = 0.5) -> None:
+        super().__init__(lease)
         self.dsn = dsn
         self.resolver = resolver
+        self.heartbeat = heartbeat if heartbeat is not None else lease / 4
+        self.max_backoff = max_backoff
         self.connected = False
+        self.state = "disconnected"      # or "listening", "lapsed"
         self.notifications = 0
+        self.reconnects = 0
+        self.listener = ""
         self._conn: asyncpg.Connection | None = None
         self._closing = False
-        self._reconnect: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # zone reloads under way
+        self._applying: set[asyncio.Task[None]] = set()   # zone reloads under way
+        self._beat: tuple[int, asyncio.Future[None]] | None = None
+        self._seq = 0
+        self.resolver.coalescer.set_lease(0.0)            # nothing is proven yet
+
+    @property
+    def lease_left(self) -> float:
+        return max(0.0, self.resolver.cache.lease_until - time.monotonic())
 
     async def start(self) -> None:
-        await self._connect()
+        """Connect and earn a first lease, then keep it (if the first try fails, the
+        process starts with its cache off and the supervisor keeps trying)."""
+        try:
+            await self._connect()
+            await self._renew()
+        except Exception as exc:  # noqa: BLE001 - retried by the supervisor
+            self._drop(f"{type(exc).__name__}: {exc}")
         self._sender = asyncio.get_running_loop().create_task(self._send_acks())
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    # -- the connection ---------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=10,
+        self._lost.clear()
+        self.listener = uuid.uuid4().hex
+        conn = await asyncpg.connect(self.dsn, timeout=5,
                                      server_settings={"application_name": LISTENER_NAME})
-        await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)
-        await conn.add_listener(ACK_CHANNEL, self._on_ack)
-        conn.add_termination_listener(self._on_lost)
         self._conn = conn
-        # anything could have changed while we were not listening
-        self.resolver.zone = await fetch_zone(self.resolver.pool)
+        try:
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)  # network op
+            await conn.add_listener(ACK_CHANNEL, self._on_ack)  # network op
+            # anything could have changed while we were not listening: from here on every
+            # write is heard, and what came before is forgotten
+            self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            raise
         self.resolver.coalescer.forget_all()
-        self.resolver.coalescer.set_lease(math.inf)
         self.connected = True
+        self.state = "lapsed"
+
+    def _on_terminated(self, conn: object) -> None:
+        if conn is self._conn:
+            self._drop("the connection was closed")
+
+    def _drop(self, why: str) -> None:
+        """The connection can no longer prove anything: end the lease now."""
+        if not self.connected:
+            self.state = "disconnected"
+            return
+        self.connected = False
+        self.state = "disconnected"
+        self.resolver.coalescer.set_lease(0.0)
+        self.resolver.coalescer.forget_all()  # reads in flight may predate a missed write
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+        self._lost.set()
+        if not self._closing:
+            log.warning("invalidation listener: %s; no fresh answers from the cache until "
+                        "it is back", why)
+
+    async def _supervise(self) -> None:
+        """Heartbeats while connected; reconnection, with backoff, after any failure."""
+        delay = 0.05
+        while not self._closing:
+            if self.connected:
+                try:
+                    await self._heartbeats()
+                except Exception as exc:  # noqa: BLE001 - every failure ends the lease
+                    self._drop(f"{type(exc).__name__}: {exc}")
+                continue
+            try:
+                await self._connect()
+                await self._renew()
+                self.reconnects += 1
+                log.info("invalidation listener reconnected: cache on")
+                delay = 0.05
+            except Exception as exc:  # noqa: BLE001 - retry whatever went wrong
+                self._drop(f"{type(exc).__name__}: {exc}")
+                log.debug("listener reconnect failed: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def _heartbeats(self) -> None:
+        beats = 0
+        while self.connected and not self._closing:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.heartbeat)
+                return
+            except TimeoutError:
+                pass
+            await self._renew()
+            beats += 1
+            if beats % 1000 == 0 and self._conn is not None:
+                await self._conn.execute(PRUNE_LEASES)  # network op
+
+    async def _renew(self) -> None:
+        """One heartbeat: renew the lease row and send the beat; when it comes back (and
+        what came before it is applied), fresh answers may be served until ``sent +
+        lease``. A slow beat only lets the lease run out meanwhile (``state`` "lapsed");
+        one that has not come back after two leases means the connection is gone.
+
+        :raises TimeoutError: no answer within two leases.
+        """
+        conn = self._conn
+        if conn is None:
+            raise ConnectionError("not connected")
+        self._seq += 1
+        seq = self._seq
+        back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._beat = (seq, back)
+        sent = time.monotonic()
+        async with asyncio.timeout(2 * self.lease):
+            await conn.execute(HEARTBEAT, self.listener, self.lease,
+                               heartbeat_key(self.listener, seq))  # network op
+            await back
+        if self.connected and conn is self._conn:
+            self.resolver.coalescer.set_lease(sent + self.lease)
+            self.state = "listening"
+
+    def lapsed(self) -> bool:
+        """True while connected but without a valid lease (a slow or silent connection)."""
+        if self.connected and self.lease_left == 0:
+            self.state = "lapsed"
+        return self.state == "lapsed"
+
+    def _beat_back(self, seq: int) -> None:
+        beat = self._beat
+        if beat is None or beat[0] != seq or beat[1].done():
+            return
+        pending = [t for t in self._applying if not t.done()]
+        if not pending:
+            beat[1].set_result(None)
+            return
+        # zone reloads begun before the beat must land before the lease covers them
+        gathered = asyncio.gather(*pending, return_exceptions=True)
+        def landed(_: object) -> None:
+            if not beat[1].done():
+                beat[1].set_result(None)
+
+        gathered.add_done_callback(landed)
+
+    # -- notifications ----------------------------------------------------------------------
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if conn is not self._conn:
+            return
         self.notifications += 1
         keys, token = parse_payload(payload)
-        keys, zone_prefixes, everything = zone_changes(keys)
+        keys, zone_prefixes, everything, beats = split_keys(keys)
         self.resolver.coalescer.invalidate(keys)
+        for listener, seq in beats:
+            if listener == self.listener:
+                self._beat_back(seq)
         if zone_prefixes or everything:  # acknowledge once the new zone is in place
             task = asyncio.get_running_loop().create_task(
                 self._reload_zone(token, None if everything else zone_prefixes))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._applying.add(task)
+            task.add_done_callback(self._applying.discard)
             return
         if token is not None:
             self._outbox.put_nowait(token)
@@ -166,7 +331,7 @@ class Invalidator(AckBook):
         resolver = self.resolver
         try:
             resolver.zone = await fetch_zone(resolver.pool)  # network op
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("could not reload the zone: %s", exc)
             prefixes = None
         if prefixes is None:
@@ -194,43 +359,21 @@ class Invalidator(AckBook):
                 tokens.append(self._outbox.get_nowait())
             conn = self._conn
             if conn is None or conn.is_closed():
-                continue
+                continue  # writers outwait our lease instead
             try:
                 await conn.execute(  # network op
-                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL, tokens)
+                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL,
+                    [ack_payload(t, self.listener) for t in tokens])
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.debug("could not acknowledge invalidations: %s", exc)
 
-    def _on_lost(self, conn: object) -> None:
-        self.connected = False
-        self.resolver.coalescer.set_lease(0.0)
-        self.resolver.coalescer.forget_all()
-        if not self._closing:
-            log.warning("invalidation listener lost its connection: cache off until it is back")
-            self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
-
-    async def _reconnect_loop(self) -> None:
-        delay = 0.1
-        while not self._closing:
-            try:
-                await self._connect()
-                log.info("invalidation listener reconnected: cache on")
-                return
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                log.debug("listener reconnect failed: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def expect(self) -> Waiter:
-        """A token for one write, and the count of its acknowledgements (CommitSync)."""
-        if not self.connected:
-            return NothingToWait()   # our cache is off: nothing of ours to wait for
-        return self._new_acks()
-
     async def close(self) -> None:
         self._closing = True
-        for task in (self._reconnect, self._sender, *self._tasks):
+        self.resolver.coalescer.set_lease(0.0)
+        for task in (self._supervisor, self._sender, *self._applying):
             if task is not None:
                 task.cancel()
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+

@@ -18,6 +18,7 @@ public values are spliced from the stored bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ from resolver.cache import AnswerCache, Entry
 from resolver.coalesce import Coalescer
 from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
-from resolver.core.errors import IdresError, Referral, UpstreamUnavailable
+from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
-from resolver.store import fetch_public, fetch_publics, fetch_record
+from resolver.store import DATABASE_DOWN, fetch_public, fetch_publics, fetch_record
+
+log = logging.getLogger("idres.lookup")
 
 
 @dataclass(slots=True)
@@ -77,7 +80,7 @@ class Resolver:
 
     def __init__(self, pool: asyncpg.Pool, cache: AnswerCache, zone: Zone | None = None,
                  recursor: Recursor | None = None, recursive: bool = False,
-                 signer: Any = None) -> None:
+                 signer: Any = None, db_timeout: float = 2.0) -> None:
         self.pool = pool
         self.coalescer = Coalescer(cache, lambda key: fetch_public(pool, key),
                                    lambda keys: fetch_publics(pool, keys))
@@ -85,6 +88,7 @@ class Resolver:
         self.recursor = recursor
         self.recursive = recursive  # the node's default for requests that do not say
         self.signer = signer        # the node's key: signs referrals
+        self.db_timeout = db_timeout  # a miss waits no longer for the database
         self.stale_answers = 0
 
     @property
@@ -103,20 +107,38 @@ class Resolver:
         """
         key = ident.key
         kind, delegation = self.zone.classify(ident.prefix)
+        wanted = self.recursive if recursive is None else recursive
+        walks = kind != "local" and wanted and self.recursor is not None
         entry = self.coalescer.fresh(key)
         if entry is not None:
             return Resolution(key, entry.public, entry, trace=[{"cache": "hit"}] if trace else [],
-                              homed=kind == "local")
-        wanted = self.recursive if recursive is None else recursive
-        if kind != "local" and wanted and self.recursor is not None:
+                              homed=kind == "local" or walks)
+        if walks:
             return await self._walk(key, trace)  # network op
         if delegation is not None:
             raise Referral(f"prefix {delegation.prefix} is delegated: ask {delegation.servers[0].url}",
                            delegation)
         # a foreign prefix is still looked up: operators' identity handles may live under a
         # prefix allocated later (the README's acme), and a record there is served
-        public, entry = await self.coalescer.local(key)  # network op
+        try:
+            public, entry = await asyncio.wait_for(self.coalescer.local(key),
+                                                   self.db_timeout)  # network op
+        except DATABASE_DOWN as exc:
+            return self._stale_or_unavailable(key, kind == "local", exc)
         return Resolution(key, public, entry, homed=kind == "local")
+
+    def _stale_or_unavailable(self, key: str, homed: bool, exc: BaseException) -> Resolution:
+        """The database cannot be reached: what the cache still keeps, marked stale (RFC
+        8767), or 503 at once.
+
+        :raises ServiceUnavailable:
+        """
+        kept = self.coalescer.stale(key)
+        if kept is None:
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            raise ServiceUnavailable() from None
+        self.stale_answers += 1
+        return Resolution(key, kept.public, None, True, homed=homed)
 
     async def _walk(self, key: str, trace: bool) -> Resolution:
         assert self.recursor is not None
@@ -139,7 +161,11 @@ class Resolver:
         """The values an administrator of the identifier may see (output form), None when
         it does not exist. Straight from the database: authenticated reads never use
         the cache, in either direction."""
-        stored = await fetch_record(self.pool, ident.key)  # network op
+        try:
+            stored = await asyncio.wait_for(fetch_record(self.pool, ident.key),
+                                            self.db_timeout)  # network op
+        except DATABASE_DOWN:
+            raise ServiceUnavailable() from None
         if stored is None:
             return None
         return [codec.to_output(v) for v in codec.visible(stored, admin=True)]
@@ -193,8 +219,13 @@ class Resolver:
             elif kind != "local":
                 foreign.add(ident.key)
             parsed.append((text, ident.key, None))
-        found = await self.coalescer.local_many(
-            [k for _, k, _ in parsed if k is not None and k not in remote])  # network op
+        local = [k for _, k, _ in parsed if k is not None and k not in remote]
+        down: BaseException | None = None
+        try:
+            found = await asyncio.wait_for(self.coalescer.local_many(local),
+                                           self.db_timeout)  # network op
+        except DATABASE_DOWN as exc:
+            found, down = {}, exc
         outcomes = await asyncio.gather(*(self.resolve(i) for i in remote.values()),
                                         return_exceptions=True)  # network op
         remote_done: dict[str, Resolution | IdresError] = {}
@@ -212,6 +243,12 @@ class Resolver:
             if isinstance(done, IdresError):
                 out.append(render(self.reply_for(text, done, key)))
                 continue
+            if done is None and down is not None:
+                try:
+                    done = self._stale_or_unavailable(key, key not in foreign, down)
+                except ServiceUnavailable as exc:
+                    out.append(render(reply.error(exc, text)))
+                    continue
             if done is None:
                 public, entry = found[key]
                 done = Resolution(key, public, entry, homed=key not in foreign)

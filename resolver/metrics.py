@@ -54,6 +54,23 @@ class ResolverCollector(Collector):
             yield GaugeMetricFamily("idres_invalidate_connected",
                                     "1 while the invalidation listener is connected",
                                     value=1 if self.invalidator.connected else 0)
+            yield GaugeMetricFamily("idres_invalidate_lease_seconds",
+                                    "Seconds left on the cache's lease (0: nothing cached is "
+                                    "served fresh)", value=self.invalidator.lease_left)
+            self.invalidator.lapsed()
+            state = GaugeMetricFamily("idres_invalidate_state",
+                                      "1 for the listener's state: listening (lease held), "
+                                      "lapsed (heartbeat late), disconnected", labels=["state"])
+            for name in ("listening", "lapsed", "disconnected"):
+                state.add_metric([name], 1 if self.invalidator.state == name else 0)
+            yield state
+            yield CounterMetricFamily("idres_invalidate_reconnects",
+                                      "LISTEN connections made again after a failure",
+                                      value=self.invalidator.reconnects)
+        yield CounterMetricFamily("idres_resolver_stale_answers",
+                                  "Answers served stale because the authority (the database "
+                                  "or another node) could not be reached",
+                                  value=self.resolver.stale_answers)
 
 
 def register(registry: CollectorRegistry, resolver: Resolver,

@@ -22,10 +22,11 @@ from resolver.cache import AnswerCache
 from resolver.config import Settings
 from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
-from resolver.http.app import DATABASE_DOWN, build_app
+from resolver.http.app import build_app
 from resolver.http.body import read_body
 from resolver.http.fast import FastContext, FastHTTP
 from resolver.http.handler import BadInputLog, RequestHandler
+from resolver.http.keys import LISTENER
 from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
 from resolver.lookup import Resolver
@@ -52,14 +53,15 @@ class Node:
                           for url, key in zip(settings.roots, settings.root_keys))
             self.recursor = Recursor(roots, settings.upstream_timeout, settings.max_depth)
         self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive,
-                                 self.key)
-        self.invalidator = Invalidator(dsn, self.resolver)
+                                 self.key, settings.db_timeout)
+        self.invalidator = Invalidator(dsn, self.resolver, settings.lease)
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator)
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), may_read_restricted)
+        self.app[LISTENER] = self.invalidator
 
     async def start(self) -> None:
         await self.invalidator.start()   # loads the zone too
@@ -135,16 +137,14 @@ class Listeners:
             return RequestHandler(server, loop=loop, head_timeout=settings.head_timeout,
                                   bad_input=bad_input, access_log=access, keepalive_timeout=75)
 
-        fast = self.fast = FastContext(node.resolver, handed_over, DATABASE_DOWN,
-                                       head_timeout=settings.head_timeout, bad_input=bad_input)
+        fast = self.fast = FastContext(node.resolver, handed_over, head_timeout=settings.head_timeout, bad_input=bad_input)
         self.http = await loop.create_server(
             lambda: FastHTTP(fast), settings.host, settings.port, ssl=_ssl_context(settings),
             backlog=1024, reuse_port=settings.workers > 1)
         self.sweeper = loop.create_task(_sweep(fast))
         port = settings.binary_port if binary_port is None else binary_port
         if port or binary_port == 0:
-            bctx = self.bctx = BinaryContext(node.resolver, DATABASE_DOWN,
-                                             settings.max_frame_bytes)
+            bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes)
             self.binary = await loop.create_server(
                 lambda: BinaryProtocol(bctx), settings.host, port, backlog=1024,
                 reuse_port=settings.workers > 1)

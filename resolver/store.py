@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,13 @@ from resolver.core.codec import public_json
 from resolver.core.delegation import Delegation, Server, Zone
 
 Values = list[dict[str, Any]]
+
+# The database went away or is refusing us: a resolution falls back to a stale answer
+# or answers 503, never a stack trace.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
+)
 
 FETCH_RECORD = 'SELECT "values" FROM handles WHERE handle = $1'
 # public_json is NULL only for rows written before migration 0002: then send "values"

@@ -84,11 +84,11 @@ class Server:
     """An ``idres serve`` subprocess."""
 
     def __init__(self, dsn: str, *extra: str, port: int | None = None,
-                 scheme: str = "http") -> None:
+                 scheme: str = "http", env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="idres-server-", suffix=".log", delete=False)
-        env = {**os.environ, "IDRES_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "IDRES_DSN": dsn, "PYTHONUNBUFFERED": "1", **(env or {})}
         if "--key-file" not in extra and "--data-dir" not in extra:
             keydir = Path(tempfile.mkdtemp(prefix="idres-key-"))
             extra = (*extra, "--key-file", str(keydir / "node.pem"))

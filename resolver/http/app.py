@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
@@ -24,19 +23,15 @@ from resolver.core.errors import (
     UnsupportedMediaType,
 )
 from resolver.http import batch, handles
-from resolver.http.keys import METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
+from resolver.http.keys import LISTENER, METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
 from resolver.http.respond import respond
 from resolver.lookup import Resolver
+from resolver.store import DATABASE_DOWN
 
 log = logging.getLogger("idres.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The database went away or is refusing us: answer 503, never a stack trace.
-DATABASE_DOWN = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
-)
 # aiohttp's own refusals under /api, as errors of the table
 _HTTP_ERRORS: dict[int, type[IdresError]] = {
     400: BadRequest, 404: NoSuchEndpoint, 405: MethodNotAllowed, 413: PayloadTooLarge,
@@ -92,18 +87,35 @@ async def node_info(request: web.Request) -> web.Response:
         if resolver.recursor else []))
 
 
+def cache_state(request: web.Request) -> tuple[str, str | None]:
+    """("on" | "off", why it is off): "disabled" by configuration, or the invalidation
+    listener's state ("disconnected": no LISTEN connection; "lapsed": connected but its
+    heartbeat is late, so the cache's lease ran out)."""
+    cache = request.app[RESOLVER].cache
+    if not cache.enabled:
+        return "off", "disabled"
+    if cache.usable():
+        return "on", None
+    listener = request.app.get(LISTENER)
+    return "off", listener.state if listener is not None else "no listener"
+
+
 async def health(request: web.Request) -> web.Response:
-    """``GET /healthz`` for load balancers and container health checks: 200 when the
-    database answers within 2 s, else 503 (the process still answers from its cache).
-    ``cache`` is "off" while the invalidation listener is down (or by configuration)."""
-    cache = "on" if request.app[RESOLVER].cache.usable() else "off"
+    """``GET /healthz`` for load balancers and container health checks: 503 when the
+    database does not answer within 2 s (the process still answers from its cache,
+    marked stale); 200 with ``status`` "degraded" while the cache is off for another
+    reason than the configuration (invalidations not proven received), else "ok"."""
+    cache, why = cache_state(request)
+    fields = {"cache": cache} if why is None else {"cache": cache, "reason": why}
     try:
-        async with asyncio.timeout(2):
-            await request.app[POOL].fetchval("SELECT 1")  # network op
-    except (TimeoutError, *DATABASE_DOWN):
+        # shielded: on a silent connection, cancelling the query can itself hang
+        await asyncio.wait_for(asyncio.shield(request.app[POOL].fetchval("SELECT 1")),
+                               2)  # network op
+    except DATABASE_DOWN:
         return respond(reply.message(503, 3, status="unavailable", database="unreachable",
-                                     cache=cache))
-    return respond(reply.message(200, 1, status="ok", database="ok", cache=cache))
+                                     **fields))
+    status = "degraded" if why not in (None, "disabled") else "ok"
+    return respond(reply.message(200, 1, status=status, database="ok", **fields))
 
 
 async def metrics(request: web.Request) -> web.Response:

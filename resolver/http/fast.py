@@ -31,7 +31,7 @@ from typing import Any
 
 from resolver import reply
 from resolver.connections import MAX_PENDING, TrackedProtocol
-from resolver.core.errors import HeadersTooLarge, IdresError, ServiceUnavailable
+from resolver.core.errors import HeadersTooLarge, IdresError
 from resolver.core.identifier import Identifier, parse_raw
 from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
@@ -49,14 +49,12 @@ class FastContext:
     """What every fast connection shares: the resolver, limits, the clock, the fallback."""
 
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
-                 database_down: tuple[type[BaseException], ...],
                  max_head: int = 8190, keepalive: float = 75.0,
                  head_timeout: float = 15.0, bad_input: BadInputLog | None = None) -> None:
         self.resolver = resolver
         self.bad_input = bad_input or BadInputLog()
         self.lookup = resolver.coalescer.lookup
         self.fallback = fallback
-        self.database_down = database_down
         self.max_head = max_head
         self.keepalive = keepalive
         self.head_timeout = head_timeout
@@ -123,7 +121,7 @@ class FastHTTP(TrackedProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.buf:
-            self.head_started = self.ctx.now
+            self.head_started = time.monotonic()
         self.buf = self.buf + data if self.buf else data
         self.last = self.ctx.now
         if not self.handing_off:
@@ -179,7 +177,7 @@ class FastHTTP(TrackedProtocol):
                     elif b"keep-alive" in tokens:
                         keep_alive = True
             self.buf = buf[end + 4:]
-            self.head_started = ctx.now  # what is left came with this head, or is nothing
+            self.head_started = time.monotonic()  # what is left came with this head
             ctx.requests += 1
             self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
@@ -209,10 +207,6 @@ class FastHTTP(TrackedProtocol):
             encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
-            encoded = reply.http_head(rep), rep.body
-        except self.ctx.database_down as exc:
-            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            rep = reply.error(ServiceUnavailable(), shown)
             encoded = reply.http_head(rep), rep.body
         slot[0] = self._wire(encoded, head_only, slot[1])
         self._flush()
@@ -278,7 +272,7 @@ class FastHTTP(TrackedProtocol):
         if self.transport is None or self.pending or self.handing_off:
             return
         if self.buf:
-            if now - self.head_started > self.ctx.head_timeout:
+            if time.monotonic() - self.head_started > self.ctx.head_timeout:
                 self.ctx.bad_input.note(self._peer(), "request head not complete within "
                                         f"{self.ctx.head_timeout:g} s")
                 self.transport.close()

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from resolver.config import Settings
 from resolver.core.identifier import Identifier
+from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
 
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -18,6 +19,7 @@ RESOLVER = web.AppKey("resolver", Resolver)
 SIGNER = web.AppKey("signer", Ed25519PrivateKey)  # the node's key: signed answers
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+LISTENER = web.AppKey("listener", Invalidator)  # set by the node: the cache's lease keeper
 # credentials on a GET → may the caller see admin-readable values? (registry supplies it)
 ReadAuth = Callable[[web.Request, Identifier], Awaitable[bool]]
 READ_AUTH: web.AppKey[ReadAuth] = web.AppKey("read_auth")

@@ -19,7 +19,7 @@ from collections import deque
 
 from resolver import reply
 from resolver.connections import MAX_PENDING, TrackedProtocol
-from resolver.core.errors import IdresError, ProtocolError, ServiceUnavailable
+from resolver.core.errors import IdresError, ProtocolError
 from resolver.core.identifier import Identifier, parse
 from resolver.lookup import Resolver
 from resolver.protocol.frames import (
@@ -44,10 +44,8 @@ def _frame(request_id: int, rep: Reply) -> bytes:
 
 
 class BinaryContext:
-    def __init__(self, resolver: Resolver, database_down: tuple[type[BaseException], ...],
-                 max_frame: int) -> None:
+    def __init__(self, resolver: Resolver, max_frame: int) -> None:
         self.resolver = resolver
-        self.database_down = database_down
         self.max_frame = max_frame
         self.connections: set[BinaryProtocol] = set()
         self.requests = 0
@@ -129,9 +127,6 @@ class BinaryProtocol(TrackedProtocol):
         except IdresError as exc:
             key = ident.key if ident is not None else None
             data = _frame(req.request_id, resolver.reply_for(requested, exc, key))
-        except self.ctx.database_down as exc:
-            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            data = _frame(req.request_id, reply.error(ServiceUnavailable(), requested))
         self.inflight -= 1
         if self.transport is not None:
             self.transport.write(data)

@@ -8,10 +8,15 @@ import threading
 
 
 class TcpProxy:
+    """``cut()`` drops every connection (both ends see it) and refuses new ones;
+    ``blackhole()`` silently stops forwarding, keeping every connection open, as a
+    network partition does (nobody notices until a timeout); ``restore()`` ends both."""
+
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self._cut = False
+        self._flowing: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -21,6 +26,8 @@ class TcpProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = self._loop.run_until_complete(
             asyncio.start_server(self._accept, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
@@ -40,8 +47,10 @@ class TcpProxy:
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()  # a blackhole holds the bytes here
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -58,9 +67,18 @@ class TcpProxy:
                 w.transport.abort()
         self._loop.call_soon_threadsafe(go)
 
+    def blackhole(self) -> None:
+        """Stop forwarding, silently: connections stay open, bytes stop moving."""
+        def go() -> None:
+            assert self._flowing is not None
+            self._flowing.clear()
+        self._loop.call_soon_threadsafe(go)
+
     def restore(self) -> None:
         def go() -> None:
+            assert self._flowing is not None
             self._cut = False
+            self._flowing.set()
         self._loop.call_soon_threadsafe(go)
 
     def close(self) -> None:

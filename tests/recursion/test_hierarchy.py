@@ -210,6 +210,37 @@ def test_loops_and_depth_are_reported(tree: Tree, pg_dsn: str) -> None:
     assert time.monotonic() - started < 20
 
 
+def test_a_signed_not_found_is_an_answer_not_an_outage(tree: Tree) -> None:
+    """The authority answers, verifiably, that an identifier does not exist (or has no
+    public value): the recursive node answers the same, caches the "not found" for the
+    negative TTL, and never serves a deleted record as stale."""
+    rec, ent = tree.rec.url, tree.ent
+    for _ in range(2):
+        r = requests.get(f"{rec}/api/handles/88.100.7/NEVER-THERE")
+        assert r.status_code == 404 and r.json()["responseCode"] == 100, r.text
+    r = requests.get(f"{rec}/api/handles/88.100.7/NEVER-TRACED?trace=true").json()
+    assert r["trace"][-1]["result"] == "not found" and r["trace"][-1]["verified"]
+    again = requests.get(f"{rec}/api/handles/88.100.7/NEVER-TRACED?trace=true").json()
+    assert again["responseCode"] == 100 and again["trace"] == [{"cache": "hit"}]
+    batch = requests.post(f"{rec}/api/resolve", json=["88.100.7/NEVER-THERE"]).json()
+    assert batch["results"][0]["responseCode"] == 100
+    # deleted at the authority once its TTL is over: "not found", not the old record
+    ent.put("88.100.7/GONE", ttl=1)
+    assert requests.get(f"{rec}/api/handles/88.100.7/GONE").status_code == 200
+    assert requests.delete(f"{ent.url}/api/handles/88.100.7/GONE",
+                           headers=ent.auth()).status_code == 200
+    time.sleep(1.2)
+    r = requests.get(f"{rec}/api/handles/88.100.7/GONE")
+    assert r.status_code == 404 and "stale" not in r.json() and "Warning" not in r.headers
+    # no public value: "no values" (responseCode 200), definitive too
+    r = requests.put(f"{ent.url}/api/handles/88.100.7/HIDDEN", headers=ent.auth(), json=[
+        {"index": 1, "type": "X", "data": "x", "permissions": "1100"}])
+    assert r.status_code == 201
+    r = requests.get(f"{rec}/api/handles/88.100.7/HIDDEN")
+    assert r.status_code == 200 and r.json() == {"responseCode": 200, "values": [],
+                                                 "handle": "88.100.7/HIDDEN"}
+
+
 def test_stale_answers_when_every_authoritative_server_is_down(tree: Tree) -> None:
     assert requests.get(f"{tree.rec.url}/api/handles/88.100.9/A").status_code == 200
     assert tree.ent2.server.stop() == 0

@@ -94,12 +94,12 @@ def test_a_write_is_seen_at_once_by_another_process(tenant: Tenant, server: Serv
         r = requests.put(server.url + h + "?index=1", headers=tenant.op.bearer,
                          json=[{"index": 1, "type": "URL", "data": f"https://example.org/v{i}"}])
         assert r.status_code == 200
+        # every process confirmed at once: no write waited for a lease to run out
+        assert r.elapsed.total_seconds() < 1.0, r.elapsed
         got = requests.get(second.url + h).json()["values"][0]["data"]["value"]
         assert got == f"https://example.org/v{i}", f"stale answer after write {i}"
     requests.delete(server.url + h, headers=tenant.op.bearer)
     assert requests.get(second.url + h).status_code == 404
-    # every process confirmed every invalidation in time
-    assert "confirmed an invalidation" not in server.output() + second.output()
 
 
 def test_negative_answers_are_cached_then_expire(tenant: Tenant, second: Server,
@@ -177,10 +177,10 @@ def test_zone_changes_forget_only_under_their_prefix(tenant: Tenant, server: Ser
 
 
 def test_zone_keys_and_eviction_under_a_prefix() -> None:
-    from resolver.core.channel import ZONE_MARK, zone_changes, zone_key
-    assert zone_changes(["88.1/A", zone_key("88.1"), "88.2/B"]) == (["88.1/A", "88.2/B"],
-                                                                    ["88.1"], False)
-    assert zone_changes([ZONE_MARK]) == ([], [], True)
+    from resolver.core.channel import ZONE_MARK, heartbeat_key, split_keys, zone_key
+    assert split_keys(["88.1/A", zone_key("88.1"), "88.2/B", heartbeat_key("l1", 7)]) == (
+        ["88.1/A", "88.2/B"], ["88.1"], False, [("l1", 7)])
+    assert split_keys([ZONE_MARK]) == ([], [], True, [])
     cache = AnswerCache()
     for key in ("88.1/A", "88.1.5/B", "88.10/C", "88.1-x/D", "88/E"):
         cache.put(key, b"[]", 60)
