@@ -92,7 +92,7 @@ async def create_operator(
             )
         except asyncpg.UniqueViolationError:
             raise OperatorExists(f"an operator named {name!r} or with identity {identity} exists") from None
-        await store.create_identity(tx, handle, stored)
+        await store.create_identity(tx, parse(handle), stored)
         await conn.execute(
             "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, 'initial')",
             op_id, secrets.hash_token(token),

@@ -43,8 +43,10 @@ from resolver.core.record import check_record
 
 Stored = dict[str, Any]
 
-INSERT_RECORD = """INSERT INTO handles (handle, prefix, "values", public_json) VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (handle) DO NOTHING RETURNING true"""
+# handle is the identifier's key (case folded unless the node is case-sensitive);
+# spelling the identifier as first written, when it differs (core/identifier.py)
+INSERT_RECORD = """INSERT INTO handles (handle, prefix, "values", public_json, spelling)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (handle) DO NOTHING RETURNING true"""
 UPDATE_RECORD = """UPDATE handles SET "values" = $2, public_json = $3, updated_at = now()
                    WHERE handle = $1"""
 
@@ -123,6 +125,12 @@ async def _locked_values(conn: asyncpg.Connection, key: str) -> list[Stored] | N
     return values
 
 
+def _spelling(ident: Identifier) -> str | None:
+    """What ``handles.spelling`` keeps: the spelling, when the key differs from it."""
+    spelling = ident.spelling
+    return None if spelling == ident.key else spelling
+
+
 async def _existing(tx: WriteTx, principal: Principal, ident: Identifier) -> list[Stored]:
     """The record the caller may change, locked until the transaction ends.
 
@@ -152,8 +160,8 @@ async def put_record(
         before = await _locked_values(conn, ident.key)
         if before is None:
             inserted = await conn.fetchval(
-                INSERT_RECORD, ident.key, ident.prefix.text, after, codec.public_json(after)
-            )
+                INSERT_RECORD, ident.key, ident.prefix.text, after, codec.public_json(after),
+                _spelling(ident))
             if not inserted:  # created concurrently since our SELECT
                 if not overwrite:
                     raise IdentifierExists(f"handle {ident.key} already exists")
@@ -221,6 +229,9 @@ async def delete(
         await tx.notify([ident.key])
 
 
+COLUMNS = ["handle", "prefix", "values", "public_json", "spelling"]
+
+
 async def bulk_put(
     db: Db, principal: Principal,
     records: Sequence[tuple[Identifier, list[Stored]]], *, overwrite: bool,
@@ -238,7 +249,7 @@ async def bulk_put(
     rows = []
     for ident, values in records:
         encoded, public = codec.encode_stored(values)  # encoded once, for handles and audit
-        rows.append((ident.key, ident.prefix.text, encoded, public))
+        rows.append((ident.key, ident.prefix.text, encoded, public, _spelling(ident)))
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do
     changed = [r[0] for r in rows] if overwrite else [CREATED_MARK]
@@ -247,23 +258,20 @@ async def bulk_put(
             conn = tx.conn
             await check_write(conn, principal, [r[0] for r in rows], prefixes)
             if not overwrite:
-                await conn.copy_records_to_table(
-                    "handles", records=rows, columns=["handle", "prefix", "values", "public_json"]
-                )
+                await conn.copy_records_to_table("handles", records=rows, columns=COLUMNS)
                 await conn.copy_records_to_table(
                     "audit",
-                    records=[(actor_id, principal.name, "create", k, p, v) for k, p, v, _ in rows],
+                    records=[(actor_id, principal.name, "create", k, p, v)
+                             for k, p, v, _, _ in rows],
                     columns=["operator_id", "actor", "action", "handle", "prefix", "after"],
                 )
                 created, replaced = len(rows), 0
             else:
                 await conn.execute(
                     'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
-                    ' "values" jsonb, public_json bytea) ON COMMIT DROP'
+                    ' "values" jsonb, public_json bytea, spelling text) ON COMMIT DROP'
                 )
-                await conn.copy_records_to_table(
-                    "_bulk", records=rows, columns=["handle", "prefix", "values", "public_json"]
-                )
+                await conn.copy_records_to_table("_bulk", records=rows, columns=COLUMNS)
                 await conn.execute(
                     "SELECT 1 FROM handles h JOIN _bulk b USING (handle) FOR UPDATE OF h"
                 )
@@ -278,8 +286,8 @@ async def bulk_put(
                     actor_id, principal.name,
                 )
                 await conn.execute(
-                    """INSERT INTO handles (handle, prefix, "values", public_json)
-                       SELECT handle, prefix, "values", public_json FROM _bulk
+                    """INSERT INTO handles (handle, prefix, "values", public_json, spelling)
+                       SELECT handle, prefix, "values", public_json, spelling FROM _bulk
                        ON CONFLICT (handle) DO UPDATE
                        SET "values" = EXCLUDED."values", public_json = EXCLUDED.public_json,
                            updated_at = now()"""
@@ -288,8 +296,8 @@ async def bulk_put(
             await tx.notify(changed)
     except asyncpg.UniqueViolationError:
         existing = await db.pool.fetch(
-            "SELECT handle FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10",
-            [r[0] for r in rows],
+            "SELECT coalesce(spelling, handle) AS handle FROM handles "
+            "WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10", [r[0] for r in rows],
         )
         names = ", ".join(r["handle"] for r in existing)
         raise IdentifierExists(
@@ -305,16 +313,16 @@ IDENTITY = """SELECT o.id, o.name, o.identity, o.is_admin, h."values" FROM opera
               JOIN handles h ON h.handle = $2 WHERE o.identity = $1"""
 
 
-async def create_identity(tx: WriteTx, handle: str, values: list[Stored]) -> None:
+async def create_identity(tx: WriteTx, ident: Identifier, values: list[Stored]) -> None:
     """Write a new operator's identity handle in the write transaction ``tx``.
 
     :raises IdentifierExists: the handle exists already.
     """
-    inserted = await tx.conn.fetchval(INSERT_RECORD, handle, handle.partition("/")[0], values,
-                                      codec.public_json(values))  # network op
+    inserted = await tx.conn.fetchval(INSERT_RECORD, ident.key, ident.prefix.text, values,
+                                      codec.public_json(values), _spelling(ident))  # network op
     if not inserted:
-        raise IdentifierExists(f"the identity handle {handle} already exists")
-    await tx.notify([handle])
+        raise IdentifierExists(f"the identity handle {ident.spelling} already exists")
+    await tx.notify([ident.key])
 
 
 async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> None:
@@ -327,7 +335,7 @@ async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> Non
         await tx.conn.execute(UPDATE_RECORD, handle, stored, codec.public_json(stored))
     else:
         await tx.conn.execute(INSERT_RECORD, handle, handle.partition("/")[0], stored,
-                              codec.public_json(stored))
+                              codec.public_json(stored), None)
     await tx.notify([handle])
 
 
@@ -341,8 +349,8 @@ async def fetch_identity(pool: asyncpg.Pool, identity: str, handle: str) -> asyn
 # --- listing and reverse lookup ------------------------------------------------------------
 
 COUNT_UNDER = "SELECT count(*) FROM handles WHERE handle >= $1 AND handle < $2"
-LIST_UNDER = """SELECT handle FROM handles WHERE handle >= $1 AND handle < $2
-                ORDER BY handle LIMIT $3 OFFSET $4"""
+LIST_UNDER = """SELECT coalesce(spelling, handle) AS handle FROM handles
+                WHERE handle >= $1 AND handle < $2 ORDER BY handle LIMIT $3 OFFSET $4"""
 
 
 async def list_handles(
@@ -364,9 +372,9 @@ _TERM = """EXISTS (SELECT 1 FROM json_array_elements(h."values") v
                           OR substr(v->>'permissions', 3, 1) = '1'))"""
 # identifiers under prefix P, descendants included, lie in ['P.', 'P0') (column COLLATE "C":
 # '.' < '/' < '0'); one range scan of the primary key per prefix
-_RANGE = """SELECT h.handle FROM handles h WHERE h.handle >= $1 AND h.handle < $2
-            AND {terms} ORDER BY h.handle LIMIT $3"""
-_EVERYWHERE = """SELECT h.handle FROM handles h
+_RANGE = """SELECT coalesce(h.spelling, h.handle) AS handle FROM handles h
+            WHERE h.handle >= $1 AND h.handle < $2 AND {terms} ORDER BY h.handle LIMIT $3"""
+_EVERYWHERE = """SELECT coalesce(h.spelling, h.handle) AS handle FROM handles h
                  WHERE {terms} ORDER BY h.handle LIMIT $1 OFFSET $2"""
 
 

@@ -24,22 +24,28 @@ import uvloop
 from registry.cli import COMMANDS, GROUPS, Run
 from registry.store import Db
 from resolver import __version__
-from resolver.config import Settings, add_database_flags, add_serve_flags, from_args
+from resolver.config import (
+    Settings,
+    StartupError,
+    add_database_flags,
+    add_serve_flags,
+    from_args,
+)
 from resolver.core.errors import IdresError
 from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
 from resolver.pg.embedded import EmbeddedError
 from resolver.pg.migrate import MigrationError
-from resolver.pg.pool import create_pool, database, migrate_dsn
+from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 
 log = logging.getLogger("idres")
 
 
 async def _with_db(settings: Settings, work: Callable[[Db], Awaitable[int]]) -> int:
     """Run ``work`` on the database; its writes return once running resolvers applied them."""
-    async with database(settings.dsn, settings.data_dir) as dsn:
-        await migrate_dsn(dsn)
+    async with database(settings.dsn, settings.data_dir, create=False) as dsn:
+        await migrate_dsn(dsn, settings.case_sensitive)
         pool = await create_pool(dsn, min_size=1, max_size=2)
         acks = AckListener(dsn)
         try:
@@ -70,9 +76,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
-        async with database(settings.dsn, settings.data_dir) as dsn:
-            applied = await migrate_dsn(dsn)
+        async with database(settings.dsn, settings.data_dir, create=False) as dsn:
+            applied = await migrate_dsn(dsn, settings.case_sensitive)
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the embedded database (or prepare the one --dsn names) and its schema."""
+    async def run() -> int:
+        where = settings.dsn and redact(settings.dsn) or f"{settings.data_dir}"
+        async with database(settings.dsn, settings.data_dir, create=True) as dsn:
+            applied = await migrate_dsn(dsn, settings.case_sensitive)
+        print(f"idres database ready in {where}"
+              + (f" (applied {', '.join(applied)})" if applied else " (already up to date)"))
         return 0
 
     return asyncio.run(run())
@@ -99,6 +118,9 @@ def cmd_node_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.server.startswith(("http://", "https://")):
+        raise StartupError(f"the server URL {args.server!r} needs a scheme: "
+                           f"http://{args.server} or https://{args.server}")
     query = [("type", t) for t in args.type] + [("index", str(i)) for i in args.index]
     if args.trace:
         query += [("trace", "true"), ("recursive", "true")]
@@ -165,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
     add_database_flags(s)
     s.set_defaults(func=cmd_migrate)
 
+    s = sub.add_parser("init", help="create the embedded database in --data-dir (serve does "
+                                    "too); other commands never create one")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_init)
+
     groups = {name: sub.add_parser(name, help=help).add_subparsers(
         dest="action", required=True, metavar="ACTION") for name, help in GROUPS.items()}
     for command in COMMANDS:
@@ -201,17 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     quiet = "warning" if args.command != "serve" else "info"
     level = (args.log_level or os.environ.get("IDRES_LOG_LEVEL") or quiet).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings: Settings | None = None
     try:
         settings = from_args(args)
         return int(args.func(args, settings))
     except IdresError as exc:
         print(f"idres: {exc.message}", file=sys.stderr)
         return 1
-    except (EmbeddedError, MigrationError, ValueError) as exc:
+    except (EmbeddedError, MigrationError, StartupError, ValueError) as exc:
         print(f"idres: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"idres: database error: {exc}", file=sys.stderr)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # what is left of the OS errors: the database's (ports, files and URLs are
+        # StartupErrors, named where they happen)
+        where = redact(settings.dsn) if settings and settings.dsn else (
+            f"the embedded database in {settings.data_dir}" if settings else "the database")
+        print(f"idres: cannot use {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

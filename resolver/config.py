@@ -26,6 +26,10 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("idres"))
 
 
+class StartupError(RuntimeError):
+    """The node cannot start as configured; the message names the setting and the fix."""
+
+
 @dataclass(frozen=True)
 class Settings:
     dsn: str | None = None
@@ -49,6 +53,7 @@ class Settings:
     head_timeout: float = 15.0             # seconds for a whole request head
     db_timeout: float = 2.0                # a cache miss waits no longer for the database
     lease: float = 2.0                     # seconds a cache lease lasts (channel.py)
+    case_sensitive: bool | None = None     # None: the database's mode (migration 0006)
     binary_port: int = 0                   # 0: no binary-protocol listener
     max_frame_bytes: int = 1 << 20
     workers: int = 1
@@ -80,6 +85,27 @@ class Settings:
             raise ValueError("give one --root-key for every --root (the trust anchors)")
         if self.recursive and not self.roots:
             raise ValueError("--recursive needs at least one --root URL and its --root-key")
+        for url in self.roots:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--root {url!r} needs a scheme: http://{url} or https://{url}")
+        for key in self.root_keys:
+            if not _ed25519(key):
+                raise ValueError(f"--root-key {key[:60]!r} is not an Ed25519 public key (the "
+                                 "unpadded base64url of 32 bytes that the root's `idres node "
+                                 "key` prints)")
+        for name, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path}: no such file")
+
+
+def _ed25519(text: str) -> bool:
+    from resolver.core.signing import BadSignature, load_public_key
+
+    try:
+        load_public_key(text)
+    except BadSignature:
+        return False
+    return True
 
 
 _ENV = {
@@ -93,6 +119,7 @@ _ENV = {
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
     "negative_entries": "IDRES_NEGATIVE_ENTRIES", "head_timeout": "IDRES_HEAD_TIMEOUT",
     "db_timeout": "IDRES_DB_TIMEOUT", "lease": "IDRES_LEASE",
+    "case_sensitive": "IDRES_CASE_SENSITIVE",
     "max_frame_bytes": "IDRES_MAX_FRAME_BYTES", "workers": "IDRES_WORKERS",
     "key_file": "IDRES_KEY_FILE", "recursive": "IDRES_RECURSIVE", "roots": "IDRES_ROOTS",
     "root_keys": "IDRES_ROOT_KEYS", "upstream_timeout": "IDRES_UPSTREAM_TIMEOUT",
@@ -102,6 +129,10 @@ _ENV = {
 
 def add_database_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsn", help="PostgreSQL DSN (env IDRES_DSN); default: embedded server")
+    parser.add_argument("--case-sensitive", action="store_true", default=None,
+                        help="compare suffixes case-sensitively (env IDRES_CASE_SENSITIVE=1); "
+                             "only a database without identifiers takes it; default: ASCII "
+                             "case-insensitive, as the Handle.Net server")
     parser.add_argument("--data-dir", type=Path,
                         help="data directory of the embedded PostgreSQL (env IDRES_DATA_DIR; "
                              f"default {default_data_dir()})")

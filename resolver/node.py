@@ -6,10 +6,12 @@ This and ``resolver/cli.py`` are the only resolver modules that import ``registr
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
 import ssl
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -19,7 +21,7 @@ from registry.api.common import RegistryContext, may_read_restricted
 from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
-from resolver.config import Settings
+from resolver.config import Settings, StartupError
 from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
 from resolver.http.app import build_app
@@ -75,11 +77,31 @@ class Node:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """:raises StartupError: the certificate or key cannot be read or do not match."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the TLS certificate {settings.tls_cert} with the key "
+                           f"{settings.tls_key}: {exc}") from None
     return ctx
+
+
+async def _listen(what: str, factory: Any, host: str, port: int, reuse_port: bool,
+                  tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    """:raises StartupError: naming the address and why it cannot be bound."""
+    try:
+        return await asyncio.get_running_loop().create_server(
+            factory, host, port, ssl=tls, backlog=1024, reuse_port=reuse_port)
+    except OSError as exc:
+        why = {errno.EADDRINUSE: "the port is already in use (another idres, or another "
+                                 "program): choose another",
+               errno.EACCES: "permission denied (ports under 1024 need privileges)",
+               errno.EADDRNOTAVAIL: "this machine has no such address"}.get(
+                   exc.errno or 0, exc.strerror or str(exc))
+        raise StartupError(f"cannot listen for {what} on {host}:{port}: {why}") from None
 
 
 def _tune_gc() -> None:
@@ -138,16 +160,15 @@ class Listeners:
                                   bad_input=bad_input, access_log=access, keepalive_timeout=75)
 
         fast = self.fast = FastContext(node.resolver, handed_over, head_timeout=settings.head_timeout, bad_input=bad_input)
-        self.http = await loop.create_server(
-            lambda: FastHTTP(fast), settings.host, settings.port, ssl=_ssl_context(settings),
-            backlog=1024, reuse_port=settings.workers > 1)
+        self.http = await _listen("HTTP (--port)", lambda: FastHTTP(fast), settings.host,
+                                  settings.port, settings.workers > 1, _ssl_context(settings))
         self.sweeper = loop.create_task(_sweep(fast))
         port = settings.binary_port if binary_port is None else binary_port
         if port or binary_port == 0:
             bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes)
-            self.binary = await loop.create_server(
-                lambda: BinaryProtocol(bctx), settings.host, port, backlog=1024,
-                reuse_port=settings.workers > 1)
+            self.binary = await _listen("the binary protocol (--binary-port)",
+                                        lambda: BinaryProtocol(bctx), settings.host, port,
+                                        settings.workers > 1)
         node.collector.register(metrics.FrontCollector(fast, self.bctx))
 
     async def close(self) -> None:
@@ -172,9 +193,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     where = "the DSN given" if settings.dsn else f"embedded PostgreSQL in {settings.data_dir}"
-    async with database(settings.dsn, settings.data_dir) as dsn:
+    async with database(settings.dsn, settings.data_dir, create=True) as dsn:
         log.info("database: %s (%s)", redact(dsn), where)
-        applied = await migrate_dsn(dsn)
+        applied = await migrate_dsn(dsn, settings.case_sensitive)
         if applied:
             log.info("schema migrated: %s", ", ".join(applied))
         pool = await create_pool(dsn, settings.pool_min, settings.pool_max)

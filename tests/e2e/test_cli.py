@@ -18,7 +18,7 @@ from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
     ["operator", "token"], ["operator", "tokens"], ["operator", "revoke-token"],
     ["operator", "reset-secret"],
     ["prefix"], ["prefix", "create"], ["prefix", "list"], ["prefix", "delegate"], ["node"],
-    ["node", "key"], ["resolve"],
+    ["node", "key"], ["resolve"], ["init"],
 ])
 def test_every_command_has_help(args: list[str]) -> None:
     out = run_cli(*args, "--help").stdout
@@ -72,6 +72,14 @@ def test_embedded_database_is_shared_by_serve_and_cli(tmp_path: Any) -> None:
     data = root / "data"
     env = {"IDRES_DATA_DIR": str(data), "IDRES_DSN": ""}
     try:
+        # only serve and init make a database; any other command refuses to, naming the fix
+        refused = run_cli("operator", "create", "boss", "--admin", env=env, check=False)
+        assert refused.returncode == 2 and f"no idres database in {data}" in refused.stderr
+        assert "idres init" in refused.stderr and not (data / "pg").exists()
+        for args in (["migrate"], ["prefix", "list"], ["operator", "list"]):
+            assert run_cli(*args, env=env, check=False).returncode == 2
+        assert not (data / "pg").exists()
+        assert "ready" in run_cli("init", env=env).stdout
         made = json.loads(run_cli("operator", "create", "boss", "--admin", "--json",
                                   env=env).stdout)
         assert not (data / "pg" / "postmaster.pid").exists()   # stopped again after the CLI
@@ -99,3 +107,67 @@ def test_embedded_database_is_shared_by_serve_and_cli(tmp_path: Any) -> None:
         assert "stopping the embedded PostgreSQL" in srv.output()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_start_up_errors_name_their_cause(pg_dsn: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for extra in ([], ["--workers", "2"]):
+            out = run_cli("serve", "--port", str(port), *extra, dsn=pg_dsn, check=False)
+            assert out.returncode == 2, out.stderr
+            assert f"cannot listen for HTTP (--port) on 127.0.0.1:{port}" in out.stderr
+            assert "database" not in out.stderr.splitlines()[-1]
+    cases = [
+        (["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"],
+         "--tls-cert /nonexistent.pem: no such file"),
+        (["serve", "--recursive", "--root", "http://127.0.0.1:9", "--root-key", "abc"],
+         "--root-key 'abc' is not an Ed25519 public key"),
+        (["serve", "--recursive", "--root", "127.0.0.1:9", "--root-key", "a" * 43],
+         "--root '127.0.0.1:9' needs a scheme"),
+        (["resolve", "88.1/X", "--server", "127.0.0.1:8000"],
+         "the server URL '127.0.0.1:8000' needs a scheme: http://127.0.0.1:8000"),
+        (["operator", "list", "--dsn", f"postgresql://u:pw@127.0.0.1:{free_port()}/db"],
+         "cannot use postgresql://u:***@127.0.0.1"),
+    ]
+    for args, message in cases:
+        out = run_cli(*args, dsn=pg_dsn, check=False)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+    # a certificate that is not one
+    bad = make_temp_dir() / "bad.pem"
+    bad.write_text("not a certificate")
+    out = run_cli("serve", "--port", str(free_port()), "--tls-cert", str(bad), "--tls-key",
+                  str(bad), dsn=pg_dsn, check=False)
+    assert out.returncode == 2 and "cannot load the TLS certificate" in out.stderr, out.stderr
+
+
+def test_a_case_sensitive_node(pg_dsn: str) -> None:
+    """The node setting: a new database made case-sensitive keeps suffixes apart; the mode
+    belongs to the database (a later start without the flag keeps it; a database with
+    identifiers refuses to switch)."""
+    from tests.conftest import fresh_database
+
+    dsn = fresh_database(pg_dsn, "cs")
+    assert "ready" in run_cli("init", "--case-sensitive", dsn=dsn).stdout
+    token = json.loads(run_cli("operator", "create", "cs-admin", "--admin", "--json",
+                               dsn=dsn).stdout)["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    srv = Server(dsn).wait_ready()
+    try:
+        assert requests.post(f"{srv.url}/api/prefixes", json={"prefix": "88.9"},
+                             headers=auth).status_code == 201
+        for suffix in ("Abc", "abc"):
+            r = requests.put(f"{srv.url}/api/handles/88.9/{suffix}?overwrite=false", headers=auth,
+                             json=[{"index": 1, "type": "URL", "data": f"https://x/{suffix}"}])
+            assert r.status_code == 201, r.text               # two identifiers here
+        assert requests.get(f"{srv.url}/api/handles/88.9/ABC").status_code == 404
+        got = requests.get(f"{srv.url}/api/handles/88.9/abc").json()
+        assert got["values"][0]["data"]["value"] == "https://x/abc"
+    finally:
+        assert srv.stop() == 0, srv.output()
+    out = run_cli("migrate", dsn=pg_dsn, env={"IDRES_CASE_SENSITIVE": "1"}, check=False)
+    assert out.returncode == 2 and "cannot change" in out.stderr

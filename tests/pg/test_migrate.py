@@ -71,3 +71,73 @@ def test_an_applied_migration_must_not_change(pg_dsn: str, tmp_path: Path) -> No
             await conn.close()
 
     asyncio.run(go())
+
+
+def _older(tmp: Path, upto: str) -> Path:
+    """The migrations folder as a previous version shipped it (up to ``upto``)."""
+    folder = tmp / "old"
+    folder.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if path.stem <= upto:
+            shutil.copy(path, folder)
+    return folder
+
+
+def test_case_folding_migrates_a_database_of_the_previous_version(pg_dsn: str,
+                                                                  tmp_path: Path) -> None:
+    """0006 on a database filled by the previous version (suffixes kept as written):
+    keys are folded, spellings kept, the audit trail re-keyed (and still append-only),
+    operators found by their identity whatever its case."""
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, _older(tmp_path, "0005_listener_leases"))
+            await conn.execute("""INSERT INTO handles (handle, prefix, "values", public_json)
+                                  VALUES ('88.1/Order-1', '88.1', '[]', '[]'),
+                                         ('88.1/UPPER', '88.1', '[]', '[]'),
+                                         ('0.OPERATOR/acme', '0.OPERATOR', '[]', '[]')""")
+            await conn.execute("""INSERT INTO operators (name, identity)
+                                  VALUES ('acme', '300:0.OPERATOR/acme')""")
+            await conn.execute("""INSERT INTO audit (actor, action, handle, prefix, after)
+                                  VALUES ('a', 'create', '88.1/Order-1', '88.1', '[]')""")
+            assert await migrate(conn) == ["0006_case_insensitive"]
+            rows = {r["handle"]: r["spelling"] for r in await conn.fetch(
+                "SELECT handle, spelling FROM handles")}
+            assert rows == {"88.1/ORDER-1": "88.1/Order-1", "88.1/UPPER": None,
+                            "0.OPERATOR/ACME": "0.OPERATOR/acme"}
+            assert await conn.fetchval("SELECT identity FROM operators") == "300:0.OPERATOR/ACME"
+            assert await conn.fetchval("SELECT handle FROM audit") == "88.1/ORDER-1"
+            assert await conn.fetchval(
+                "SELECT value FROM node_settings WHERE name = 'case_sensitive'") == "false"
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute("UPDATE audit SET actor = 'x'")
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_a_database_with_case_twins_stays_case_sensitive(pg_dsn: str, tmp_path: Path) -> None:
+    from resolver.pg.pool import apply_case_mode
+
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, _older(tmp_path, "0005_listener_leases"))
+            await conn.execute("""INSERT INTO handles (handle, prefix, "values", public_json)
+                                  VALUES ('88.1/abc', '88.1', '[]', '[]'),
+                                         ('88.1/ABC', '88.1', '[]', '[]')""")
+            await migrate(conn)
+            assert {r["handle"] for r in await conn.fetch("SELECT handle FROM handles")} == {
+                "88.1/abc", "88.1/ABC"}                   # both kept, nothing merged
+            assert await apply_case_mode(conn, None) is True
+            with pytest.raises(MigrationError, match="cannot change"):
+                await apply_case_mode(conn, False)
+        finally:
+            await conn.close()
+            from resolver.core.identifier import set_case_sensitive
+            set_case_sensitive(False)
+
+    asyncio.run(go())

@@ -38,14 +38,38 @@ def test_resolve_returns_the_handle_json(tenant: Tenant) -> None:
     assert v["ttl"] == 86400 and v["timestamp"].endswith("Z") and len(v["timestamp"]) == 20
 
 
-def test_handle_is_echoed_as_requested_and_prefix_is_case_insensitive(tenant: Tenant) -> None:
+def test_identifiers_are_case_insensitive_and_echoed_as_requested(tenant: Tenant,
+                                                                  sql: Any) -> None:
+    """As the Handle.Net server by default: ASCII case does not matter (stored spelling
+    kept, lookups folded, no Unicode folding), and the answer echoes the request."""
     register(tenant, "Mixed-Case", ORDER[:1])
-    asked = f"{tenant.prefix.lower()}/Mixed-Case"
-    r = requests.get(f"{tenant.url}/api/handles/{asked}")
-    assert r.status_code == 200 and r.json()["handle"] == asked
-    # the suffix is case-sensitive
-    r = requests.get(tenant.handle_url("mixed-case"))
-    assert r.status_code == 404
+    for asked in (f"{tenant.prefix.lower()}/Mixed-Case", f"{tenant.prefix}/mixed-case",
+                  f"{tenant.prefix}/MIXED-CASE"):
+        for url in (f"{tenant.url}/api/handles/{asked}",             # fast path, twice
+                    f"{tenant.url}/api/handles/{asked}",
+                    f"{tenant.url}/api/handles/{asked}?index=1"):     # aiohttp
+            r = requests.get(url)
+            assert r.status_code == 200 and r.json()["handle"] == asked, (url, r.text)
+    batch = requests.post(f"{tenant.url}/api/resolve", json=[f"{tenant.prefix}/mIxEd-cAsE"])
+    assert batch.json()["results"][0]["responseCode"] == 1
+    # a second identifier differing only in case is refused; the first stays as written
+    r = requests.put(tenant.handle_url("MIXED-case?overwrite=false"), json=ORDER[:1],
+                     headers=tenant.op.bearer)
+    assert r.status_code == 409 and r.json()["responseCode"] == 101
+    r = requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer,
+                      json=[{"handle": f"{tenant.prefix}/TWIN", "values": ORDER[:1]},
+                            {"handle": f"{tenant.prefix}/twin", "values": ORDER[:1]}])
+    assert r.status_code == 400 and "appears twice" in r.json()["message"]
+    listed = requests.get(f"{tenant.url}/api/handles?prefix={tenant.prefix}",
+                          headers=tenant.op.bearer).json()["handles"]
+    assert f"{tenant.prefix}/Mixed-Case" in listed and f"{tenant.prefix}/TWIN" not in listed
+    assert [r["handle"] for r in sql("SELECT handle FROM handles WHERE spelling = $1",
+                                     f"{tenant.prefix}/Mixed-Case")] == [
+        f"{tenant.prefix}/MIXED-CASE"]
+    # only ASCII letters fold
+    register(tenant, "ÄRGER", ORDER[:1])
+    assert requests.get(tenant.handle_url("ärger")).status_code == 404
+    assert requests.get(tenant.handle_url("ÄrGeR")).status_code == 200
 
 
 def test_not_found_is_404_with_response_code_100_and_the_handle(server: Server,
