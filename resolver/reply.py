@@ -30,6 +30,17 @@ Header = tuple[str, str]
 
 STALE: Header = ("Warning", '110 - "Response is Stale"')  # RFC 7234 §5.5.1, as RFC 8767 advises
 SERVER: Header = ("Server", "idres")
+# CORS on every answer (handle-facts §2.5: the Handle.Net server enables it everywhere):
+# any origin may read, with no credentials mode (no cookies: Allow-Credentials is never
+# sent), and may see the Warning of a stale answer; writes still need Authorization
+CORS: tuple[Header, ...] = (("Access-Control-Allow-Origin", "*"),
+                            ("Access-Control-Expose-Headers", "Warning, Content-Length"))
+PREFLIGHT: tuple[Header, ...] = (
+    ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    ("Access-Control-Allow-Headers",
+     "Authorization, Content-Type, Accept, Origin, X-Requested-With, X-Request-ID"),
+    ("Access-Control-Max-Age", "86400"),
+)
 JSON: Header = ("Content-Type", "application/json; charset=utf-8")
 CHALLENGE: Header = ("WWW-Authenticate", 'Basic realm="idres", Bearer')
 _STALE_FIELD = b',"stale":true}'
@@ -142,7 +153,8 @@ _STATUS_LINE = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) fo
 def http_headers(reply: Reply) -> list[Header]:
     """Every header of the reply but Date, Content-Length and Connection (which the
     HTTP layer adds), in order: the same list on the fast path and through aiohttp."""
-    return [JSON, SERVER, *reply.headers] if reply.body else [SERVER, *reply.headers]
+    kind = [JSON] if reply.body else []
+    return [*kind, SERVER, *CORS, *reply.headers]
 
 
 def http_head(reply: Reply) -> bytes:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from resolver import __version__, reply
 from resolver.config import Settings
-from resolver.core import signing
+from resolver.core import params, signing
 from resolver.core.errors import (
     BadRequest,
     IdresError,
@@ -22,6 +23,7 @@ from resolver.core.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from resolver.core.site import site_info
 from resolver.http import batch, handles
 from resolver.http.keys import LISTENER, METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
 from resolver.http.respond import respond
@@ -64,13 +66,55 @@ def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.Str
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             response = _error(request, ServiceUnavailable())
         requests_total.labels(request.method, str(response.status)).inc()
-        return response
+        return _pretty(request, response)
 
     return middleware
 
 
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = reply.SERVER[1]  # the fast path's, on every response
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every aiohttp response what the fast path's replies carry (Server, CORS)."""
+    response.headers["Server"] = reply.SERVER[1]
+    for name, value in reply.CORS:
+        response.headers.setdefault(name, value)
+
+
+def _pretty(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """``?pretty``: a JSON body indented by two spaces, as the Handle.Net server does."""
+    if "pretty" not in request.rel_url.query or not isinstance(response, web.Response) \
+            or response.content_type != "application/json" \
+            or not isinstance(response.body, bytes) or not response.body:
+        return response
+    try:
+        if not params.flag("pretty", request.rel_url.query.getall("pretty"), False):
+            return response
+    except IdresError:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(body=orjson.dumps(orjson.loads(response.body),
+                                          option=orjson.OPT_INDENT_2),
+                        status=response.status, headers=headers)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """``OPTIONS`` on any path: a CORS preflight (with ``Origin``) gets the methods and
+    headers a browser application may use; a plain OPTIONS the ``Allow`` list."""
+    if "Origin" in request.headers:
+        return web.Response(status=200, headers=reply.PREFLIGHT)
+    return web.Response(status=200, headers={"Allow": "GET, HEAD, POST, PUT, DELETE, OPTIONS"})
+
+
+async def site(request: web.Request) -> web.Response:
+    """``GET /api/site``: this node's site information, in the Handle.Net server's shape."""
+    settings = request.app[SETTINGS]
+    address = settings.host
+    if address in ("0.0.0.0", "::", ""):  # bound everywhere: the address this request reached
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        address = str(sock[0]) if sock else "127.0.0.1"
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = int(sockname[1]) if sockname else settings.port
+    info = site_info(address, port, settings.tls_cert is not None,
+                     signing.public_key_text(request.app[SIGNER]), f"idres {__version__}")
+    return respond(reply.message(200, 1, site=info))
 
 
 async def index(request: web.Request) -> web.Response:
@@ -137,12 +181,14 @@ def build_app(
         middlewares=[error_middleware(requests_total)],
         client_max_size=settings.max_bulk_bytes,
     )
-    app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(_common_headers)
     app[SETTINGS] = settings
     app[POOL] = resolver.pool
     app[RESOLVER] = resolver
     app[SIGNER] = signer
     app.router.add_get("/api/node", node_info)
+    app.router.add_get("/api/site", site)
+    app.router.add_route("OPTIONS", r"/{any:[\s\S]*}", preflight)
     app[METRICS] = collector
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app.router.add_get("/", index)

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
-from resolver.pg.embedded import DATABASE, EmbeddedPostgres
 from resolver.core.identifier import set_case_sensitive
+from resolver.pg.embedded import DATABASE, EmbeddedPostgres
 from resolver.pg.migrate import MigrationError, migrate
 
 log = logging.getLogger("idres.pg")

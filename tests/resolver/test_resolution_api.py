@@ -184,3 +184,55 @@ def test_health_check(server: Server) -> None:
     r = requests.get(f"{server.url}/healthz")
     assert r.status_code == 200
     assert r.json() == {"responseCode": 1, "status": "ok", "database": "ok", "cache": "on"}
+
+
+def test_cors_lets_browser_applications_read(tenant: Tenant, server: Server) -> None:
+    """Every answer carries Access-Control-Allow-Origin: * (never Allow-Credentials), on
+    the fast path and through aiohttp; a preflight gets the methods and headers."""
+    register(tenant, "CORS", ORDER[:1])
+    origin = {"Origin": "https://app.example"}
+    for url in (tenant.handle_url("CORS"), tenant.handle_url("CORS") + "?index=1",
+                tenant.handle_url("NOPE"), f"{server.url}/api/prefixes"):
+        r = requests.get(url, headers=origin)
+        assert r.headers["Access-Control-Allow-Origin"] == "*", url
+        assert "Warning" in r.headers["Access-Control-Expose-Headers"]
+        assert "Access-Control-Allow-Credentials" not in r.headers
+    pre = requests.options(tenant.handle_url("CORS"), headers={
+        **origin, "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code == 200
+    assert "PUT" in pre.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in pre.headers["Access-Control-Allow-Headers"]
+    assert pre.headers["Access-Control-Max-Age"] == "86400"
+    assert "Access-Control-Allow-Credentials" not in pre.headers
+    plain = requests.options(f"{server.url}/api/handles")
+    assert plain.status_code == 200 and "PUT" in plain.headers["Allow"]
+    # the preflight grants nothing: the write still needs credentials
+    r = requests.put(tenant.handle_url("CORS"), json=ORDER[:1], headers=origin)
+    assert r.status_code == 401 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_pretty_indents_as_the_handle_server(tenant: Tenant, server: Server) -> None:
+    register(tenant, "PRETTY", ORDER[:1])
+    for flag in ("pretty", "pretty=true"):
+        r = requests.get(tenant.handle_url("PRETTY") + "?" + flag)
+        assert r.text.startswith('{\n  "responseCode": 1,\n  "handle": ')
+        assert r.json() == requests.get(tenant.handle_url("PRETTY")).json()
+    assert "\n" not in requests.get(tenant.handle_url("PRETTY") + "?pretty=false").text
+    assert requests.get(f"{server.url}/api/site?pretty").text.startswith('{\n  "responseCode"')
+
+
+def test_site_information_has_the_handle_server_shape(server: Server) -> None:
+    body = requests.get(f"{server.url}/api/site").json()
+    assert body["responseCode"] == 1 and list(body) == ["responseCode", "site"]
+    site = body["site"]
+    assert list(site) == ["version", "protocolVersion", "serialNumber", "primarySite",
+                          "multiPrimary", "attributes", "servers"]
+    assert site["primarySite"] is True and site["multiPrimary"] is False
+    (only,) = site["servers"]
+    assert only["serverId"] == 1 and only["address"] == "127.0.0.1"
+    key = requests.get(f"{server.url}/api/node").json()["publicKey"]
+    assert only["publicKey"] == {"format": "key",
+                                 "value": {"kty": "OKP", "crv": "Ed25519", "x": key}}
+    assert only["interfaces"] == [{"query": True, "admin": True, "protocol": "HTTP",
+                                   "port": server.port}]
