@@ -231,6 +231,9 @@ def main() -> None:
             [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
              "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
         )["token"]
+        # the data set lives under 88 (writes are refused under a prefix not served here)
+        subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
+                        "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
         # loading: a production-like server (2 workers, both cores, as PostgreSQL)
         loader = Idres(dsn, "--workers", "2", core=None)
         print(f"loading {n:,} identifiers through POST /api/bulk…", flush=True)
