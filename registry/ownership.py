@@ -17,7 +17,9 @@ from resolver.core.errors import InsufficientPermissions, PrefixNotHomed
 from resolver.core.identifier import Prefix
 
 OWNERS = "SELECT prefix, owner_id FROM prefixes WHERE prefix = ANY($1::text[])"
-DELEGATED = "SELECT prefix, servers, ttl FROM delegations WHERE prefix = ANY($1::text[])"
+# the registered prefixes of some lineages, their owners and delegations: one query
+LINEAGE = """SELECT p.prefix, p.owner_id, d.servers, d.ttl FROM prefixes p
+             LEFT JOIN delegations d USING (prefix) WHERE p.prefix = ANY($1::text[])"""
 # the operator (other than the caller) whose identity handle is among $1, if any
 IDENTITY_OWNER = """
     SELECT name, substr(identity, strpos(identity, ':') + 1) AS handle FROM operators
@@ -39,13 +41,15 @@ async def administers(conn: asyncpg.Connection, principal: Principal, prefix: Pr
 
 
 async def require(conn: asyncpg.Connection, principal: Principal, prefixes: Iterable[Prefix],
-                  doing: str) -> None:
+                  doing: str, owners: dict[str, int] | None = None) -> None:
     """:raises InsufficientPermissions: unless ``principal`` administers every prefix;
-    the message says what it may not be ``doing`` (e.g. "write under") and where."""
+    the message says what it may not be ``doing`` (e.g. "write under") and where.
+    ``owners`` (of the prefixes' lineages) when the caller read them already."""
     if principal.is_admin:
         return
     wanted = sorted(set(prefixes), key=lambda p: p.text)
-    owners = await owners_of(conn, wanted)  # network op
+    if owners is None:
+        owners = await owners_of(conn, wanted)  # network op
     denied = [p.text for p in wanted if not may_administer(principal, p, owners)]
     if denied:
         raise InsufficientPermissions(
@@ -70,19 +74,19 @@ async def check_identities(conn: asyncpg.Connection, principal: Principal, keys:
         )
 
 
-async def check_homed(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> None:
+async def check_homed(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> dict[str, int]:
     """Identifiers are written only under prefixes this node serves: allocated here (the
     prefix or an ancestor) and not delegated to another node (longest prefix wins, as
-    resolution decides: core/delegation.py).
+    resolution decides: core/delegation.py). Returns the owners of the lineages.
 
     :raises PrefixNotHomed: naming the prefix and what to do.
     """
     wanted = set(prefixes)
     names = sorted({p.text for prefix in wanted for p in prefix.lineage()})
-    local = {r["prefix"] for r in await conn.fetch(OWNERS, names)}  # network op
-    delegated = {r["prefix"]: Delegation(r["prefix"], tuple(Server.from_json(s) for s in r["servers"]),
-                                         r["ttl"]) for r in await conn.fetch(DELEGATED, names)}
-    zone = Zone(local, delegated)
+    rows = await conn.fetch(LINEAGE, names)  # network op
+    zone = Zone({r["prefix"] for r in rows}, {
+        r["prefix"]: Delegation(r["prefix"], tuple(Server.from_json(s) for s in r["servers"]),
+                                r["ttl"]) for r in rows if r["servers"] is not None})
     for prefix in sorted(wanted, key=lambda p: p.text):
         kind, delegation = zone.classify(prefix)
         if kind == "foreign":
@@ -93,6 +97,7 @@ async def check_homed(conn: asyncpg.Connection, prefixes: Iterable[Prefix]) -> N
             raise PrefixNotHomed(
                 f"That prefix doesn't live here: {prefix.text} is delegated to "
                 f"{delegation.servers[0].url}; write there")
+    return {r["prefix"]: r["owner_id"] for r in rows}
 
 
 async def check_write(conn: asyncpg.Connection, principal: Principal, keys: list[str],
@@ -103,6 +108,6 @@ async def check_write(conn: asyncpg.Connection, principal: Principal, keys: list
     :raises PrefixNotHomed, InsufficientPermissions:
     """
     prefixes = list(prefixes)
-    await check_homed(conn, prefixes)
-    await require(conn, principal, prefixes, "write under")
+    owners = await check_homed(conn, prefixes)
+    await require(conn, principal, prefixes, "write under", owners)
     await check_identities(conn, principal, keys)

@@ -216,3 +216,22 @@ def test_a_writer_without_a_cache_waits_for_the_resolvers(pg_dsn: str, tenant: T
             await pool.close()
 
     asyncio.run(go())
+
+
+def test_operator_identity_writes_are_acknowledged_everywhere(server: Server, second: Server,
+                                                              admin: Any) -> None:
+    """An operator's identity handle, written by the registry (on create), goes through the
+    one write transaction: another process that had cached "not found" answers the new
+    record as soon as the creation is acknowledged."""
+    name = f"ident-{time.monotonic_ns()}"
+    handle = f"0.OPERATOR/{name}"
+    assert requests.get(f"{second.url}/api/handles/{handle}").status_code == 404   # cached
+    r = requests.post(f"{server.url}/api/operators", json={"name": name}, headers=admin.bearer)
+    assert r.status_code == 201, r.text
+    got = requests.get(f"{second.url}/api/handles/{handle}")
+    assert got.status_code == 200 and got.json()["values"][0]["type"] == "HS_ADMIN"
+    # a secret reset rewrites the record (its HS_SECKEY): acknowledged the same way
+    secret = requests.post(f"{server.url}/api/operators/{name}/secret",
+                           headers=admin.bearer).json()["secret"]
+    assert requests.get(f"{second.url}/api/handles/{handle}").status_code == 200
+    assert secret not in requests.get(f"{second.url}/api/handles/{handle}").text
