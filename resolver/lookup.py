@@ -28,7 +28,7 @@ import asyncpg
 
 from resolver import reply
 from resolver.cache import AnswerCache, Entry
-from resolver.coalesce import Coalescer
+from resolver.coalesce import Coalescer, Found
 from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
@@ -220,20 +220,23 @@ class Resolver:
                 foreign.add(ident.key)
             parsed.append((text, ident.key, None))
         local = [k for _, k, _ in parsed if k is not None and k not in remote]
+        found: dict[str, Found] = {}
         down: BaseException | None = None
-        try:
-            found = await asyncio.wait_for(self.coalescer.local_many(local),
-                                           self.db_timeout)  # network op
-        except DATABASE_DOWN as exc:
-            found, down = {}, exc
-        outcomes = await asyncio.gather(*(self.resolve(i) for i in remote.values()),
-                                        return_exceptions=True)  # network op
+        if local:  # (a batch answered by spelling alone makes no task at all)
+            try:
+                found = await asyncio.wait_for(self.coalescer.local_many(local),
+                                               self.db_timeout)  # network op
+            except DATABASE_DOWN as exc:
+                down = exc
         remote_done: dict[str, Resolution | IdresError] = {}
-        for rkey, outcome in zip(remote, outcomes):
-            if isinstance(outcome, (IdresError, Resolution)):
-                remote_done[rkey] = outcome
-            else:
-                raise outcome
+        if remote:
+            outcomes = await asyncio.gather(*(self.resolve(i) for i in remote.values()),
+                                            return_exceptions=True)  # network op
+            for rkey, outcome in zip(remote, outcomes):
+                if isinstance(outcome, (IdresError, Resolution)):
+                    remote_done[rkey] = outcome
+                else:
+                    raise outcome
         out: list[Any] = []
         for text, key, ready in parsed:
             if key is None:
