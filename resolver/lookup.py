@@ -68,7 +68,7 @@ def _http(r: Reply) -> tuple[bytes, bytes]:
 
 
 # what each form keeps of a reply, and its size for the cache's byte bound
-_RENDER: dict[Form, tuple[Callable[[Reply], Any], Callable[[Any], int]]] = {
+_RENDER: dict[str, tuple[Callable[[Reply], Any], Callable[[Any], int]]] = {
     Form.JSON: (_json, len),
     Form.MSGPACK: (_msgpack, lambda v: len(v[1])),
     Form.HTTP: (_http, lambda v: len(v[0]) + len(v[1])),
@@ -181,7 +181,7 @@ class Resolver:
             return self.referral(requested, key, exc.delegation)
         return reply.error(exc, requested)
 
-    def encoded(self, resolution: Resolution, form: Form, requested: str,
+    def encoded(self, resolution: Resolution, form: str, requested: str,
                 spelling: Any = None) -> Any:
         """The reply of ``resolution`` for ``requested`` in ``form`` (see ``_RENDER``), kept
         with its cache entry under ``spelling`` (the request as the front end read it;
@@ -193,7 +193,7 @@ class Resolver:
                                         homed=resolution.homed)),
             size)
 
-    async def resolve_batch(self, texts: Sequence[str], form: Form) -> list[Any]:
+    async def resolve_batch(self, texts: Sequence[str], form: str) -> list[Any]:
         """One encoded reply per identifier text (``form`` JSON or MSGPACK), in order: the
         single resolution's reply for each (a malformed identifier gets its 102 reply, a
         delegated one its referral). Spellings answered before cost a dict lookup; all

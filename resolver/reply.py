@@ -14,10 +14,9 @@ request gets the same answer on every path.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 import orjson
@@ -46,12 +45,14 @@ CHALLENGE: Header = ("WWW-Authenticate", 'Basic realm="idres", Bearer')
 _STALE_FIELD = b',"stale":true}'
 
 
-class Form(enum.Enum):
-    """How a front end keeps an encoded reply in the cache (coalesce.py), by spelling."""
+class Form:
+    """How a front end keeps an encoded reply in the cache (coalesce.py), by spelling.
+    Plain strings, not an Enum: they are hashed on every cache hit (an Enum member hashes
+    in Python code, a str in C)."""
 
-    JSON = "json"        # bytes: the Handle JSON body (aiohttp GET, JSON batch elements)
-    MSGPACK = "msgpack"  # (wire status, msgpack bytes): binary protocol, msgpack batches
-    HTTP = "http"        # (head, body): the fast path's response, less Date and Connection
+    JSON: Final = "json"        # bytes: the Handle JSON body (aiohttp GET, JSON batches)
+    MSGPACK: Final = "msgpack"  # (wire status, msgpack bytes): binary protocol, msgpack batches
+    HTTP: Final = "http"        # (head, body): the fast path's response, less Date/Connection
 
 
 @dataclass(frozen=True, slots=True)
