@@ -120,13 +120,16 @@ class FastHTTP(TrackedProtocol):
         self._process()
 
     def data_received(self, data: bytes) -> None:
-        if not self.buf:
-            self.head_started = time.monotonic()
-        self.buf = self.buf + data if self.buf else data
+        had = bool(self.buf)
+        self.buf = self.buf + data if had else data
         self.last = self.ctx.now
         if not self.handing_off:
             self._process()
-        self.sync_reading()
+        if self.buf and not had:
+            self.head_started = time.monotonic()  # a head begun in this read, not complete
+        if self.paused or self.handing_off or not self._reading or \
+                len(self.pending) >= MAX_PENDING:
+            self.sync_reading()  # (the common case, reading and keeping up, needs nothing)
 
     # -- request heads ------------------------------------------------------------------------
 
@@ -141,7 +144,9 @@ class FastHTTP(TrackedProtocol):
 
     def _heads(self) -> None:
         ctx = self.ctx
-        while self.buf and not self.closing and not self.handing_off and self.can_work():
+        # (can_work(), inlined: this loop runs once per request)
+        while self.buf and not self.closing and not self.handing_off and not self.paused \
+                and len(self.pending) < MAX_PENDING:
             buf = self.buf
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -177,7 +182,8 @@ class FastHTTP(TrackedProtocol):
                     elif b"keep-alive" in tokens:
                         keep_alive = True
             self.buf = buf[end + 4:]
-            self.head_started = time.monotonic()  # what is left came with this head
+            if self.buf:
+                self.head_started = time.monotonic()  # what is left came with this head
             ctx.requests += 1
             self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
