@@ -160,6 +160,9 @@ class Invalidator(AckBook):
         self._sender: asyncio.Task[None] | None = None
         self._applying: set[asyncio.Task[None]] = set()   # zone reloads under way
         self._beat: tuple[int, asyncio.Future[None]] | None = None
+        # one query at a time on the LISTEN connection (asyncpg's rule): heartbeats and
+        # acknowledgements take turns
+        self._talk = asyncio.Lock()
         self._seq = 0
         self.resolver.coalescer.set_lease(0.0)            # nothing is proven yet
 
@@ -255,7 +258,8 @@ class Invalidator(AckBook):
             await self._renew()
             beats += 1
             if beats % 1000 == 0 and self._conn is not None:
-                await self._conn.execute(PRUNE_LEASES)  # network op
+                async with self._talk:
+                    await self._conn.execute(PRUNE_LEASES)  # network op
 
     async def _renew(self) -> None:
         """One heartbeat: renew the lease row and send the beat; when it comes back (and
@@ -274,8 +278,9 @@ class Invalidator(AckBook):
         self._beat = (seq, back)
         sent = time.monotonic()
         async with asyncio.timeout(2 * self.lease):
-            await conn.execute(HEARTBEAT, self.listener, self.lease,
-                               heartbeat_key(self.listener, seq))  # network op
+            async with self._talk:
+                await conn.execute(HEARTBEAT, self.listener, self.lease,
+                                   heartbeat_key(self.listener, seq))  # network op
             await back
         if self.connected and conn is self._conn:
             self.resolver.coalescer.set_lease(sent + self.lease)
@@ -361,9 +366,10 @@ class Invalidator(AckBook):
             if conn is None or conn.is_closed():
                 continue  # writers outwait our lease instead
             try:
-                await conn.execute(  # network op
-                    "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL,
-                    [ack_payload(t, self.listener) for t in tokens])
+                async with self._talk:
+                    await conn.execute(  # network op
+                        "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL,
+                        [ack_payload(t, self.listener) for t in tokens])
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.debug("could not acknowledge invalidations: %s", exc)
 
