@@ -36,6 +36,11 @@ FetchMany = Callable[[list[str]], Awaitable[dict[str, bytes]]]
 MAX_KEYS_PER_QUERY = 500  # misses of one loop turn asked for in one query, at most
 
 
+def _ignore(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned query's outcome is nobody's business
+
+
 class _Flight:
     __slots__ = ("future", "key", "tainted")
 
@@ -48,8 +53,10 @@ class _Flight:
 class Coalescer:
     """Shared reads and every write of one process's answer cache (see module docstring)."""
 
-    def __init__(self, cache: AnswerCache, fetch_one: FetchOne, fetch_many: FetchMany) -> None:
+    def __init__(self, cache: AnswerCache, fetch_one: FetchOne, fetch_many: FetchMany,
+                 timeout: float = 2.0) -> None:
         self.cache = cache
+        self.timeout = timeout  # one database query waits no longer (TimeoutError)
         self._fetch_one = fetch_one
         self._fetch_many = fetch_many
         self._local: dict[str, _Flight] = {}     # reads of this node's database
@@ -237,7 +244,16 @@ class Coalescer:
         keys = [f.key for f in flights]
         try:
             self.queries += 1
-            found = await query(keys)  # network op
+            # one deadline per query, shared by every waiter of its flights (a deadline
+            # per request would cost a task each). The query is not cancelled when it
+            # passes: cancelling asyncpg on a silent connection can hang on the cancel
+            # request; the query ends by itself (command timeout) and is ignored.
+            task = asyncio.ensure_future(query(keys))
+            try:
+                found = await asyncio.wait_for(asyncio.shield(task), self.timeout)  # network op
+            except TimeoutError:
+                task.add_done_callback(_ignore)
+                raise
         except BaseException as exc:
             for flight in flights:
                 flight.future.set_exception(exc)

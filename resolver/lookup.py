@@ -83,7 +83,7 @@ class Resolver:
                  signer: Any = None, db_timeout: float = 2.0) -> None:
         self.pool = pool
         self.coalescer = Coalescer(cache, lambda key: fetch_public(pool, key),
-                                   lambda keys: fetch_publics(pool, keys))
+                                   lambda keys: fetch_publics(pool, keys), db_timeout)
         self.zone = zone or Zone()
         self.recursor = recursor
         self.recursive = recursive  # the node's default for requests that do not say
@@ -121,8 +121,7 @@ class Resolver:
         # a foreign prefix is still looked up: operators' identity handles may live under a
         # prefix allocated later (the README's acme), and a record there is served
         try:
-            public, entry = await asyncio.wait_for(self.coalescer.local(key),
-                                                   self.db_timeout)  # network op
+            public, entry = await self.coalescer.local(key)  # network op (db_timeout bound)
         except DATABASE_DOWN as exc:
             return self._stale_or_unavailable(key, kind == "local", exc)
         return Resolution(key, public, entry, homed=kind == "local")
@@ -224,8 +223,7 @@ class Resolver:
         down: BaseException | None = None
         if local:  # (a batch answered by spelling alone makes no task at all)
             try:
-                found = await asyncio.wait_for(self.coalescer.local_many(local),
-                                               self.db_timeout)  # network op
+                found = await self.coalescer.local_many(local)  # network op (db_timeout bound)
             except DATABASE_DOWN as exc:
                 down = exc
         remote_done: dict[str, Resolution | IdresError] = {}

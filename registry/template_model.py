@@ -1,0 +1,420 @@
+"""Metadata templates: what an identifier of a kind must hold. Pure (no I/O).
+
+A template (idis-facts §1: the templates of China's enterprise nodes, gone further) is a
+list of items; each item names a value type (``order.quantity``) and what its values
+must be: a data type, required or not, one or many, unique within the prefix, length or
+range limits, a pattern (RE2: linear time, so a template, which is input too, cannot
+make a write take exponential time), a default TTL and classification, a description.
+
+:func:`parse_definition` checks a template as submitted (every problem at once);
+:func:`check_record` checks a record's values against a version of it, returning every
+problem with the value's index and type; :func:`json_schema` describes the PUT body a
+record of the template takes, as JSON Schema 2020-12.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+import re2
+
+from resolver.core.errors import InvalidIdentifier
+from resolver.core.identifier import parse
+
+DataType = Literal["string", "integer", "decimal", "boolean", "date", "datetime", "enum",
+                   "url", "email", "reference", "digest", "handle"]
+Classification = Literal["public", "shared", "private"]
+DIGESTS = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "md5": 32, "sm3": 64}
+MAX_ITEMS = 500
+# value types of the Handle System itself, always allowed beside a template's items
+SYSTEM_TYPE = re.compile(r"HS_[A-Z0-9_.]+\Z|10320/loc\Z")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_INTEGER = re.compile(r"[-+]?[0-9]+\Z")
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+_HEX = re.compile(r"[0-9a-fA-F]+\Z")
+
+
+class Item(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One item of a template (the JSON a client sends, field for field)."""
+
+    type: str
+    datatype: DataType = "string"
+    required: bool = False
+    many: bool = False
+    unique: bool = False
+    searchable: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    minimum: str | int | float | None = None
+    maximum: str | int | float | None = None
+    pattern: str | None = None
+    values: list[str] | None = None          # enum
+    template: str | None = None              # reference: to instances of this template
+    digest: str | None = None                # digest: the algorithm
+    ttl: int | None = None
+    classification: Classification = "public"
+    description: str = ""
+
+
+class Definition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A template version as submitted: ``{"description", "items": [...]}``."""
+
+    items: list[Item]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a record: the value's index (None: the record as a whole),
+    its type, and what is wrong."""
+
+    index: int | None
+    type: str | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.type is not None:
+            out["type"] = self.type
+        out["message"] = self.message
+        return out
+
+
+class DefinitionError(ValueError):
+    """A template that cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def decode_definition(body: bytes | Any) -> Definition:
+    """A definition from JSON bytes or an already decoded object.
+
+    :raises DefinitionError: not a definition (unknown fields, wrong types, bad values)."""
+    try:
+        if isinstance(body, (bytes, str)):
+            return msgspec.json.decode(body, type=Definition)
+        return msgspec.convert(body, type=Definition)
+    except msgspec.ValidationError as exc:
+        raise DefinitionError([f"not a template definition: {exc}"]) from None
+
+
+def _number(item: Item, which: str, value: object) -> decimal.Decimal | dt.date | None:
+    if value is None:
+        return None
+    if item.datatype in ("integer", "decimal"):
+        try:
+            return decimal.Decimal(str(value))
+        except decimal.InvalidOperation:
+            raise ValueError(f"{which} {value!r} is not a number") from None
+    if item.datatype == "date":
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"{which} {value!r} is not a date YYYY-MM-DD") from None
+    raise ValueError(f"{which} applies to integer, decimal and date items only")
+
+
+def parse_definition(body: bytes | Any) -> Definition:
+    """The definition, checked whole: every problem at once.
+
+    :raises DefinitionError: contradictory limits, invalid patterns, items of one type
+        twice, options that do not fit the data type, too many items.
+    """
+    definition = decode_definition(body)
+    problems: list[str] = []
+    seen: set[str] = set()
+    if not definition.items:
+        problems.append("a template needs at least one item")
+    if len(definition.items) > MAX_ITEMS:
+        problems.append(f"at most {MAX_ITEMS} items, got {len(definition.items)}")
+    for n, item in enumerate(definition.items):
+        where = f"item {n} ({item.type})"
+        if not item.type or len(item.type) > 255 or any(c.isspace() for c in item.type):
+            problems.append(f"{where}: type must be 1-255 characters without spaces")
+        if item.type.upper() in seen:
+            problems.append(f"{where}: type {item.type} appears twice")
+        seen.add(item.type.upper())
+        if SYSTEM_TYPE.match(item.type.upper()):
+            problems.append(f"{where}: {item.type} is a Handle System type, not a template item")
+        for name in ("min_length", "max_length", "ttl"):
+            value = getattr(item, name)
+            if value is not None and value < 0:
+                problems.append(f"{where}: {name} must not be negative")
+        if item.min_length is not None and item.max_length is not None \
+                and item.min_length > item.max_length:
+            problems.append(f"{where}: min_length {item.min_length} is over max_length "
+                            f"{item.max_length}")
+        try:
+            low, high = _number(item, "minimum", item.minimum), _number(item, "maximum",
+                                                                        item.maximum)
+            if low is not None and high is not None and low > high:  # type: ignore[operator]
+                problems.append(f"{where}: minimum {item.minimum} is over maximum {item.maximum}")
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+        if item.pattern is not None:
+            try:
+                re2.compile(item.pattern)
+            except re2.error as exc:
+                problems.append(f"{where}: pattern is not a valid (RE2) expression: {exc}")
+        if item.datatype == "enum" and not item.values:
+            problems.append(f"{where}: an enum item needs its values")
+        if item.values is not None and item.datatype != "enum":
+            problems.append(f"{where}: values applies to enum items only")
+        if item.template is not None:
+            if item.datatype != "reference":
+                problems.append(f"{where}: template applies to reference items only")
+            else:
+                try:
+                    parse(item.template)
+                except InvalidIdentifier as exc:
+                    problems.append(f"{where}: template {item.template!r}: {exc.message}")
+        if item.datatype == "digest" and item.digest not in DIGESTS:
+            problems.append(f"{where}: a digest item needs its algorithm, one of "
+                            f"{', '.join(sorted(DIGESTS))}")
+        if item.digest is not None and item.datatype != "digest":
+            problems.append(f"{where}: digest applies to digest items only")
+        if item.unique and item.many:
+            problems.append(f"{where}: a unique item cannot have many values")
+    if problems:
+        raise DefinitionError(problems)
+    return definition
+
+
+def references(definition: Definition) -> set[str]:
+    """The templates (keys) this one's reference items point to."""
+    return {parse(i.template).key for i in definition.items if i.template}
+
+
+def find_cycle(start: str, edges: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of template references through ``start`` (keys), if any."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in path:
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+# --- checking a record ----------------------------------------------------------------------
+
+
+def _text(value: dict[str, Any]) -> str | None:
+    data = value["data"]
+    return data["value"] if data["format"] == "string" else None
+
+
+def _check_value(item: Item, text: str) -> str | None:
+    """What is wrong with one value's text for its item, or None."""
+    kind = item.datatype
+    if item.min_length is not None and len(text) < item.min_length:
+        return f"must be at least {item.min_length} characters long"
+    if item.max_length is not None and len(text) > item.max_length:
+        return f"must be at most {item.max_length} characters long"
+    if kind in ("integer", "decimal"):
+        if not (_INTEGER if kind == "integer" else _DECIMAL).match(text):
+            return f"must be {'an integer' if kind == 'integer' else 'a decimal number'}"
+        number = decimal.Decimal(text)
+        if item.minimum is not None and number < decimal.Decimal(str(item.minimum)):
+            return f"must be {'an integer' if kind == 'integer' else 'a number'} ≥ {item.minimum}"
+        if item.maximum is not None and number > decimal.Decimal(str(item.maximum)):
+            return f"must be {'an integer' if kind == 'integer' else 'a number'} ≤ {item.maximum}"
+    elif kind == "boolean":
+        if text not in ("true", "false"):
+            return "must be true or false"
+    elif kind == "date":
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            return "must be a date YYYY-MM-DD"
+        if len(text) != 10:
+            return "must be a date YYYY-MM-DD"
+        if item.minimum is not None and day < dt.date.fromisoformat(str(item.minimum)):
+            return f"must be on or after {item.minimum}"
+        if item.maximum is not None and day > dt.date.fromisoformat(str(item.maximum)):
+            return f"must be on or before {item.maximum}"
+    elif kind == "datetime":
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return "must be a date-time, RFC 3339 (2026-12-01T08:00:00Z)"
+        if when.tzinfo is None or "T" not in text:
+            return "must be a date-time with its offset, RFC 3339 (2026-12-01T08:00:00Z)"
+    elif kind == "enum":
+        if text not in (item.values or ()):
+            return "must be one of " + ", ".join(item.values or ())
+    elif kind == "url":
+        parts = urlsplit(text)
+        if not parts.scheme or not (parts.netloc or parts.scheme in ("urn", "mailto", "tel")):
+            return "must be a URL with a scheme (https://...)"
+    elif kind == "email":
+        if not _EMAIL.match(text):
+            return "must be an e-mail address"
+    elif kind == "reference":
+        try:
+            parse(text)
+        except InvalidIdentifier as exc:
+            return f"must be an identifier PREFIX/SUFFIX ({exc.message})"
+    elif kind == "digest":
+        size = DIGESTS[item.digest or "sha256"]
+        if len(text) != size or not _HEX.match(text):
+            return f"must be a {item.digest} digest: {size} hexadecimal digits"
+    if item.pattern is not None and not re2.fullmatch(item.pattern, text):
+        return f"must match the pattern {item.pattern}"
+    return None
+
+
+def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> list[Problem]:
+    """Every problem of a record (values in the stored form) against a template version:
+    values of types the template does not have, missing required items, several values
+    of a single item, and each value's data. References are checked for syntax here;
+    whether they exist is the caller's business (:func:`reference_checks`)."""
+    items = {i.type.upper(): i for i in definition.items}
+    problems: list[Problem] = []
+    count: dict[str, int] = {}
+    for v in values:
+        key = v["type"].upper()
+        item = items.get(key)
+        if item is None:
+            if not SYSTEM_TYPE.match(key):
+                problems.append(Problem(v["index"], v["type"], "is not an item of the template"))
+            continue
+        count[key] = count.get(key, 0) + 1
+        if count[key] == 2 and not item.many:
+            problems.append(Problem(v["index"], v["type"], "may have one value only"))
+        if item.datatype == "handle":
+            continue  # any Handle format: the value's own checks apply
+        text = _text(v)
+        if text is None:
+            problems.append(Problem(v["index"], v["type"],
+                                    f"must be string data (a {item.datatype})"))
+            continue
+        wrong = _check_value(item, text)
+        if wrong is not None:
+            problems.append(Problem(v["index"], v["type"], wrong))
+    for item in definition.items:
+        if item.required and item.type.upper() not in count:
+            problems.append(Problem(None, item.type, "is required"))
+    return problems
+
+
+def reference_checks(values: Sequence[dict[str, Any]],
+                     definition: Definition) -> list[tuple[dict[str, Any], str, str | None]]:
+    """(value, referenced identifier key, template key it must follow or None) for the
+    reference values whose target must exist."""
+    items = {i.type.upper(): i for i in definition.items if i.datatype == "reference"}
+    out = []
+    for v in values:
+        item = items.get(v["type"].upper())
+        text = _text(v) if item is not None else None
+        if item is None or text is None:
+            continue
+        try:
+            target = parse(text).key
+        except InvalidIdentifier:
+            continue
+        out.append((v, target, parse(item.template).key if item.template else None))
+    return out
+
+
+def indexed(values: Iterable[dict[str, Any]],
+            definition: Definition) -> list[tuple[str, str, bool, bool]]:
+    """(type, value, unique, public) of the values to index for lookup by code: those of
+    unique and searchable items."""
+    items = {i.type.upper(): i for i in definition.items if i.unique or i.searchable}
+    out = []
+    for v in values:
+        item = items.get(v["type"].upper())
+        text = _text(v) if item is not None else None
+        if item is not None and text is not None:
+            out.append((item.type, text, item.unique, v["permissions"][2] == "1"))
+    return out
+
+
+def defaults(definition: Definition) -> dict[str, tuple[int | None, Classification]]:
+    """Type (upper-cased) → (default TTL, default classification) of each item."""
+    return {i.type.upper(): (i.ttl, i.classification) for i in definition.items}
+
+
+# --- JSON Schema 2020-12 of a record's PUT body ------------------------------------------
+
+_FORMATS = {"date": "date", "datetime": "date-time", "url": "uri", "email": "email"}
+_PATTERNS = {"integer": r"^[-+]?[0-9]+$",
+             "decimal": r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$",
+             "boolean": r"^(true|false)$", "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+
+
+def _data_schema(item: Item) -> dict[str, Any]:
+    text: dict[str, Any] = {"type": "string"}
+    if item.datatype in _FORMATS:
+        text["format"] = _FORMATS[item.datatype]
+    if item.datatype == "enum":
+        text["enum"] = list(item.values or ())
+    if item.datatype == "digest":
+        size = DIGESTS[item.digest or "sha256"]
+        text["pattern"] = f"^[0-9a-fA-F]{{{size}}}$"
+    patterns = [p for p in (_PATTERNS.get(item.datatype), item.pattern) if p]
+    if item.pattern:
+        patterns[-1] = f"^(?:{item.pattern})$"
+    if len(patterns) == 1:
+        text["pattern"] = patterns[0]
+    elif patterns:
+        text["allOf"] = [{"pattern": p} for p in patterns]
+    if item.min_length is not None:
+        text["minLength"] = item.min_length
+    if item.max_length is not None:
+        text["maxLength"] = item.max_length
+    if item.description:
+        text["description"] = item.description
+    if item.datatype == "handle":
+        return {"description": item.description or "any Handle data"}
+    return {"anyOf": [text, {"type": "object", "required": ["value"],
+                             "properties": {"format": {"const": "string"}, "value": text}}]}
+
+
+def json_schema(handle: str, version: int, definition: Definition) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of the body ``PUT /api/handles/{id}`` takes for a record
+    of this template version: ``{"values": [...]}`` (a bare array too), each value of a
+    type the template has (or a Handle System type), required items present, single
+    items once. Ranges and reference targets are checked by the server only."""
+    per_type = []
+    for item in definition.items:
+        per_type.append({
+            "properties": {"type": {"const": item.type}, "data": _data_schema(item)},
+            "required": ["type", "data"],
+        })
+    value = {"type": "object", "required": ["index", "type", "data"],
+             "properties": {"index": {"type": ["integer", "string"]}, "type": {"type": "string"},
+                            "ttl": {"type": ["integer", "string"]},
+                            "permissions": {"type": "string", "pattern": "^[01]{4}$"}},
+             "anyOf": [*per_type, {"properties": {"type": {"pattern": "^HS_"}}}]}
+    values: dict[str, Any] = {"type": "array", "items": value, "allOf": []}
+    for item in definition.items:
+        has = {"contains": {"properties": {"type": {"const": item.type}}, "required": ["type"]}}
+        if item.required:
+            values["allOf"].append(has)
+        if not item.many:
+            values["allOf"].append({**has, "minContains": 0, "maxContains": 1})
+    if not values["allOf"]:
+        del values["allOf"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"/api/templates/{handle}/schema?version={version}",
+        "title": f"{handle} version {version}",
+        "description": definition.description or f"records of template {handle}",
+        "anyOf": [values, {"type": "object", "required": ["values"],
+                           "properties": {"values": values}}],
+    }
