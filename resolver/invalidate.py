@@ -191,8 +191,9 @@ class Invalidator(AckBook):
         self._conn = conn
         try:
             conn.add_termination_listener(self._on_terminated)
-            await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)  # network op
-            await conn.add_listener(ACK_CHANNEL, self._on_ack)  # network op
+            async with self._talk:
+                await conn.add_listener(INVALIDATE_CHANNEL, self._on_notify)  # network op
+                await conn.add_listener(ACK_CHANNEL, self._on_ack)  # network op
             # anything could have changed while we were not listening: from here on every
             # write is heard, and what came before is forgotten
             self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
@@ -363,7 +364,7 @@ class Invalidator(AckBook):
             while not self._outbox.empty():
                 tokens.append(self._outbox.get_nowait())
             conn = self._conn
-            if conn is None or conn.is_closed():
+            if conn is None or conn.is_closed() or not self.connected:
                 continue  # writers outwait our lease instead
             try:
                 async with self._talk:
@@ -374,6 +375,8 @@ class Invalidator(AckBook):
                 log.debug("could not acknowledge invalidations: %s", exc)
 
     async def close(self) -> None:
+        """Stop; the lease ends first here, then in the database (so that writers need
+        not outwait a process that has stopped)."""
         self._closing = True
         self.resolver.coalescer.set_lease(0.0)
         for task in (self._supervisor, self._sender, *self._applying):
@@ -381,5 +384,11 @@ class Invalidator(AckBook):
                 task.cancel()
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
+            try:
+                async with self._talk, asyncio.timeout(1):
+                    await conn.execute("DELETE FROM listener_leases WHERE listener = $1",
+                                       self.listener)  # network op
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass  # the row runs out by itself
             await conn.close()
 
