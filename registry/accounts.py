@@ -17,9 +17,10 @@ from urllib.parse import unquote
 
 import asyncpg
 
-from registry import secrets, store
+from registry import secrets
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
+from registry.store import identity as identities
 from resolver.core import codec
 from resolver.core.errors import (
     AuthenticationFailed,
@@ -92,7 +93,7 @@ async def create_operator(
             )
         except asyncpg.UniqueViolationError:
             raise OperatorExists(f"an operator named {name!r} or with identity {identity} exists") from None
-        await store.create_identity(tx, parse(handle), stored)
+        await identities.create_identity(tx, parse(handle), stored)
         await conn.execute(
             "INSERT INTO tokens (operator_id, token_hash, label) VALUES ($1, $2, 'initial')",
             op_id, secrets.hash_token(token),
@@ -139,7 +140,7 @@ async def reset_secret(db: Db, actor: Principal, owner: Principal) -> str:
                                          timestamp=int(time.time()),
                                          permissions=SECKEY_PERMISSIONS))
     async with write_transaction(db) as tx:
-        await store.replace_identity_value(tx, handle, seckey)
+        await identities.replace_identity_value(tx, handle, seckey)
         await audit(tx.conn, actor, "operator_secret_reset", handle=handle,
                     after={"name": owner.name, "identity": owner.identity})
     return secret
@@ -192,7 +193,7 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
             index, handle = parse_identity(unquote(user))
         except InvalidIdentifier as exc:
             raise AuthenticationFailed(exc.message) from None
-        row = await store.fetch_identity(pool, f"{index}:{handle}", handle)
+        row = await identities.fetch_identity(pool, f"{index}:{handle}", handle)
         stored = None
         if row is not None:
             stored = next((v["data"]["value"] for v in row["values"]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from registry.store import match_handles
+from registry.store.queries import match_handles
 from resolver.core.errors import BadRequest
 
 MAX_TERMS = 10

@@ -119,7 +119,8 @@ def not_homed(requested: str) -> PrefixNotHomed:
 def error(exc: IdresError, requested: str | None = None) -> Reply:
     """The reply for an error, with the codes of the error table; ``requested`` (the
     identifier as the client wrote it) is echoed when there is one."""
-    body = codec.encode_message(exc.response_code, requested, message=exc.message)
+    body = codec.encode_message(exc.response_code, requested, message=exc.message,
+                                **(exc.details or {}))
     headers = (CHALLENGE,) if exc.http_status == 401 else ()
     return Reply(exc.http_status, exc.response_code, exc.wire_status, body, headers)
 
@@ -136,11 +137,19 @@ def referral(requested: str, normalised: str, delegation: Delegation, key: Any,
     return Reply(300, 303, 303, orjson.dumps(body))
 
 
-def redirect(url: str, ttl: int, *, stale: bool = False) -> Reply:
-    """The proxy's redirect to a record's URL value (302, as the Handle.Net proxy sends
-    by default), cacheable for the smallest TTL of the record."""
+def redirect(url: str, ttl: int, *, stale: bool = False, status: int = 302) -> Reply:
+    """The proxy's redirect: to a record's URL value (302, as the Handle.Net proxy sends
+    by default), or to the identifier an alias names (301); cacheable for the smallest
+    TTL of the record."""
     headers = (("Location", url), ("Cache-Control", f"max-age={ttl}"))
-    return Reply(302, 1, 1, b"", (*headers, STALE) if stale else headers)
+    return Reply(status, 1, 1, b"", (*headers, STALE) if stale else headers)
+
+
+def gone(requested: str, values: list[dict[str, Any]], said: dict[str, Any]) -> Reply:
+    """The proxy's answer for a retired identifier: 410 Gone, with its tombstone."""
+    body = codec.message(1, requested, values=values, retired=said.get("retired"),
+                         reason=said.get("reason", ""))
+    return Reply(410, 1, 1, orjson.dumps(body))
 
 
 def message(status: int, code: int, /, **fields: Any) -> Reply:

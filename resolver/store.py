@@ -21,10 +21,11 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 
 FETCH_RECORD = 'SELECT "values" FROM handles WHERE handle = $1'
 # public_json is NULL only for rows written before migration 0002: then send "values"
+# drafts do not exist for anyone but their owner (resolver/core/lifecycle.py)
 FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
-                  FROM handles WHERE handle = $1"""
+                  FROM handles WHERE handle = $1 AND state <> 'draft'"""
 FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
-                   FROM handles WHERE handle = ANY($1::text[])"""
+                   FROM handles WHERE handle = ANY($1::text[]) AND state <> 'draft'"""
 
 
 async def fetch_record(pool: asyncpg.Pool, key: str) -> Values | None:

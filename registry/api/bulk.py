@@ -2,7 +2,8 @@
 
 Body, JSON, one of:
 
-* ``[{"handle": "88.100.7/A", "values": [...]}, ...]``
+* ``[{"handle": "88.100.7/A", "values": [...]}, ...]`` (each record may name its
+  ``"template"`` and ``"templateVersion"``)
 * ``{"records": [ ...same... ]}``
 * ``{"handleRecords": {"88.100.7/A": {"values": [...]}, ...}}`` (the input format of
   the Handle.Net ``LoadHandlesFromJson`` tool)
@@ -18,18 +19,23 @@ from typing import Any
 
 from aiohttp import web
 
-from registry import store
 from registry.api.common import context, json_body, ok, principal
+from registry.api.handles import requested_template
+from registry.conformance import Requested
+from registry.store import bulk
+from registry.store.bulk import Entry
 from resolver.core import codec, params
 from resolver.core.errors import BadRequest, IdresError, InvalidValue
-from resolver.core.identifier import Identifier, parse
+from resolver.core.identifier import parse
 from resolver.core.record import check_record
 
+NO_TEMPLATE = Requested()
 
-def _entries(body: Any) -> list[tuple[object, object]]:
+
+def _entries(body: Any) -> list[tuple[object, object, dict[str, Any]]]:
     if isinstance(body, dict) and isinstance(body.get("handleRecords"), dict):
-        return [(h, r.get("values") if isinstance(r, dict) else r)
-                for h, r in body["handleRecords"].items()]
+        return [(h, r.get("values") if isinstance(r, dict) else r,
+                 r if isinstance(r, dict) else {}) for h, r in body["handleRecords"].items()]
     if isinstance(body, dict) and "records" in body:
         body = body["records"]
     if not isinstance(body, list):
@@ -39,11 +45,11 @@ def _entries(body: Any) -> list[tuple[object, object]]:
     for n, rec in enumerate(body):
         if not isinstance(rec, dict) or "handle" not in rec or "values" not in rec:
             raise BadRequest(f"record {n}: each record needs 'handle' and 'values'")
-        out.append((rec["handle"], rec["values"]))
+        out.append((rec["handle"], rec["values"], rec))
     return out
 
 
-def parse_records(body: Any, limit: int) -> list[tuple[Identifier, list[dict[str, Any]]]]:
+def parse_records(body: Any, limit: int) -> list[Entry]:
     """Validate every record; the error names the first bad record.
 
     :raises BadRequest: a bad shape, too many records or a duplicate identifier.
@@ -57,7 +63,7 @@ def parse_records(body: Any, limit: int) -> list[tuple[Identifier, list[dict[str
     now = int(time.time())
     seen: set[str] = set()
     out = []
-    for n, (handle, values) in enumerate(entries):
+    for n, (handle, values, fields) in enumerate(entries):
         try:
             if not isinstance(handle, str):
                 raise BadRequest("'handle' must be a string")
@@ -66,13 +72,15 @@ def parse_records(body: Any, limit: int) -> list[tuple[Identifier, list[dict[str
                 raise InvalidValue("'values' must be an array")
             parsed = codec.parse_values(values, now)
             check_record(parsed)
+            requested = requested_template(fields, {}, values) if "template" in fields \
+                else NO_TEMPLATE
         except IdresError as exc:
             exc.message = f"record {n} ({str(handle)[:100]!s}): {exc.message}"
             raise
         if ident.key in seen:
             raise BadRequest(f"record {n}: {ident.key} appears twice in the request")
         seen.add(ident.key)
-        out.append((ident, parsed))
+        out.append(Entry(ident, parsed, requested))
     return out
 
 
@@ -84,7 +92,7 @@ async def bulk_register(request: web.Request) -> web.Response:
     body = await json_body(request, ctx.max_bulk_bytes)
     records = parse_records(body, ctx.max_bulk_records)
     started = time.perf_counter()
-    created, replaced = await store.bulk_put(ctx.db, who, records, overwrite=overwrite)
+    created, replaced = await bulk.bulk_put(ctx.db, who, records, overwrite=overwrite)
     elapsed = time.perf_counter() - started
     return ok(201 if created else 200, None, count=len(records), created=created,
                   replaced=replaced, seconds=round(elapsed, 3))

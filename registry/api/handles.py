@@ -13,14 +13,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
-from registry import store
 from registry.api.common import context, identifier, json_body, ok, principal
+from registry.conformance import Requested
 from registry.ownership import require
+from registry.store import queries, records
 from resolver.core import codec, params
-from resolver.core.errors import MismatchedIndexes
+from resolver.core.errors import BadRequest, MismatchedIndexes
 from resolver.core.identifier import parse, parse_prefix
 
 
@@ -36,7 +38,10 @@ async def put_handle(request: web.Request) -> web.Response:
         ident = parse(text)
         request["handle"] = text
     body = await json_body(request, ctx.max_body_bytes)
-    values = codec.parse_values(codec.values_from_body(body, text))
+    raw = codec.values_from_body(body, text)
+    values = codec.parse_values(raw)
+    requested = requested_template(body, q, raw)
+    state = q.get("state") or (body.get("state") if isinstance(body, dict) else None) or "active"
     index_params = q.getall("index", [])
     if index_params:
         if [i.lower() for i in index_params] != ["various"]:
@@ -47,10 +52,30 @@ async def put_handle(request: web.Request) -> web.Response:
                     f"mismatched indexes: the query names {sorted(wanted)}, "
                     f"the body holds {sorted(got)}"
                 )
-        await store.put_values(ctx.db, who, ident, values, overwrite=overwrite)
+        await records.put_values(ctx.db, who, ident, values, overwrite=overwrite,
+                                 requested=requested)
         return ok(200, text)
-    created = await store.put_record(ctx.db, who, ident, values, overwrite=overwrite)
+    created = await records.put_record(ctx.db, who, ident, values, overwrite=overwrite,
+                                       requested=requested, state=str(state))
     return ok(201 if created else 200, text)
+
+
+def requested_template(body: Any, q: Any, raw: list[object]) -> Requested:
+    """The template a write names: ``?template=`` and ``?templateVersion=``, or the body's
+    ``"template"`` and ``"templateVersion"`` (``{"template", "values": [...]}``).
+
+    :raises BadRequest: a version that is not a positive integer."""
+    fields = body if isinstance(body, dict) else {}
+    template = q.get("template", fields.get("template"))
+    version = q.get("templateVersion", fields.get("templateVersion"))
+    if template is not None and not isinstance(template, str):
+        raise BadRequest("template must be an identifier string")
+    if version is not None:
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise BadRequest("templateVersion must be a positive integer")
+    return Requested(template, version, raw)
 
 
 async def delete_handle(request: web.Request) -> web.Response:
@@ -59,7 +84,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     text, ident = identifier(request)
     who = await principal(request)
     indexes = params.indexes(request.rel_url.query.getall("index", []))
-    await store.delete(ctx.db, who, ident, indexes)
+    await records.delete(ctx.db, who, ident, indexes)
     return ok(200, text)
 
 
@@ -77,6 +102,6 @@ async def list_prefix_handles(request: web.Request) -> web.Response:
     size = params.integer("pageSize", q.getall("pageSize", []), 1000, 0, 100_000)
     async with ctx.pool.acquire() as conn:
         await require(conn, who, [prefix], "list")
-        total, names = await store.list_handles(conn, prefix, page, size)
+        total, names = await queries.list_handles(conn, prefix, page, size)
     return ok(200, None, prefix=prefix_text, totalCount=str(total), page=page,
                   pageSize=size, handles=names)

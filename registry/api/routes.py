@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api import bulk, delegations, handles, operators, prefixes, search
+from registry.api import bulk, delegations, handles, operators, prefixes, records, search, templates
 from registry.api.common import REGISTRY, RegistryContext
 
 
@@ -29,3 +29,14 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/delegations", delegations.get_delegations)
     r.add_post("/api/delegations", delegations.post_delegation)
     r.add_delete("/api/delegations/{prefix}", delegations.delete_delegation)
+    r.add_put("/api/prefixes/{prefix}", records.put_prefix)
+    r.add_post("/api/templates", templates.post_template)
+    r.add_get("/api/templates", templates.get_templates)
+    r.add_post("/api/templates/publish", templates.post_publish)
+    r.add_post("/api/templates/retire", templates.post_retire)
+    r.add_get("/api/templates/check", templates.get_check)
+    r.add_get(r"/api/templates/{handle:[\s\S]+}", templates.get_template)
+    r.add_get(r"/api/schemas/{handle:[\s\S]+}", templates.get_schema)
+    r.add_post(r"/api/lifecycle/{handle:[\s\S]+}", records.post_lifecycle)
+    r.add_get("/api/lookup", records.get_lookup)
+    r.add_get("/api/records", records.get_records)

@@ -11,6 +11,9 @@ up codes of their own: ``resolver/reply.py`` reads them from here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class IdresError(Exception):
     """Internal error."""
@@ -18,6 +21,7 @@ class IdresError(Exception):
     response_code: int = 2
     http_status: int = 500
     wire_status: int = 2
+    details: dict[str, Any] | None = None  # more fields for the reply body (e.g. "errors")
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or "").strip()
@@ -37,6 +41,31 @@ class InvalidPrefix(InvalidIdentifier):
 
 class InvalidValue(IdresError):
     """Invalid handle value."""
+
+
+class RecordInvalid(InvalidValue):
+    """The record does not conform to its template."""
+
+    def __init__(self, message: str | None = None, problems: Iterable[Any] = ()) -> None:
+        super().__init__(message)
+        self.details = {"errors": [p.to_json() for p in problems]}
+
+
+class BulkInvalid(RecordInvalid):
+    """Records of the request do not conform to their templates."""
+
+    def __init__(self, message: str | None = None, failing: int = 0,
+                 records: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = {"failing": failing, "records": records or []}
+
+
+class TemplateInvalid(InvalidValue):
+    """The template is not valid."""
+
+    def __init__(self, message: str | None = None, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.details = {"errors": [{"message": p} for p in problems]}
 
 
 class BadRequest(IdresError):
@@ -109,6 +138,20 @@ class PrefixNotFound(IdresError):
 
 class PrefixExists(IdresError):
     """Prefix already exists."""
+
+
+class TemplateConflict(IdresError):
+    """The template is not in a state that allows this."""
+
+    def __init__(self, message: str | None = None,
+                 report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        if report is not None:
+            self.details = {"report": report}
+
+
+class StateConflict(IdresError):
+    """The identifier's lifecycle state does not allow this."""
 
 
 class OperatorNotFound(IdresError):
@@ -186,6 +229,9 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int, int]] = {
     InvalidIdentifier: (102, 400, 102),
     InvalidPrefix: (102, 400, 102),
     InvalidValue: (202, 400, 202),
+    RecordInvalid: (202, 400, 202),
+    BulkInvalid: (202, 400, 202),
+    TemplateInvalid: (202, 400, 202),
     BadRequest: (4, 400, 4),
     MismatchedIndexes: (4, 400, 4),
     PayloadTooLarge: (4, 413, 4),
@@ -201,6 +247,8 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int, int]] = {
     ValueExists: (201, 409, 201),
     PrefixNotFound: (100, 404, 100),
     PrefixExists: (101, 409, 101),
+    TemplateConflict: (2, 409, 2),
+    StateConflict: (2, 409, 2),
     OperatorNotFound: (100, 404, 100),
     OperatorExists: (101, 409, 101),
     TokenNotFound: (100, 404, 100),

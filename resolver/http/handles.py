@@ -4,7 +4,9 @@
   filters (repeatable, OR-ed); 404 + responseCode 100 when unknown; 200 +
   responseCode 200 when the filter leaves nothing.
 * ``GET|HEAD /{prefix}/{suffix}`` (proxy style) → 302 to the first URL value;
-  ``?noredirect`` answers the record as JSON instead.
+  ``?noredirect`` answers the record as JSON instead; an ``HS_ALIAS`` (a replaced
+  identifier) → 301 to the identifier the alias chain ends at (``?ignore_aliases``: the
+  record); a retired identifier → 410 with its tombstone.
 
 Plain resolutions come here only when the fast path handed the connection over; the
 reply is the same either way (``resolver/reply.py`` shapes both).
@@ -16,14 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
 from resolver import reply
-from resolver.core import codec, params, signing
-from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, Referral
-from resolver.core.identifier import Identifier, parse_raw
+from resolver.core import codec, lifecycle, params, signing
+from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, RecursionLimit, Referral
+from resolver.core.identifier import Identifier, parse, parse_raw
 from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
 from resolver.http.respond import respond
 from resolver.lookup import Resolution, first_url
@@ -142,10 +145,44 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             raise reply.not_homed(query.requested)
         raise IdentifierNotFound(f"handle {query.requested} not found")
     stale = resolution is not None and resolution.stale
-    url = None if _flag(request, "noredirect") else first_url(values)
+    said = lifecycle.tombstone(values)
+    if said is not None:
+        return respond(reply.gone(query.requested, values, said))
+    show = _flag(request, "noredirect")
+    if not show and not _flag(request, "ignore_aliases") and lifecycle.alias(values):
+        final = await _follow_aliases(request, query, values)  # network op
+        return respond(reply.redirect("/" + quote(final, safe="/"), min(v["ttl"] for v in values),
+                                      stale=stale, status=301))
+    url = None if show else first_url(values)
     if url is None:
         return respond(reply.selected(query.requested, values, stale=stale))
     return respond(reply.redirect(url, min(v["ttl"] for v in values), stale=stale))
+
+
+async def _follow_aliases(request: web.Request, query: Query,
+                          values: list[dict[str, Any]]) -> str:
+    """The identifier an alias chain ends at (HS_ALIAS, as the Handle.Net proxy follows
+    it, at most MAX_ALIAS_HOPS).
+
+    :raises RecursionLimit: a loop, or a chain longer than that."""
+    resolver = request.app[RESOLVER]
+    seen = {query.ident.key}
+    target = lifecycle.alias(values)
+    while target is not None:
+        if len(seen) > lifecycle.MAX_ALIAS_HOPS:
+            raise RecursionLimit(f"aliases of {query.requested} go further than "
+                                 f"{lifecycle.MAX_ALIAS_HOPS} hops")
+        ident = parse(target)
+        if ident.key in seen:
+            raise RecursionLimit(f"aliases of {query.requested} go round in a loop at {target}")
+        seen.add(ident.key)
+        resolution = await resolver.resolve(ident)  # network op on a miss
+        nxt = None if resolution.public is None else lifecycle.alias(
+            orjson.loads(resolution.public))
+        if nxt is None:
+            return target
+        target = nxt
+    return query.requested
 
 
 async def anonymous_reads_only(request: web.Request, ident: Identifier) -> bool:

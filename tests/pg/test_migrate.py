@@ -101,7 +101,7 @@ def test_case_folding_migrates_a_database_of_the_previous_version(pg_dsn: str,
                                   VALUES ('acme', '300:0.OPERATOR/acme')""")
             await conn.execute("""INSERT INTO audit (actor, action, handle, prefix, after)
                                   VALUES ('a', 'create', '88.1/Order-1', '88.1', '[]')""")
-            assert await migrate(conn) == ["0006_case_insensitive"]
+            assert (await migrate(conn))[0] == "0006_case_insensitive"
             rows = {r["handle"]: r["spelling"] for r in await conn.fetch(
                 "SELECT handle, spelling FROM handles")}
             assert rows == {"88.1/ORDER-1": "88.1/Order-1", "88.1/UPPER": None,

@@ -1,0 +1,198 @@
+"""Bulk registration: many records in one transaction, all or nothing, with COPY.
+
+Typed records are checked first, all of them (``registry/conformance.py``: templates read
+once per version, references and unique codes checked in one query each, against what
+is stored and against the other records of the request); if any record fails, the
+answer lists the records that failed and why, and nothing is stored. The codes of the
+records go in with their rows, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from registry import template_model as tm
+from registry import templates
+from registry.conformance import Conformed, Known, Requested, check_codes, check_references
+from registry.conformance import conform as conform_one
+from registry.ownership import check_write
+from registry.permissions import Principal
+from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
+from registry.store.codes import Code, copy_codes, replace_codes
+from resolver.core import codec
+from resolver.core.channel import CREATED_MARK
+from resolver.core.errors import BulkInvalid, IdentifierExists, StateConflict
+from resolver.core.identifier import Identifier
+
+COLUMNS = ["handle", "prefix", "values", "public_json", "spelling", "template",
+           "template_version"]
+MAX_REPORTED = 100  # failing records named in the answer, at most
+
+
+@dataclass(frozen=True)
+class Entry:
+    ident: Identifier
+    values: list[Stored]
+    requested: Requested = Requested()
+
+
+async def _required(conn: asyncpg.Connection, idents: Sequence[Identifier]) -> dict[str, str]:
+    """Prefix (of these identifiers) → the template its nearest requiring prefix requires."""
+    lineages = {i.prefix.text: [p.text for p in i.prefix.lineage()] for i in idents}
+    names = sorted({p for lineage in lineages.values() for p in lineage})
+    rows = await conn.fetch("SELECT prefix, template FROM prefixes WHERE prefix = ANY($1::text[])"
+                            " AND template IS NOT NULL", names)  # network op
+    by_prefix = {r["prefix"]: r["template"] for r in rows}
+    out = {}
+    for prefix, lineage in lineages.items():
+        found = next((by_prefix[p] for p in lineage if p in by_prefix), None)
+        if found is not None:
+            out[prefix] = found
+    return out
+
+
+async def _existing(conn: asyncpg.Connection, keys: list[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch('SELECT handle, "values", template, template_version, state '
+                            "FROM handles WHERE handle = ANY($1::text[]) FOR UPDATE",
+                            keys)  # network op
+    return {r["handle"]: r for r in rows}
+
+
+async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
+                  existing: dict[str, asyncpg.Record]) -> list[Conformed]:
+    """Every record as it will be written, or every failing record at once.
+
+    :raises BulkInvalid: naming each failing record, its identifier and its problems.
+    :raises StateConflict: a record to replace is retired or replaced.
+    """
+    required = await _required(conn, [e.ident for e in entries])
+    typed = bool(required) or any(e.requested.template for e in entries) or any(
+        r["template"] for r in existing.values())
+    if not typed:
+        return [Conformed(e.values) for e in entries]
+    known: Known = {}
+    out = []
+    for e in entries:
+        row = existing.get(e.ident.key)
+        if row is not None and row["state"] in ("retired", "replaced"):
+            raise StateConflict(f"nothing was registered: {e.ident.spelling} is {row['state']}")
+        own = (row["template"], row["template_version"]) if row is not None else (None, None)
+        out.append(await conform_one(conn, e.ident, e.values, e.requested, own,
+                                     required.get(e.ident.prefix.text), known))
+    await check_references(conn, out, {e.ident.key: r.template for e, r in zip(entries, out)})
+    await check_codes(conn, out)
+    failing = [(n, e, r) for n, (e, r) in enumerate(zip(entries, out)) if r.problems]
+    if failing:
+        raise BulkInvalid(
+            f"nothing was registered: {len(failing)} of {len(entries)} records do not conform "
+            "to their templates", failing=len(failing), records=[
+                {"record": n, "handle": e.ident.spelling,
+                 "errors": [p.to_json() for p in r.problems]}
+                for n, e, r in failing[:MAX_REPORTED]])
+    return out
+
+
+async def _old_codes(conn: asyncpg.Connection, existing: dict[str, asyncpg.Record],
+                     entries: Sequence[Entry]) -> list[Code]:
+    out: list[Code] = []
+    prefixes = {e.ident.key: e.ident.prefix.text for e in entries}
+    for key, row in existing.items():
+        if row["template"] is None:
+            continue
+        found = await templates.for_existing(conn, row["template"], row["template_version"])
+        out += [(prefixes[key], t, v, key, u, p)
+                for t, v, u, p in tm.indexed(row["values"], found.definition)]
+    return out
+
+
+async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
+                   overwrite: bool) -> tuple[int, int]:
+    """Register many records in one transaction, all or nothing. Returns (created, replaced).
+
+    Rows go in with COPY: straight into ``handles`` when nothing may be replaced
+    (a unique violation then aborts the whole batch), through a temporary table
+    and one ``INSERT ... ON CONFLICT`` otherwise.
+
+    :raises IdentifierExists: when ``overwrite`` is false and any identifier exists,
+        naming some of them.
+    :raises BulkInvalid: some records do not conform (each named, with why).
+    """
+    keys = [e.ident.key for e in entries]
+    actor_id = principal.operator_id or None
+    # creating only: nothing positive can be cached for these, one notification will do
+    changed = keys if overwrite else [CREATED_MARK]
+    try:
+        async with write_transaction(db) as tx:
+            conn = tx.conn
+            await check_write(conn, principal, keys, {e.ident.prefix for e in entries})
+            existing = await _existing(conn, keys) if overwrite else {}
+            records = await conform(conn, entries, existing)
+            rows = []
+            for e, rec in zip(entries, records):
+                # encoded once, for handles and audit; new records are active
+                stored, public = codec.encode_stored(rec.values)
+                rows.append((e.ident.key, e.ident.prefix.text, stored, public,
+                             spelling_of(e.ident), rec.template, rec.version))
+            codes = [c for rec in records for c in rec.codes]
+            if not overwrite:
+                created, replaced = await _create(tx, principal, actor_id, rows), 0
+                await copy_codes(conn, codes)
+            else:
+                replaced = await _replace(tx, principal, actor_id, rows)
+                created = len(rows) - replaced
+                await replace_codes(conn, await _old_codes(conn, existing, entries), codes)
+            await tx.notify(changed)
+    except asyncpg.UniqueViolationError:
+        existing_names = await db.pool.fetch(
+            "SELECT coalesce(spelling, handle) AS handle FROM handles "
+            "WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10", keys,
+        )
+        names = ", ".join(r["handle"] for r in existing_names)
+        raise IdentifierExists(
+            f"nothing was registered: some identifiers already exist ({names}); "
+            "send overwrite=true to replace them" if names else
+            "nothing was registered: a unique code was taken meanwhile; try again"
+        ) from None
+    return created, replaced
+
+
+async def _create(tx: WriteTx, principal: Principal, actor_id: int | None,
+                  rows: Sequence[tuple[object, ...]]) -> int:
+    conn = tx.conn
+    await conn.copy_records_to_table("handles", records=rows, columns=COLUMNS)  # network op
+    await conn.copy_records_to_table(  # network op
+        "audit", records=[(actor_id, principal.name, "create", r[0], r[1], r[2]) for r in rows],
+        columns=["operator_id", "actor", "action", "handle", "prefix", "after"])
+    return len(rows)
+
+
+async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
+                   rows: Sequence[tuple[object, ...]]) -> int:
+    conn = tx.conn
+    await conn.execute(
+        'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
+        ' "values" jsonb, public_json bytea, spelling text, template text, '
+        "template_version integer) ON COMMIT DROP")
+    await conn.copy_records_to_table("_bulk", records=rows, columns=COLUMNS)  # network op
+    replaced: int = await conn.fetchval(
+        """WITH a AS (
+             INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
+             SELECT $1, $2, CASE WHEN h.handle IS NULL THEN 'create' ELSE 'replace' END,
+                    b.handle, b.prefix, h."values", b."values"
+             FROM _bulk b LEFT JOIN handles h USING (handle)
+             RETURNING before)
+           SELECT count(*) FILTER (WHERE before IS NOT NULL) FROM a""",
+        actor_id, principal.name)  # network op
+    await conn.execute(
+        """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
+                                template_version)
+           SELECT handle, prefix, "values", public_json, spelling, template, template_version
+           FROM _bulk
+           ON CONFLICT (handle) DO UPDATE
+           SET "values" = EXCLUDED."values", public_json = EXCLUDED.public_json,
+               template = EXCLUDED.template, template_version = EXCLUDED.template_version,
+               updated_at = now()""")  # network op
+    return replaced

@@ -1,0 +1,71 @@
+"""The code index: the values of unique and searchable template items, for "which
+identifier under prefix P has T = V" in one primary-key lookup (migration 0007)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from resolver.core.errors import IdentifierExists
+
+Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, unique, public)
+COLUMNS = ["prefix", "type", "value", "handle", "is_unique", "is_public"]
+
+DELETE = """DELETE FROM codes USING unnest($1::text[], $2::text[], $3::text[], $4::text[])
+              AS d(prefix, type, value, handle)
+            WHERE codes.prefix = d.prefix AND codes.type = d.type AND codes.value = d.value
+              AND codes.handle = d.handle"""
+INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                 $5::bool[], $6::bool[])"""
+EXACT = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2 AND value = $3
+           AND (is_public OR $4) ORDER BY handle LIMIT $5"""
+STARTS = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2
+            AND value >= $3 AND value < $4 AND (is_public OR $5) ORDER BY handle LIMIT $6"""
+
+
+def _columns(codes: Sequence[Code]) -> list[list[object]]:
+    return [list(col) for col in zip(*codes)] if codes else [[] for _ in COLUMNS]
+
+
+async def replace_codes(conn: asyncpg.Connection, old: Sequence[Code],
+                        new: Sequence[Code]) -> None:
+    """Swap a record's codes (only what changed is touched).
+
+    :raises IdentifierExists: a unique code was taken meanwhile by another identifier.
+    """
+    keep = set(old) & set(new)
+    gone = [c for c in old if c not in keep]
+    added = [c for c in new if c not in keep]
+    if gone:
+        await conn.execute(DELETE, *_columns(gone)[:4])  # network op
+    if added:
+        try:
+            await conn.execute(INSERT, *_columns(added))  # network op
+        except asyncpg.UniqueViolationError:
+            raise IdentifierExists("a unique code of this record was taken meanwhile by "
+                                   "another identifier; try again") from None
+
+
+async def copy_codes(conn: asyncpg.Connection, codes: Sequence[Code]) -> None:
+    """Many records' codes at once (bulk registration), in the caller's transaction."""
+    if codes:
+        await conn.copy_records_to_table("codes", records=codes, columns=COLUMNS)  # network op
+
+
+async def lookup(conn: asyncpg.Connection, prefix: str, type_: str, value: str,
+                 restricted: bool, limit: int = 100) -> list[str]:
+    """The identifiers (keys) of ``prefix`` with that code; with ``restricted``, codes of
+    values that are not public too. One primary-key lookup."""
+    rows = await conn.fetch(EXACT, prefix, type_, value, restricted, limit)  # network op
+    return [r["handle"] for r in rows]
+
+
+async def lookup_start(conn: asyncpg.Connection, prefix: str, type_: str, start: str,
+                       restricted: bool, limit: int) -> list[str]:
+    """The identifiers under ``prefix`` with a code of ``type_`` that begins ``start``:
+    one range scan of the primary key."""
+    high = start[:-1] + chr(ord(start[-1]) + 1) if start else "\U0010ffff"
+    rows = await conn.fetch(STARTS, prefix, type_, start, high, restricted, limit)  # network op
+    return [r["handle"] for r in rows]

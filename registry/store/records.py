@@ -1,0 +1,234 @@
+"""Single writes of identifiers: create or replace, add values, delete (records or
+values), move through the lifecycle; each in the one write transaction
+(``registry.store.write_transaction``), typed records checked against their template
+first (``registry/conformance.py``), their codes kept in step (``codes.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+
+from registry import template_model as tm
+from registry import templates
+from registry.conformance import (
+    Conformed,
+    Requested,
+    check_codes,
+    check_references,
+    conform,
+    raise_problems,
+)
+from registry.ownership import check_write
+from registry.permissions import Principal
+from registry.store import Db, Stored, WriteTx, audit, write_transaction
+from registry.store.codes import Code, replace_codes
+from registry.store.rows import Current, Plain, locked, store
+from resolver.core import lifecycle
+from resolver.core.errors import (
+    BadRequest,
+    IdentifierExists,
+    IdentifierNotFound,
+    StateConflict,
+    ValueExists,
+    ValuesNotFound,
+)
+from resolver.core.identifier import Identifier, parse
+from resolver.core.record import check_record
+
+
+async def _required(conn: asyncpg.Connection, ident: Identifier) -> str | None:
+    """The template the nearest prefix of the lineage that requires one requires."""
+    rows = await conn.fetch("SELECT prefix, template FROM prefixes WHERE prefix = ANY($1::text[])"
+                            " AND template IS NOT NULL",
+                            [p.text for p in ident.prefix.lineage()])  # network op
+    by_prefix = {r["prefix"]: r["template"] for r in rows}
+    return next((by_prefix[p.text] for p in ident.prefix.lineage() if p.text in by_prefix), None)
+
+
+async def _codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None) -> list[Code]:
+    """The codes the record holds now (to replace)."""
+    if current is None or current.template is None:
+        return []
+    found = await templates.for_existing(conn, current.template, current.version or 0)
+    return [(ident.prefix.text, t, v, ident.key, u, p)
+            for t, v, u, p in tm.indexed(current.values, found.definition)]
+
+
+async def _conformed(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],
+                     requested: Requested, current: Current | None) -> Conformed:
+    own = (current.template, current.version) if current else (None, None)
+    rec = await conform(conn, ident, values, requested, own, await _required(conn, ident))
+    await check_references(conn, [rec])
+    await check_codes(conn, [rec])
+    raise_problems(rec)
+    return rec
+
+
+def _writable(ident: Identifier, current: Current | None) -> None:
+    if current is not None and current.state in ("retired", "replaced"):
+        raise StateConflict(
+            f"{ident.spelling} is {current.state}: a retired identifier is never changed or "
+            "reused" if current.state == "retired" else
+            f"{ident.spelling} is replaced by {(current.info or {}).get('successor')}: make it "
+            "active again first (POST /api/lifecycle)")
+
+
+async def put_record(
+    db: Db, principal: Principal, ident: Identifier, values: list[Stored],
+    *, overwrite: bool, requested: Requested = Requested(), state: str = "active",
+) -> bool:
+    """Create the record, or replace it whole when ``overwrite``; typed records checked
+    first. ``state`` "draft" creates a draft. Returns True if created.
+
+    :raises IdentifierExists: it exists and ``overwrite`` is false.
+    :raises RecordInvalid: it does not conform to its template (every problem).
+    :raises StateConflict: retired or replaced.
+    """
+    check_record(values)
+    if state not in ("active", "draft"):
+        raise BadRequest("a record is created active or draft; use POST /api/lifecycle to "
+                         "retire or replace it")
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        await check_write(conn, principal, [ident.key], [ident.prefix])
+        current = await locked(conn, ident.key)
+        if current is not None and not overwrite:
+            raise IdentifierExists(f"handle {ident.key} already exists")
+        _writable(ident, current)
+        rec = await _conformed(conn, ident, values, requested, current)
+        keep = current.state if current is not None else state
+        created = current is None and await store(tx, ident, rec, keep, None, create=True)
+        if current is None and not created:  # created concurrently since our SELECT
+            if not overwrite:
+                raise IdentifierExists(f"handle {ident.key} already exists")
+            current = await locked(conn, ident.key)
+            _writable(ident, current)
+        if current is not None:
+            await store(tx, ident, rec, current.state, current.info, create=False)
+        await replace_codes(conn, await _codes_of(conn, ident, current), rec.codes)
+        await audit(conn, principal, "create" if current is None else "replace",
+                    handle=ident.key, prefix=ident.prefix.text,
+                    before=None if current is None else current.values, after=rec.values)
+        await tx.notify([ident.key])
+    return current is None
+
+
+async def _existing(tx: WriteTx, principal: Principal, ident: Identifier) -> Current:
+    """The record the caller may change, locked until the transaction ends.
+
+    :raises InsufficientPermissions: see registry/ownership.py ``check_write``.
+    :raises IdentifierNotFound: no such record.
+    """
+    await check_write(tx.conn, principal, [ident.key], [ident.prefix])
+    current = await locked(tx.conn, ident.key)
+    if current is None:
+        raise IdentifierNotFound(f"handle {ident.key} not found")
+    return current
+
+
+async def put_values(
+    db: Db, principal: Principal, ident: Identifier, values: list[Stored],
+    *, overwrite: bool, requested: Requested = Requested(),
+) -> None:
+    """Add values to an existing record, replacing same-index values when ``overwrite``;
+    the record as it will be is checked against its template.
+
+    :raises IdentifierNotFound: no such record.
+    :raises ValueExists: an index is taken and ``overwrite`` is false.
+    :raises RecordInvalid, StateConflict: as for :func:`put_record`.
+    """
+    check_record(values)
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        current = await _existing(tx, principal, ident)
+        _writable(ident, current)
+        new = {v["index"]: v for v in values}
+        taken = sorted(i for i in new if any(b["index"] == i for b in current.values))
+        if taken and not overwrite:
+            raise ValueExists(f"handle {ident.key} already has values at index {taken}")
+        after = [new.pop(b["index"], b) for b in current.values] + list(new.values())
+        check_record(after)
+        rec = await _conformed(conn, ident, after, requested, current)
+        await store(tx, ident, rec, current.state, current.info, create=False)
+        await replace_codes(conn, await _codes_of(conn, ident, current), rec.codes)
+        await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
+                    before=current.values, after=rec.values)
+        await tx.notify([ident.key])
+
+
+async def delete(
+    db: Db, principal: Principal, ident: Identifier, indexes: frozenset[int] = frozenset()
+) -> None:
+    """Delete the record, or only the values at ``indexes`` (the rest still conforming).
+
+    :raises IdentifierNotFound: no such record.
+    :raises ValuesNotFound: an index is not in the record (nothing is removed).
+    :raises StateConflict: retired (kept for ever) or replaced.
+    """
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        current = await _existing(tx, principal, ident)
+        _writable(ident, current)
+        old = await _codes_of(conn, ident, current)
+        if not indexes:
+            await conn.execute("DELETE FROM handles WHERE handle = $1", ident.key)
+            await replace_codes(conn, old, [])
+            after = None
+            action = "delete"
+        else:
+            present = {v["index"] for v in current.values}
+            missing = sorted(indexes - present)
+            if missing:
+                raise ValuesNotFound(f"handle {ident.key} has no values at index {missing}")
+            rec = await _conformed(conn, ident, [v for v in current.values
+                                                 if v["index"] not in indexes],
+                                   Requested(), current)
+            await store(tx, ident, rec, current.state, current.info, create=False)
+            await replace_codes(conn, old, rec.codes)
+            after = rec.values
+            action = "remove_values"
+        await audit(conn, principal, action, handle=ident.key, prefix=ident.prefix.text,
+                    before=current.values, after=after)
+        await tx.notify([ident.key])
+
+
+async def move(db: Db, principal: Principal, ident: Identifier, state: str,
+               reason: str = "", successor: str | None = None) -> dict[str, Any]:
+    """Move an identifier through its lifecycle (resolver/core/lifecycle.py); returns the new
+    state's information.
+
+    :raises StateConflict: a move the lifecycle does not allow.
+    :raises BadRequest: no successor for "replaced", or one that does not exist.
+    """
+    if state not in lifecycle.STATES:
+        raise BadRequest(f"state must be one of {', '.join(lifecycle.STATES)}, got {state!r}")
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        current = await _existing(tx, principal, ident)
+        if state == current.state:
+            return current.info or {"state": state}
+        if state not in lifecycle.MOVES[current.state]:
+            raise StateConflict(f"{ident.spelling} is {current.state} and cannot become {state}"
+                                + (": retired is final" if current.state == "retired" else ""))
+        info: dict[str, Any] = {"state": state, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                   time.gmtime()),
+                                "epoch": int(time.time())}
+        if reason:
+            info["reason"] = reason[:1000]
+        if state == "replaced":
+            if not successor:
+                raise BadRequest("a replaced identifier needs its successor")
+            target = parse(successor)
+            row = await conn.fetchrow("SELECT state FROM handles WHERE handle = $1", target.key)
+            if row is None or row["state"] == "draft" or target.key == ident.key:
+                raise BadRequest(f"the successor {successor} does not exist here")
+            info["successor"] = target.spelling
+        rec = Plain(current.values, current.template, current.version)
+        await store(tx, ident, rec, state, info, create=False)
+        await audit(conn, principal, f"state_{state}", handle=ident.key,
+                    prefix=ident.prefix.text, before={"state": current.state}, after=info)
+        await tx.notify([ident.key])
+    return info
