@@ -35,7 +35,10 @@ ALTER TABLE handles
 CREATE INDEX handles_template ON handles (template, template_version, handle)
     WHERE template IS NOT NULL;
 
-ALTER TABLE prefixes ADD COLUMN template text COLLATE "C";
+-- template_complete: every record under the prefix followed it when it was required (so
+-- the code index holds all their indexed values); false when required with "force"
+ALTER TABLE prefixes ADD COLUMN template text COLLATE "C",
+                     ADD COLUMN template_complete boolean NOT NULL DEFAULT false;
 
 CREATE TABLE codes (
     prefix     text COLLATE "C" NOT NULL,
@@ -47,3 +50,7 @@ CREATE TABLE codes (
     PRIMARY KEY (prefix, type, value, handle)
 );
 CREATE UNIQUE INDEX codes_unique ON codes (prefix, type, value) WHERE is_unique;
+-- reverse lookup (/hrls/handles) ignores case, as ILIKE folds it (with the database's
+-- collation, which the JSON text it reads has): the same folding, in code-point order
+-- (the type and value first: a scope of many prefixes is a filter on the few matches)
+CREATE INDEX codes_folded ON codes (type, (lower(value COLLATE "default") COLLATE "C"), prefix);

@@ -135,13 +135,16 @@ async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed]) ->
     """A unique item's value may be held by one identifier of a prefix: not by another
     one stored, nor by another record of the same request. Adds to the problems."""
     mine: dict[tuple[str, str, str], str] = {}
+    holders: dict[str, Conformed] = {}
     for rec in records:
         for prefix, type_, value, handle, unique, _ in rec.codes:
             if not unique:
                 continue
+            holders[handle] = rec
             other = mine.setdefault((prefix, type_, value), handle)
             if other != handle:
-                rec.problems.append(_taken(rec, type_, value, other))
+                rec.problems.append(_taken(rec, type_, value, f"{other} of this request",
+                                           "too"))
     if not mine:
         return
     rows = await conn.fetch(
@@ -152,15 +155,15 @@ async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed]) ->
     for row in rows:
         holder = mine[(row["prefix"], row["type"], row["value"])]
         if row["handle"] != holder:
-            rec = next(r for r in records if any(c[3] == holder for c in r.codes))
-            rec.problems.append(_taken(rec, row["type"], row["value"], row["handle"]))
+            rec = holders[holder]
+            rec.problems.append(_taken(rec, row["type"], row["value"], row["handle"], "already"))
 
 
-def _taken(rec: Conformed, type_: str, value: str, holder: str) -> tm.Problem:
+def _taken(rec: Conformed, type_: str, value: str, holder: str, when: str) -> tm.Problem:
     index = next((v["index"] for v in rec.values
                   if v["type"].upper() == type_.upper() and v["data"].get("value") == value), None)
     return tm.Problem(index, type_, f"{value!r} is unique within the prefix and {holder} "
-                                    "has it already")
+                                    f"has it {when}")
 
 
 def raise_problems(rec: Conformed) -> None:

@@ -8,8 +8,16 @@ pattern stands for any text, everything else is literal; matching ignores case.
 What a caller may find: identifiers under the prefixes it administers (all of them for
 an administrator), matched only on values it may read there (public or admin-readable;
 never a secret key). The scan walks those prefixes' key ranges and reads each record's
-JSON (registry/store.py ``match_handles``), so it is bounded by a statement timeout: a
-search that needs longer is refused with advice to narrow it.
+JSON (registry/store/queries.py ``match_handles``), so it is bounded by a statement
+timeout: a search that needs longer is refused with advice to narrow it.
+
+The code index (docs/records.md) answers instead when it holds every value a term can
+match: the term is exact (``order.code=ORD-0042``) or anchored at its start
+(``asset.equipment_code=EQ-CNC-*``), and the search is scoped (``prefix=``, or
+an operator's own prefixes) and every prefix in scope requires a template
+whose every version indexes that type. The index gives the candidates (ignoring case,
+as the scan does), and the same term checks as the scan choose among them, so both
+answer alike; only the cost differs.
 """
 
 from __future__ import annotations
@@ -18,12 +26,17 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
+from registry.store.codes import folded
 from registry.store.queries import match_handles
+from registry.templates import indexes_throughout
 from resolver.core.errors import BadRequest
+from resolver.core.identifier import parse_prefix
 
 MAX_TERMS = 10
 MAX_PATTERN = 1024
 TIMEOUT_SECONDS = 10
+MAX_INDEXED_PREFIXES = 100   # beyond this many prefixes in scope, the scan
+MAX_CANDIDATES = 100_000     # an index lookup finding more falls back to the scan
 
 
 def like_pattern(pattern: str) -> str:
@@ -69,6 +82,10 @@ async def search(conn: asyncpg.Connection, scopes: list[str] | None,
     try:
         async with conn.transaction(readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = '{TIMEOUT_SECONDS}s'")
+            among = await _from_index(conn, scopes, terms)
+            if among is not None:
+                return await match_handles(conn, None, like, limit, offset,
+                                           among=among)  # network op
             if scopes is None:
                 return await match_handles(conn, None, like, limit, offset)  # network op
             for prefix in scopes:  # disjoint ranges, in key order
@@ -82,3 +99,47 @@ async def search(conn: asyncpg.Connection, scopes: list[str] | None,
             "prefix=, a longer pattern or another term"
         ) from None
     return found[offset:offset + limit]
+
+
+def anchored(pattern: str) -> tuple[str, bool] | None:
+    """(text, whole) of a pattern the code index can answer: no ``*`` but trailing ones
+    (``whole``: none at all)."""
+    text = pattern.rstrip("*")
+    if not text or "*" in text:
+        return None
+    return text, text == pattern
+
+
+async def _from_index(conn: asyncpg.Connection, scopes: list[str] | None,
+                      terms: Sequence[tuple[str, str]]) -> list[str] | None:
+    """The candidates the code index gives for one of the terms, or None when no term
+    can be answered from it (then the scan)."""
+    usable = [(t, a) for t, p in terms if (a := anchored(p)) is not None]
+    if not usable or scopes is None:  # everywhere: records under no allocated prefix too
+        return None
+    rows = await conn.fetch(
+        "SELECT prefix FROM prefixes WHERE prefix = ANY($1::text[]) OR "
+        "EXISTS (SELECT 1 FROM unnest($1::text[]) s WHERE starts_with(prefix, s || '.')) "
+        "LIMIT $2", scopes, MAX_INDEXED_PREFIXES + 1)  # network op
+    if len(rows) > MAX_INDEXED_PREFIXES:
+        return None
+    # records under an unallocated descendant follow what its nearest allocated ancestor
+    # requires: checking the allocated prefixes in scope and the scopes covers them all
+    prefixes = sorted({*scopes, *(r["prefix"] for r in rows)})
+    lineages = {p: [q.text for q in parse_prefix(p).lineage()] for p in prefixes}
+    requiring = {r["prefix"]: r for r in await conn.fetch(
+        "SELECT prefix, template, template_complete FROM prefixes "
+        "WHERE prefix = ANY($1::text[]) AND template IS NOT NULL",
+        sorted({q for lineage in lineages.values() for q in lineage}))}  # network op
+    templates: set[str] = set()
+    for lineage in lineages.values():
+        nearest = next((requiring[q] for q in lineage if q in requiring), None)
+        if nearest is None or not nearest["template_complete"]:
+            return None
+        templates.add(nearest["template"])
+    for type_, (text, whole) in usable:
+        if await indexes_throughout(conn, sorted(templates), type_):  # network op
+            found = await folded(conn, scopes, type_, text, whole,
+                                 MAX_CANDIDATES + 1)  # network op
+            return found if len(found) <= MAX_CANDIDATES else None
+    return None

@@ -10,6 +10,7 @@ through the one write transaction, with its audit row and its invalidation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,3 +294,20 @@ async def for_write(conn: asyncpg.Connection, text: str, version: int | None) ->
         raise BadRequest(f"version {found.version} of template {text} is {found.state}: "
                          "records may follow published versions only")
     return found
+
+
+async def indexes_throughout(conn: asyncpg.Connection, keys: Sequence[str], type_: str) -> bool:
+    """Whether every version records may follow (published or retired) of each template
+    in ``keys`` indexes ``type_`` (a unique or searchable item holding string values), so
+    that the code index holds every value of that type of their records."""
+    rows = await conn.fetch("SELECT handle, definition FROM templates "
+                            "WHERE handle = ANY($1::text[]) AND state <> 'draft'",
+                            list(keys))  # network op
+    if {r["handle"] for r in rows} != set(keys):
+        return False
+    for r in rows:
+        items = [i for i in tm.decode_definition(r["definition"]).items if i.type == type_]
+        if not items or not all((i.unique or i.searchable) and i.datatype != "handle"
+                                for i in items):
+            return False
+    return True

@@ -7,8 +7,9 @@
   without credentials only public values are found;
 * ``GET /api/records?template=H[&version=N][&limit=&after=]``: the records that follow a
   template (who administers the template's prefix);
-* ``PUT /api/prefixes/{prefix}`` ``{"template": H | null}``: every record under the
-  prefix must follow H.
+* ``PUT /api/prefixes/{prefix}`` ``{"template": H | null, "force"?}``: every record under
+  the prefix must follow H (refused, naming them, while records there do not, unless
+  ``force``: then of new writes only).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from registry.ownership import administers, require
 from registry.store import audit, write_transaction
 from registry.store.codes import lookup, lookup_start
 from registry.store.records import move
+from registry.store.rows import REQUIRING
 from registry.templates import for_write
 from resolver.core import params
 from resolver.core.channel import zone_key
-from resolver.core.errors import BadRequest, PrefixNotFound
+from resolver.core.errors import BadRequest, PrefixNotFound, StateConflict
 from resolver.core.identifier import parse, parse_prefix, parse_raw
 
 
@@ -37,6 +39,7 @@ class Move(msgspec.Struct, forbid_unknown_fields=True):
 
 class PrefixSettings(msgspec.Struct, forbid_unknown_fields=True):
     template: str | None
+    force: bool = False
 
 
 async def post_lifecycle(request: web.Request) -> web.Response:
@@ -112,11 +115,30 @@ async def put_prefix(request: web.Request) -> web.Response:
             key = (await for_write(conn, body.template, None)).handle
         before = await conn.fetchval("SELECT template FROM prefixes WHERE prefix = $1 FOR UPDATE",
                                      prefix.text)
-        found = await conn.fetchval("UPDATE prefixes SET template = $2 WHERE prefix = $1 "
-                                    "RETURNING true", prefix.text, key)
+        others: list[str] = []
+        if key is not None:
+            # the records under it (descendant prefixes too) that do not follow it; writes
+            # there wait for this lock (REQUIRING), so none slips in before the commit
+            await conn.execute(REQUIRING, prefix.text)
+            others = [r["h"] for r in await conn.fetch(
+                "SELECT coalesce(spelling, handle) AS h FROM handles WHERE handle >= $1 "
+                "AND handle < $2 AND template IS DISTINCT FROM $3 AND NOT EXISTS "
+                "(SELECT 1 FROM templates t WHERE t.handle = handles.handle) "  # templates'
+                "ORDER BY handle LIMIT 11",
+                prefix.text + ".", prefix.text + "0", key)]
+            if others and not body.force:
+                refused = StateConflict(
+                    f"records under {prefix.text} do not follow template {key} (give them "
+                    'the template first, or send "force": true to require it of new writes '
+                    "only)")
+                refused.details = {"records": others[:10], "more": len(others) > 10}
+                raise refused
+        found = await conn.fetchval(
+            "UPDATE prefixes SET template = $2, template_complete = $3 WHERE prefix = $1 "
+            "RETURNING true", prefix.text, key, key is not None and not others)
         if not found:
             raise PrefixNotFound(f"prefix {prefix.text} is not allocated here")
         await audit(conn, who, "prefix_template", prefix=prefix.text,
-                    before={"template": before}, after={"template": key})
+                    before={"template": before}, after={"template": key, "forced": bool(others)})
         await tx.notify([zone_key(prefix.text)])
-    return ok(200, None, prefix=prefix.text, template=key)
+    return ok(200, None, prefix=prefix.text, template=key, complete=key is not None and not others)

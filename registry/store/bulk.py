@@ -22,6 +22,7 @@ from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
 from registry.store.codes import Code, copy_codes, replace_codes
+from registry.store.rows import required_templates
 from resolver.core import codec
 from resolver.core.channel import CREATED_MARK
 from resolver.core.errors import BulkInvalid, IdentifierExists, StateConflict
@@ -39,21 +40,6 @@ class Entry:
     requested: Requested = Requested()
 
 
-async def _required(conn: asyncpg.Connection, idents: Sequence[Identifier]) -> dict[str, str]:
-    """Prefix (of these identifiers) → the template its nearest requiring prefix requires."""
-    lineages = {i.prefix.text: [p.text for p in i.prefix.lineage()] for i in idents}
-    names = sorted({p for lineage in lineages.values() for p in lineage})
-    rows = await conn.fetch("SELECT prefix, template FROM prefixes WHERE prefix = ANY($1::text[])"
-                            " AND template IS NOT NULL", names)  # network op
-    by_prefix = {r["prefix"]: r["template"] for r in rows}
-    out = {}
-    for prefix, lineage in lineages.items():
-        found = next((by_prefix[p] for p in lineage if p in by_prefix), None)
-        if found is not None:
-            out[prefix] = found
-    return out
-
-
 async def _existing(conn: asyncpg.Connection, keys: list[str]) -> dict[str, asyncpg.Record]:
     rows = await conn.fetch('SELECT handle, "values", template, template_version, state '
                             "FROM handles WHERE handle = ANY($1::text[]) FOR UPDATE",
@@ -68,7 +54,7 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
     :raises BulkInvalid: naming each failing record, its identifier and its problems.
     :raises StateConflict: a record to replace is retired or replaced.
     """
-    required = await _required(conn, [e.ident for e in entries])
+    required = await required_templates(conn, [e.ident for e in entries])
     typed = bool(required) or any(e.requested.template for e in entries) or any(
         r["template"] for r in existing.values())
     if not typed:

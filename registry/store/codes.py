@@ -23,6 +23,15 @@ EXACT = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2 AND
            AND (is_public OR $4) ORDER BY handle LIMIT $5"""
 STARTS = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2
             AND value >= $3 AND value < $4 AND (is_public OR $5) ORDER BY handle LIMIT $6"""
+# the scope: prefixes $1 and their descendants
+_SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
+                                                 WHERE starts_with(prefix, s || '.')))"""
+_FOLD = 'lower(value COLLATE "default") COLLATE "C"'
+FOLDED = f"""SELECT DISTINCT handle FROM codes WHERE type = $2 AND {_FOLD} >= $3 AND {_FOLD} < $4
+             AND {_SCOPED} ORDER BY handle LIMIT $5"""
+FOLDED_EXACT = f"""SELECT DISTINCT handle FROM codes WHERE type = $2
+                   AND {_FOLD} = lower($3 COLLATE "default") COLLATE "C" AND {_SCOPED}
+                   ORDER BY handle LIMIT $4"""
 
 
 def _columns(codes: Sequence[Code]) -> list[list[object]]:
@@ -66,6 +75,33 @@ async def lookup_start(conn: asyncpg.Connection, prefix: str, type_: str, start:
                        restricted: bool, limit: int) -> list[str]:
     """The identifiers under ``prefix`` with a code of ``type_`` that begins ``start``:
     one range scan of the primary key."""
-    high = start[:-1] + chr(ord(start[-1]) + 1) if start else "\U0010ffff"
-    rows = await conn.fetch(STARTS, prefix, type_, start, high, restricted, limit)  # network op
+    rows = await conn.fetch(STARTS, prefix, type_, start, _above(start), restricted,
+                            limit)  # network op
+    return [r["handle"] for r in rows]
+
+
+def _above(start: str) -> str:
+    """The least string above every string that begins ``start`` (in code-point order, the
+    "C" collation of the index): its last character raised by one, past the surrogates,
+    which UTF-8 cannot carry."""
+    while start and start[-1] == "\U0010ffff":
+        start = start[:-1]
+    if not start:
+        return "\U0010ffff" * 64
+    nxt = ord(start[-1]) + 1
+    return start[:-1] + chr(0xE000 if 0xD800 <= nxt < 0xE000 else nxt)
+
+
+async def folded(conn: asyncpg.Connection, prefixes: Sequence[str], type_: str, text: str,
+                 whole: bool, limit: int) -> list[str]:
+    """The identifiers (keys) under ``prefixes`` (descendants included) with a code of ``type_`` equal to ``text``
+    (``whole``) or beginning with it, ignoring case as ILIKE does: candidates for reverse
+    lookup, which checks them against every term. Index scans of ``codes_folded``."""
+    if whole:
+        rows = await conn.fetch(FOLDED_EXACT, list(prefixes), type_, text, limit)  # network op
+    else:
+        low = await conn.fetchval('SELECT lower($1::text COLLATE "default") COLLATE "C"',
+                                  text)  # network op
+        rows = await conn.fetch(FOLDED, list(prefixes), type_, low, _above(low),
+                                limit)  # network op
     return [r["handle"] for r in rows]

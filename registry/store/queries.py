@@ -34,6 +34,8 @@ _TERM = """EXISTS (SELECT 1 FROM json_array_elements(h."values") v
 # '.' < '/' < '0'); one range scan of the primary key per prefix
 _RANGE = """SELECT coalesce(h.spelling, h.handle) AS handle FROM handles h
             WHERE h.handle >= $1 AND h.handle < $2 AND {terms} ORDER BY h.handle LIMIT $3"""
+_AMONG = """SELECT coalesce(h.spelling, h.handle) AS handle FROM handles h
+            WHERE h.handle = ANY($1::text[]) AND {terms} ORDER BY h.handle LIMIT $2 OFFSET $3"""
 _EVERYWHERE = """SELECT coalesce(h.spelling, h.handle) AS handle FROM handles h
                  WHERE {terms} ORDER BY h.handle LIMIT $1 OFFSET $2"""
 
@@ -44,12 +46,17 @@ def _where(count: int, first: int) -> str:
 
 
 async def match_handles(conn: asyncpg.Connection, under: str | None,
-                        terms: Sequence[tuple[str, str]], limit: int, offset: int = 0) -> list[str]:
+                        terms: Sequence[tuple[str, str]], limit: int, offset: int = 0,
+                        among: Sequence[str] | None = None) -> list[str]:
     """Identifiers in key order, under prefix ``under`` (descendants included; None:
-    everywhere, skipping ``offset``), with a readable value of each term's type whose
-    data matches its LIKE pattern (``\\`` escapes). Never a secret key's value."""
+    everywhere, skipping ``offset``) or ``among`` those keys (skipping ``offset``), with a
+    readable value of each term's type whose data matches its LIKE pattern (``\\``
+    escapes). Never a secret key's value."""
     args = [x for term in terms for x in term]
-    if under is None:
+    if among is not None:
+        rows = await conn.fetch(_AMONG.format(terms=_where(len(terms), 4)),
+                                list(among), limit, offset, *args)  # network op
+    elif under is None:
         rows = await conn.fetch(_EVERYWHERE.format(terms=_where(len(terms), 3)),
                                 limit, offset, *args)  # network op
     else:

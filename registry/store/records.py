@@ -25,7 +25,7 @@ from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, audit, write_transaction
 from registry.store.codes import Code, replace_codes
-from registry.store.rows import Current, Plain, locked, store
+from registry.store.rows import Current, Plain, locked, required_templates, store
 from resolver.core import lifecycle
 from resolver.core.errors import (
     BadRequest,
@@ -37,15 +37,6 @@ from resolver.core.errors import (
 )
 from resolver.core.identifier import Identifier, parse
 from resolver.core.record import check_record
-
-
-async def _required(conn: asyncpg.Connection, ident: Identifier) -> str | None:
-    """The template the nearest prefix of the lineage that requires one requires."""
-    rows = await conn.fetch("SELECT prefix, template FROM prefixes WHERE prefix = ANY($1::text[])"
-                            " AND template IS NOT NULL",
-                            [p.text for p in ident.prefix.lineage()])  # network op
-    by_prefix = {r["prefix"]: r["template"] for r in rows}
-    return next((by_prefix[p.text] for p in ident.prefix.lineage() if p.text in by_prefix), None)
 
 
 async def _codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None) -> list[Code]:
@@ -60,7 +51,7 @@ async def _codes_of(conn: asyncpg.Connection, ident: Identifier, current: Curren
 async def _conformed(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],
                      requested: Requested, current: Current | None) -> Conformed:
     own = (current.template, current.version) if current else (None, None)
-    rec = await conform(conn, ident, values, requested, own, await _required(conn, ident))
+    rec = await conform(conn, ident, values, requested, own, (await required_templates(conn, [ident])).get(ident.prefix.text))
     await check_references(conn, [rec])
     await check_codes(conn, [rec])
     raise_problems(rec)

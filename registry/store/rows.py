@@ -4,6 +4,7 @@ public view of its lifecycle state (``resolver/core/lifecycle.py``). No checks h
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,6 +14,15 @@ from registry.store import Stored, WriteTx, spelling_of
 from resolver.core import lifecycle
 from resolver.core.identifier import Identifier
 
+# the templates prefixes require, read under a shared lock per prefix of the lineage:
+# requiring a template (registry/api/records.py put_prefix) takes it exclusively, so no
+# write that read "no template" commits between its check of the records and its commit
+REQUIRED = """WITH held AS MATERIALIZED (
+                SELECT n, pg_advisory_xact_lock_shared(hashtextextended('idres.template ' || n, 0))
+                FROM unnest($1::text[]) AS n)
+              SELECT prefix, template FROM prefixes JOIN held ON prefix = held.n
+              WHERE template IS NOT NULL"""
+REQUIRING = "SELECT pg_advisory_xact_lock(hashtextextended('idres.template ' || $1, 0))"
 LOCKED = """SELECT "values", template, template_version, state, state_info FROM handles
             WHERE handle = $1 FOR UPDATE"""
 INSERT = """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
@@ -22,6 +32,22 @@ INSERT = """INSERT INTO handles (handle, prefix, "values", public_json, spelling
 UPDATE = """UPDATE handles SET "values" = $2, public_json = $3, template = $4,
                    template_version = $5, state = $6, state_info = $7, updated_at = now()
             WHERE handle = $1"""
+
+
+async def required_templates(conn: asyncpg.Connection,
+                             idents: Iterable[Identifier]) -> dict[str, str]:
+    """Prefix (of these identifiers) → the template the nearest prefix of its lineage that
+    requires one requires (prefixes that need none are left out)."""
+    lineages = {i.prefix.text: [p.text for p in i.prefix.lineage()] for i in idents}
+    names = sorted({p for lineage in lineages.values() for p in lineage})
+    rows = await conn.fetch(REQUIRED, names)  # network op
+    by_prefix = {r["prefix"]: r["template"] for r in rows}
+    out = {}
+    for prefix, lineage in lineages.items():
+        found = next((by_prefix[p] for p in lineage if p in by_prefix), None)
+        if found is not None:
+            out[prefix] = found
+    return out
 
 
 @dataclass
