@@ -10,38 +10,13 @@ Whoever can reach the database is in charge: commands act as an administrator.
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
-from registry import accounts, delegations, prefixes, tokens
-from registry.permissions import Principal
+from registry import accounts, cli_records, delegations, prefixes, tokens
+from registry.cli_table import Command, Result, Run, local_actor
 from registry.store import Db
 from resolver.core.delegation import Delegation
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse_prefix
-
-Result = tuple[dict[str, Any], str]
-Run = Callable[[Db, argparse.Namespace], Awaitable[Result]]
-
-
-@dataclass(frozen=True)
-class Command:
-    group: str
-    name: str
-    help: str
-    run: Run
-    arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
-
-
-GROUPS = {"operator": "manage operators", "prefix": "manage prefixes"}
-
-
-def local_actor() -> Principal:
-    """The principal of command-line work: whoever can reach the database is in charge."""
-    user = os.environ.get("USER") or str(os.geteuid())
-    return Principal(0, f"cli:{user}", "", True)
 
 
 async def operator_create(db: Db, args: argparse.Namespace) -> Result:
@@ -119,6 +94,23 @@ async def prefix_list(db: Db, args: argparse.Namespace) -> Result:
         f"{r['prefix']:<24} owner {r['owner']}" for r in rows) or "no prefixes"
 
 
+async def prefix_template(db: Db, args: argparse.Namespace) -> Result:
+    prefix = parse_prefix(args.prefix)
+    template = None if args.template in ("", "none") else args.template
+    key, complete = await prefixes.require_template(db, local_actor(), prefix, template,
+                                                    args.force)
+    return ({"prefix": prefix.text, "template": key, "complete": complete},
+            f"records under {prefix.text} must follow {key}" if key else
+            f"records under {prefix.text} need follow no template")
+
+
+def _template_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prefix")
+    p.add_argument("template", help="the template's identifier, or none")
+    p.add_argument("--force", action="store_true",
+                   help="even though records there do not follow it (new writes only)")
+
+
 def _create_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("--identity", help="admin identity INDEX:HANDLE (default 300:0.OPERATOR/NAME)")
@@ -170,4 +162,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("prefix", "delegate", "delegate a prefix to other nodes (referrals)",
             prefix_delegate, _delegate_args),
     Command("prefix", "list", "list prefixes", prefix_list),
+    Command("prefix", "template", "require a template of every record under a prefix",
+            prefix_template, _template_args),
+    *cli_records.COMMANDS,
 )
+GROUPS = {"operator": "manage operators", "prefix": "manage prefixes", **cli_records.GROUPS}
+__all__ = ["COMMANDS", "GROUPS", "Command", "Result", "Run"]

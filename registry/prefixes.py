@@ -11,11 +11,18 @@ from __future__ import annotations
 import asyncpg
 
 from registry.accounts import find_operator
-from registry.ownership import administers
+from registry.ownership import administers, require
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
+from registry.store.rows import REQUIRING
+from registry.templates import for_write
 from resolver.core.channel import zone_key
-from resolver.core.errors import InsufficientPermissions, PrefixExists
+from resolver.core.errors import (
+    InsufficientPermissions,
+    PrefixExists,
+    PrefixNotFound,
+    StateConflict,
+)
 from resolver.core.identifier import Prefix
 
 
@@ -59,3 +66,50 @@ async def list_prefixes(conn: asyncpg.Connection) -> list[dict[str, object]]:
            JOIN operators o ON o.id = p.owner_id ORDER BY p.prefix"""
     )
     return [dict(r) for r in rows]
+
+
+async def require_template(db: Db, actor: Principal, prefix: Prefix, template: str | None,
+                           force: bool = False) -> tuple[str | None, bool]:
+    """Make every record under ``prefix`` (its descendants included) follow ``template``
+    (None: stop requiring one). Returns (the template's key, whether every record there
+    follows it already: only then does the reverse lookup answer from the code index).
+
+    :raises StateConflict: records there do not follow it and not ``force`` (the answer
+        names them).
+    :raises BadRequest: no published template of that name.
+    """
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        await require(conn, actor, [prefix], "set the template of")
+        key = None
+        if template is not None:
+            key = (await for_write(conn, template, None)).handle
+        before = await conn.fetchval("SELECT template FROM prefixes WHERE prefix = $1 FOR UPDATE",
+                                     prefix.text)
+        others: list[str] = []
+        if key is not None:
+            # the records under it (descendant prefixes too) that do not follow it; writes
+            # there wait for this lock (REQUIRING), so none slips in before the commit
+            await conn.execute(REQUIRING, prefix.text)
+            others = [r["h"] for r in await conn.fetch(
+                "SELECT coalesce(spelling, handle) AS h FROM handles WHERE handle >= $1 "
+                "AND handle < $2 AND template IS DISTINCT FROM $3 AND NOT EXISTS "
+                "(SELECT 1 FROM templates t WHERE t.handle = handles.handle) "  # templates'
+                "ORDER BY handle LIMIT 11",
+                prefix.text + ".", prefix.text + "0", key)]
+            if others and not force:
+                refused = StateConflict(
+                    f"records under {prefix.text} do not follow template {key} (give them "
+                    'the template first, or send "force": true to require it of new writes '
+                    "only)")
+                refused.details = {"records": others[:10], "more": len(others) > 10}
+                raise refused
+        found = await conn.fetchval(
+            "UPDATE prefixes SET template = $2, template_complete = $3 WHERE prefix = $1 "
+            "RETURNING true", prefix.text, key, key is not None and not others)
+        if not found:
+            raise PrefixNotFound(f"prefix {prefix.text} is not allocated here")
+        await audit(conn, actor, "prefix_template", prefix=prefix.text,
+                    before={"template": before}, after={"template": key, "forced": bool(others)})
+        await tx.notify([zone_key(prefix.text)])
+    return key, key is not None and not others

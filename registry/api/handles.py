@@ -13,16 +13,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 
 from registry.api.common import context, identifier, json_body, ok, principal
-from registry.conformance import Requested
 from registry.ownership import require
+from registry.records_input import requested_template
 from registry.store import queries, records
 from resolver.core import codec, params
-from resolver.core.errors import BadRequest, MismatchedIndexes
+from resolver.core.errors import MismatchedIndexes
 from resolver.core.identifier import parse, parse_prefix
 
 
@@ -58,24 +57,6 @@ async def put_handle(request: web.Request) -> web.Response:
     created = await records.put_record(ctx.db, who, ident, values, overwrite=overwrite,
                                        requested=requested, state=str(state))
     return ok(201 if created else 200, text)
-
-
-def requested_template(body: Any, q: Any, raw: list[object]) -> Requested:
-    """The template a write names: ``?template=`` and ``?templateVersion=``, or the body's
-    ``"template"`` and ``"templateVersion"`` (``{"template", "values": [...]}``).
-
-    :raises BadRequest: a version that is not a positive integer."""
-    fields = body if isinstance(body, dict) else {}
-    template = q.get("template", fields.get("template"))
-    version = q.get("templateVersion", fields.get("templateVersion"))
-    if template is not None and not isinstance(template, str):
-        raise BadRequest("template must be an identifier string")
-    if version is not None:
-        if isinstance(version, str) and version.isdigit():
-            version = int(version)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise BadRequest("templateVersion must be a positive integer")
-    return Requested(template, version, raw)
 
 
 async def delete_handle(request: web.Request) -> web.Response:

@@ -20,14 +20,11 @@ from aiohttp import web
 from registry.api.common import context, json_body, ok, principal
 from registry.api.templates import _decode
 from registry.ownership import administers, require
-from registry.store import audit, write_transaction
+from registry.prefixes import require_template
 from registry.store.codes import lookup, lookup_start
 from registry.store.records import move
-from registry.store.rows import REQUIRING
-from registry.templates import for_write
 from resolver.core import params
-from resolver.core.channel import zone_key
-from resolver.core.errors import BadRequest, PrefixNotFound, StateConflict
+from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse, parse_prefix, parse_raw
 
 
@@ -107,38 +104,5 @@ async def put_prefix(request: web.Request) -> web.Response:
     who = await principal(request)
     prefix = parse_prefix(request.match_info["prefix"])
     body: PrefixSettings = _decode(await json_body(request, ctx.max_body_bytes), PrefixSettings)
-    async with write_transaction(ctx.db) as tx:
-        conn = tx.conn
-        await require(conn, who, [prefix], "set the template of")
-        key = None
-        if body.template is not None:
-            key = (await for_write(conn, body.template, None)).handle
-        before = await conn.fetchval("SELECT template FROM prefixes WHERE prefix = $1 FOR UPDATE",
-                                     prefix.text)
-        others: list[str] = []
-        if key is not None:
-            # the records under it (descendant prefixes too) that do not follow it; writes
-            # there wait for this lock (REQUIRING), so none slips in before the commit
-            await conn.execute(REQUIRING, prefix.text)
-            others = [r["h"] for r in await conn.fetch(
-                "SELECT coalesce(spelling, handle) AS h FROM handles WHERE handle >= $1 "
-                "AND handle < $2 AND template IS DISTINCT FROM $3 AND NOT EXISTS "
-                "(SELECT 1 FROM templates t WHERE t.handle = handles.handle) "  # templates'
-                "ORDER BY handle LIMIT 11",
-                prefix.text + ".", prefix.text + "0", key)]
-            if others and not body.force:
-                refused = StateConflict(
-                    f"records under {prefix.text} do not follow template {key} (give them "
-                    'the template first, or send "force": true to require it of new writes '
-                    "only)")
-                refused.details = {"records": others[:10], "more": len(others) > 10}
-                raise refused
-        found = await conn.fetchval(
-            "UPDATE prefixes SET template = $2, template_complete = $3 WHERE prefix = $1 "
-            "RETURNING true", prefix.text, key, key is not None and not others)
-        if not found:
-            raise PrefixNotFound(f"prefix {prefix.text} is not allocated here")
-        await audit(conn, who, "prefix_template", prefix=prefix.text,
-                    before={"template": before}, after={"template": key, "forced": bool(others)})
-        await tx.notify([zone_key(prefix.text)])
-    return ok(200, None, prefix=prefix.text, template=key, complete=key is not None and not others)
+    key, complete = await require_template(ctx.db, who, prefix, body.template, body.force)
+    return ok(200, None, prefix=prefix.text, template=key, complete=complete)

@@ -18,12 +18,15 @@ from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
     ["operator", "token"], ["operator", "tokens"], ["operator", "revoke-token"],
     ["operator", "reset-secret"],
     ["prefix"], ["prefix", "create"], ["prefix", "list"], ["prefix", "delegate"], ["node"],
-    ["node", "key"], ["resolve"], ["init"],
+    ["node", "key"], ["resolve"], ["init"], ["prefix", "template"],
+    *(["template", c] for c in ("create", "list", "show", "check", "publish", "retire", "schema")),
+    *(["record", c] for c in ("state", "lookup", "import")),
 ])
 def test_every_command_has_help(args: list[str]) -> None:
     out = run_cli(*args, "--help").stdout
     assert out.startswith("usage: idres")
-    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix", "node"):
+    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix", "node",
+                                                          "template", "record"):
         assert "--dsn" in out and "--data-dir" in out
 
 
@@ -171,3 +174,52 @@ def test_a_case_sensitive_node(pg_dsn: str) -> None:
         assert srv.stop() == 0, srv.output()
     out = run_cli("migrate", dsn=pg_dsn, env={"IDRES_CASE_SENSITIVE": "1"}, check=False)
     assert out.returncode == 2 and "cannot change" in out.stderr
+
+
+def test_typed_record_commands(pg_dsn: str, tenant: Tenant, tmp_path: Any) -> None:
+    """Templates, a file import checked against them, lifecycle and lookup by code."""
+    h = f"{tenant.prefix}/META_DEVICE"
+    spec = tmp_path / "device.json"
+    spec.write_text(json.dumps({"handle": h, "description": "community devices", "items": [
+        {"type": "device.serial", "unique": True, "required": True},
+        {"type": "device.kind", "datatype": "enum", "values": ["camera", "meter"]}]}))
+    made = run_cli("template", "create", str(spec), "--publish", dsn=pg_dsn)
+    assert made.stdout.startswith(f"template {h.upper()} version 1 published"), made.stdout
+    assert h.upper() in run_cli("template", "list", tenant.prefix, dsn=pg_dsn).stdout
+    schema = json.loads(run_cli("template", "schema", h, dsn=pg_dsn).stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    shown = json.loads(run_cli("template", "show", h, "--json", dsn=pg_dsn).stdout)
+    assert shown["state"] == "published" and len(shown["items"]) == 2
+
+    def record(n: int, kind: str = "camera") -> dict[str, Any]:
+        return {"handle": f"{tenant.prefix}/DEV-{n}", "template": h, "values": [
+            {"index": 1, "type": "device.serial", "data": f"SN-{n:05d}"},
+            {"index": 2, "type": "device.kind", "data": kind}]}
+
+    lines = tmp_path / "devices.jsonl"
+    lines.write_text("\n".join(json.dumps(record(n)) for n in range(3)) + "\n"
+                     + json.dumps(record(3, "toaster")) + "\n")
+    bad = run_cli("record", "import", str(lines), dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "1 of 4 records do not conform" in bad.stderr, bad.stderr
+    assert requests.get(tenant.handle_url("DEV-0")).status_code == 404   # nothing stored
+    lines.write_text("\n".join(json.dumps(record(n)) for n in range(4)))
+    done = run_cli("record", "import", str(lines), dsn=pg_dsn)
+    assert done.stdout.startswith("imported 4 records (4 created"), done.stdout
+    found = run_cli("record", "lookup", tenant.prefix, "device.serial", "SN-00002", dsn=pg_dsn)
+    assert found.stdout.strip() == f"{tenant.prefix}/DEV-2"
+    assert run_cli("record", "lookup", tenant.prefix, "device.serial", "SN-0000", "--start",
+                   dsn=pg_dsn).stdout.count("DEV-") == 4
+    moved = run_cli("record", "state", f"{tenant.prefix}/DEV-1", "retired", "--reason",
+                    "removed from the lobby", dsn=pg_dsn)
+    assert moved.stdout.strip() == f"{tenant.prefix}/DEV-1 is retired"
+    assert requests.get(f"{tenant.url}/{tenant.prefix}/DEV-1").status_code == 410
+    again = run_cli("record", "state", f"{tenant.prefix}/DEV-1", "active", dsn=pg_dsn,
+                    check=False)
+    assert again.returncode == 1 and "retired is final" in again.stderr
+    required = run_cli("prefix", "template", tenant.prefix, h, dsn=pg_dsn)
+    assert required.stdout.strip() == f"records under {tenant.prefix} must follow {h.upper()}"
+    r = requests.put(tenant.handle_url("LOOSE"), headers=tenant.op.bearer,
+                     json=[{"index": 1, "type": "URL", "data": "https://example.org"}])
+    assert r.status_code == 400 and "does not conform" in r.text
+    missing = run_cli("template", "create", str(tmp_path / "none.json"), dsn=pg_dsn, check=False)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
