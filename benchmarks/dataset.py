@@ -64,3 +64,40 @@ def lua_tables() -> str:
             "function ident(i)\n"
             "  return prefixes[(i % #prefixes) + 1] .. '/' .. kinds[(i % #kinds) + 1] .. '-' "
             ".. string.format('%07d', i)\nend\n")
+
+
+# typed assets (benchmarks.records): three codes in one record, as an asset registry keeps
+ASSET_ITEMS = [
+    {"type": "asset.finance_code", "required": True, "pattern": "FA-[0-9]{8}"},
+    {"type": "asset.equipment_code", "required": True, "pattern": "EQ-[0-9]{8}"},
+    {"type": "asset.resource_code", "max_length": 40},
+    {"type": "asset.location", "max_length": 200},
+    {"type": "asset.installed", "datatype": "date"},
+    {"type": "asset.value", "datatype": "decimal", "minimum": 0},
+    {"type": "asset.status", "datatype": "enum", "values": ["in-service", "spare", "scrapped"]},
+]
+
+
+def asset_template(handle: str, indexed: bool) -> dict[str, Any]:
+    """The asset template; ``indexed``: the finance and equipment codes are unique items."""
+    items = [dict(item, unique=True) if indexed and item["type"] in
+             ("asset.finance_code", "asset.equipment_code") else item for item in ASSET_ITEMS]
+    return {"handle": handle, "description": "an asset (benchmark)", "items": items,
+            "publish": True}
+
+
+def asset(i: int, prefix: str, template: str | None) -> dict[str, Any]:
+    """Asset i under ``prefix``: 8 values, ~600 bytes as registered."""
+    h = (i * 2654435761) & 0xFFFFFFFF
+    ident = f"{prefix}/ASSET-{i:08d}"
+    data = [("URL", f"https://asset.example.com/resolve/{ident}"),
+            ("asset.finance_code", f"FA-{i:08d}"), ("asset.equipment_code", f"EQ-{i:08d}"),
+            ("asset.resource_code", f"RES-LINE{1 + h % 8}-CELL{1 + (h >> 3) % 40}"),
+            ("asset.location", f"plant {1 + (h >> 9) % 4}, hall {chr(65 + (h >> 11) % 6)}"),
+            ("asset.installed", f"202{(h >> 13) % 7}-0{1 + (h >> 16) % 9}-1{(h >> 19) % 9}"),
+            ("asset.value", f"{(h >> 5) % 250000}.50"), ("asset.status", "in-service")]
+    rec: dict[str, Any] = {"handle": ident, "values": [
+        {"index": k, "type": t, "data": d, "ttl": 86400} for k, (t, d) in enumerate(data, 1)]}
+    if template:
+        rec["template"] = template
+    return rec

@@ -39,8 +39,11 @@ async def bulk(a: dict[str, Any]) -> dict[str, Any]:
     made = time.perf_counter()
     bodies = []
     sizes: list[int] = []
-    for start in range(0, n, per):   # generated before the clock starts
-        recs = list(dataset.records(start, min(n, start + per)))
+    first = a.get("first", 0)
+    for start in range(first, first + n, per):   # generated before the clock starts
+        stop = min(first + n, start + per)
+        recs = ([dataset.asset(i, a["prefix"], a.get("template")) for i in range(start, stop)]
+                if a.get("assets") else list(dataset.records(start, stop)))
         sizes.extend(len(orjson.dumps(r["values"])) for r in recs[:50])
         bodies.append(orjson.dumps(recs))
     made = time.perf_counter() - made
@@ -66,22 +69,57 @@ async def bulk(a: dict[str, Any]) -> dict[str, Any]:
             "record_bytes_min": min(sizes), "record_bytes_max": max(sizes)}
 
 
+async def writes(a: dict[str, Any]) -> dict[str, Any]:
+    """Register assets first..first+n one PUT each, ``concurrency`` at a time."""
+    url, headers = a["url"], {"Authorization": f"Bearer {a['token']}",
+                              "Content-Type": "application/json"}
+    todo = [dataset.asset(i, a["prefix"], a.get("template"))
+            for i in range(a["first"], a["first"] + a["n"])]
+    bodies = [(r["handle"], orjson.dumps({k: v for k, v in r.items() if k != "handle"}))
+              for r in todo]
+    bodies.reverse()
+    lat: list[float] = []
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while bodies:
+            ident, body = bodies.pop()
+            t = time.perf_counter()
+            async with session.put(f"{url}/api/handles/{ident}", data=body,
+                                   headers=headers) as r:
+                if r.status not in (200, 201):
+                    raise RuntimeError(f"PUT {ident}: {r.status} {await r.text()}")
+                await r.read()
+            lat.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(a["concurrency"])))
+    elapsed = time.perf_counter() - started
+    return {"per_second": a["n"] / elapsed, **percentiles(lat)}
+
+
 async def asyncpg_ref(a: dict[str, Any]) -> dict[str, Any]:
-    """The reference for uncached resolution: raw primary-key lookups, random keys."""
+    """The reference for uncached resolution: raw primary-key lookups, random keys (or,
+    with ``query`` and ``prefix``, that query on the code of asset i)."""
     # the same pool settings as idres (no reset round trip on release): raw, not handicapped
     pool = await asyncpg.create_pool(a["dsn"], min_size=a["pool"], max_size=a["pool"],
                                      reset=release_reset)
     n, deadline = a["n"], time.perf_counter() + a["duration"]
     count, lat = 0, []
-    query = 'SELECT "values" FROM handles WHERE handle = $1'
+    query = a.get("query") or 'SELECT "values" FROM handles WHERE handle = $1'
+
+    def key_of(i: int) -> tuple[Any, ...]:
+        if a.get("query"):
+            return (a["prefix"], "asset.equipment_code", False, 100, f"EQ-{i:08d}")
+        return (dataset.identifier(i),)
 
     async def worker() -> None:
         nonlocal count
         rnd = random.Random()
         while time.perf_counter() < deadline:
-            key = dataset.identifier(rnd.randrange(n))
+            key = key_of(rnd.randrange(n))
             t = time.perf_counter()
-            row = await pool.fetchval(query, key)
+            row = await pool.fetchval(query, *key)
             lat.append(time.perf_counter() - t)
             if row is None:
                 raise RuntimeError(f"{key} missing")
@@ -221,7 +259,7 @@ async def mixed(a: dict[str, Any]) -> dict[str, Any]:
             **percentiles(lat)}
 
 
-KINDS = {"bulk": bulk, "asyncpg": asyncpg_ref, "binary": binary, "mixed": mixed}
+KINDS = {"bulk": bulk, "writes": writes, "asyncpg": asyncpg_ref, "binary": binary, "mixed": mixed}
 
 if __name__ == "__main__":
     kind, args = sys.argv[1], json.loads(sys.argv[2])

@@ -15,7 +15,7 @@ from registry import templates
 from registry.cli_table import Command, Result, local_actor
 from registry.records_input import parse_records
 from registry.store import Db, bulk
-from registry.store.codes import lookup, lookup_start
+from registry.store.codes import lookup
 from registry.store.records import move
 from registry.template_schema import json_schema
 from resolver.core.errors import BadRequest
@@ -46,14 +46,13 @@ async def template_create(db: Db, args: argparse.Namespace) -> Result:
     if not isinstance(body, dict) or not isinstance(body.get("handle"), str):
         raise BadRequest('the file must hold {"handle", "description"?, "items": [...]}')
     ident = parse(body.pop("handle"))
-    version = await templates.create_version(db, local_actor(), ident, body)
+    version, report = await templates.create_version(db, local_actor(), ident, body,
+                                                     args.publish)
     text = f"template {ident.spelling} version {version.version} created (draft)"
-    if args.publish:
-        report = await templates.publish(db, local_actor(), ident, version.version, args.force)
+    if report is not None:
         text = f"template {ident.spelling} version {version.version} published " \
                f"({report['records']} records follow the template)"
-    return {"handle": ident.spelling, "version": version.version,
-            "state": "published" if args.publish else "draft"}, text
+    return {"handle": ident.spelling, "version": version.version, "state": version.state}, text
 
 
 async def template_publish(db: Db, args: argparse.Namespace) -> Result:
@@ -126,10 +125,8 @@ async def record_state(db: Db, args: argparse.Namespace) -> Result:
 async def record_lookup(db: Db, args: argparse.Namespace) -> Result:
     prefix = parse_prefix(args.prefix)
     async with db.pool.acquire() as conn:
-        if args.start:
-            keys = await lookup_start(conn, prefix.text, args.type, args.value, True, args.limit)
-        else:
-            keys = await lookup(conn, prefix.text, args.type, args.value, True, args.limit)
+        keys = await lookup(conn, prefix.text, args.type, args.value, True, args.limit,
+                            args.start)
     return {"prefix": prefix.text, "type": args.type, "handles": keys}, \
         "\n".join(keys) or f"no identifier under {prefix.text} has {args.type} = {args.value}"
 
@@ -160,9 +157,8 @@ def _prefix_arg(p: argparse.ArgumentParser) -> None:
 
 def _create_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help='JSON file {"handle", "description", "items": [...]} or -')
-    p.add_argument("--publish", action="store_true", help="publish the new version at once")
-    p.add_argument("--force", action="store_true",
-                   help="publish even when records that follow the template would fail it")
+    p.add_argument("--publish", action="store_true",
+                   help="publish the new version at once (not if records would fail it)")
 
 
 def _publish_args(p: argparse.ArgumentParser) -> None:

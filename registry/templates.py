@@ -132,8 +132,10 @@ async def _refresh_record(tx: WriteTx, ident: Identifier) -> None:
                                          "data": {"format": "string", "value": text}}], state)
 
 
-async def create_version(db: Db, actor: Principal, ident: Identifier, body: Any) -> Version:
-    """A new draft version of the template at ``ident`` (version 1 if it is new).
+async def create_version(db: Db, actor: Principal, ident: Identifier, body: Any,
+                         publish: bool = False) -> tuple[Version, dict[str, Any] | None]:
+    """A new draft version of the template at ``ident`` (version 1 if it is new), and
+    with ``publish`` published in the same transaction (then the report, else None).
 
     :raises TemplateInvalid: every problem of the definition, references included.
     :raises InsufficientPermissions, PrefixNotHomed: see ownership.check_write.
@@ -155,8 +157,9 @@ async def create_version(db: Db, actor: Principal, ident: Identifier, body: Any)
         await _refresh_record(tx, ident)
         await audit(conn, actor, "template_create", handle=ident.key, prefix=ident.prefix.text,
                     after={"version": version, **msgspec.to_builtins(definition)})
+        report = await _publish(tx, actor, ident, version, False) if publish else None
         row = await conn.fetchrow(GET_VERSION, ident.key, version)
-    return _version(row)
+    return _version(row), report
 
 
 async def check_existing(conn: asyncpg.Connection, key: str,
@@ -189,24 +192,29 @@ async def publish(db: Db, actor: Principal, ident: Identifier, version: int,
     :raises TemplateConflict: not a draft, or records would fail and not ``force``.
     """
     async with write_transaction(db) as tx:
-        conn = tx.conn
-        await check_write(conn, actor, [ident.key], [ident.prefix])
-        current = await _locked(conn, ident, version)
-        if current.state != "draft":
-            raise TemplateConflict(f"version {version} of {ident.spelling} is {current.state}, "
-                                   "not a draft")
-        report = await check_existing(conn, ident.key, current.definition)
-        if report["failing"] and not force:
-            raise TemplateConflict(
-                f"{report['failing']} of the {report['checked']} records checked would fail "
-                f"version {version}; fix them, or publish with force=true (they keep their "
-                "own versions)", report=report)
-        await conn.execute("UPDATE templates SET state = 'published', published_at = now() "
-                           "WHERE handle = $1 AND version = $2", ident.key, version)
-        await _refresh_record(tx, ident)
-        await audit(conn, actor, "template_publish", handle=ident.key, prefix=ident.prefix.text,
-                    after={"version": version, "report": {k: report[k] for k in (
-                        "records", "checked", "failing")}})
+        await check_write(tx.conn, actor, [ident.key], [ident.prefix])
+        return await _publish(tx, actor, ident, version, force)
+
+
+async def _publish(tx: WriteTx, actor: Principal, ident: Identifier, version: int,
+                   force: bool) -> dict[str, Any]:
+    conn = tx.conn
+    current = await _locked(conn, ident, version)
+    if current.state != "draft":
+        raise TemplateConflict(f"version {version} of {ident.spelling} is {current.state}, "
+                               "not a draft")
+    report = await check_existing(conn, ident.key, current.definition)
+    if report["failing"] and not force:
+        raise TemplateConflict(
+            f"{report['failing']} of the {report['checked']} records checked would fail "
+            f"version {version}; fix them, or publish with force=true (they keep their "
+            "own versions)", report=report)
+    await conn.execute("UPDATE templates SET state = 'published', published_at = now() "
+                       "WHERE handle = $1 AND version = $2", ident.key, version)
+    await _refresh_record(tx, ident)
+    await audit(conn, actor, "template_publish", handle=ident.key, prefix=ident.prefix.text,
+                after={"version": version, "report": {k: report[k] for k in (
+                    "records", "checked", "failing")}})
     return report
 
 

@@ -21,7 +21,7 @@ from registry.api.common import context, json_body, ok, principal
 from registry.api.templates import _decode
 from registry.ownership import administers, require
 from registry.prefixes import require_template
-from registry.store.codes import lookup, lookup_start
+from registry.store.codes import lookup
 from registry.store.records import move
 from resolver.core import params
 from resolver.core.errors import BadRequest
@@ -61,18 +61,13 @@ async def get_lookup(request: web.Request) -> web.Response:
         who = await principal(request)
         async with ctx.pool.acquire() as conn:
             restricted = await administers(conn, who, prefix)
+    start = "value" not in q
+    if start and not q["start"]:
+        raise BadRequest("start must not be empty")
     async with ctx.pool.acquire() as conn:
-        if "value" in q:
-            keys = await lookup(conn, prefix.text, q["type"], q["value"], restricted, limit)
-        else:
-            if not q["start"]:
-                raise BadRequest("start must not be empty")
-            keys = await lookup_start(conn, prefix.text, q["type"], q["start"], restricted,
-                                      limit)
-        spelled = await conn.fetch("SELECT coalesce(spelling, handle) AS h FROM handles "
-                                   "WHERE handle = ANY($1::text[]) AND (state <> 'draft' OR $2) "
-                                   "ORDER BY handle", keys, restricted)
-    return ok(200, None, prefix=prefix.text, type=q["type"], handles=[r["h"] for r in spelled])
+        found = await lookup(conn, prefix.text, q["type"], q["start" if start else "value"],
+                             restricted, limit, start)
+    return ok(200, None, prefix=prefix.text, type=q["type"], handles=found)
 
 
 async def get_records(request: web.Request) -> web.Response:

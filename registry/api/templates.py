@@ -1,7 +1,8 @@
 """Templates over HTTP (docs/records.md):
 
-* ``POST /api/templates`` ``{"handle", "description"?, "items": [...]}``: a new draft
-  version (the owner of the handle's prefix);
+* ``POST /api/templates`` ``{"handle", "description"?, "items": [...], "publish"?}``: a
+  new draft version (the owner of the handle's prefix), published at once with
+  ``"publish": true`` (refused, and nothing made, if records would fail it);
 * ``POST /api/templates/publish`` ``{"handle", "version", "force"?}``: publish a draft,
   after checking the records that follow the template (409 with the report when some
   would fail and not ``force``); ``GET /api/templates/check?handle=&version=``: the
@@ -38,6 +39,7 @@ class Create(msgspec.Struct, forbid_unknown_fields=True):
     handle: str
     items: list[tm.Item]
     description: str = ""
+    publish: bool = False
 
 
 class Publish(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,10 +74,11 @@ async def post_template(request: web.Request) -> web.Response:
     who = await principal(request)
     body: Create = _decode(await json_body(request, ctx.max_body_bytes), Create)
     ident = parse(body.handle)
-    version = await templates.create_version(
+    version, report = await templates.create_version(
         ctx.db, who, ident, {"description": body.description,
-                             "items": msgspec.to_builtins(body.items)})
-    return ok(201, ident.spelling, version=version.version, state=version.state)
+                             "items": msgspec.to_builtins(body.items)}, body.publish)
+    extra = {} if report is None else {"report": report}
+    return ok(201, ident.spelling, version=version.version, state=version.state, **extra)
 
 
 async def post_publish(request: web.Request) -> web.Response:

@@ -131,7 +131,11 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
                 created = len(rows) - replaced
                 await replace_codes(conn, await _old_codes(conn, existing, entries), codes)
             await tx.notify(changed)
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "codes_unique":
+            raise IdentifierExists("nothing was registered: a unique code of these records "
+                                   "was taken meanwhile by another identifier; try again"
+                                   ) from None
         existing_names = await db.pool.fetch(
             "SELECT coalesce(spelling, handle) AS handle FROM handles "
             "WHERE handle = ANY($1::text[]) ORDER BY handle LIMIT 10", keys,

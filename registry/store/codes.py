@@ -19,10 +19,15 @@ DELETE = """DELETE FROM codes USING unnest($1::text[], $2::text[], $3::text[], $
 INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                  $5::bool[], $6::bool[])"""
-EXACT = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2 AND value = $3
-           AND (is_public OR $4) ORDER BY handle LIMIT $5"""
-STARTS = """SELECT DISTINCT handle FROM codes WHERE prefix = $1 AND type = $2
-            AND value >= $3 AND value < $4 AND (is_public OR $5) ORDER BY handle LIMIT $6"""
+# one query: the codes, then the records they belong to (their spelling; drafts only for
+# those who may see values that are not public)
+_FOUND = """SELECT DISTINCT h.handle, coalesce(h.spelling, h.handle) AS spelled
+            FROM codes c JOIN handles h ON h.handle = c.handle
+            WHERE c.prefix = $1 AND c.type = $2 AND {match}
+              AND (c.is_public OR $3) AND (h.state <> 'draft' OR $3)
+            ORDER BY h.handle LIMIT $4"""
+EXACT = _FOUND.format(match="c.value = $5")
+STARTS = _FOUND.format(match="c.value >= $5 AND c.value < $6")
 # the scope: prefixes $1 and their descendants
 _SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
                                                  WHERE starts_with(prefix, s || '.')))"""
@@ -64,20 +69,17 @@ async def copy_codes(conn: asyncpg.Connection, codes: Sequence[Code]) -> None:
 
 
 async def lookup(conn: asyncpg.Connection, prefix: str, type_: str, value: str,
-                 restricted: bool, limit: int = 100) -> list[str]:
-    """The identifiers (keys) of ``prefix`` with that code; with ``restricted``, codes of
-    values that are not public too. One primary-key lookup."""
-    rows = await conn.fetch(EXACT, prefix, type_, value, restricted, limit)  # network op
-    return [r["handle"] for r in rows]
-
-
-async def lookup_start(conn: asyncpg.Connection, prefix: str, type_: str, start: str,
-                       restricted: bool, limit: int) -> list[str]:
-    """The identifiers under ``prefix`` with a code of ``type_`` that begins ``start``:
-    one range scan of the primary key."""
-    rows = await conn.fetch(STARTS, prefix, type_, start, _above(start), restricted,
-                            limit)  # network op
-    return [r["handle"] for r in rows]
+                 restricted: bool, limit: int = 100, start: bool = False) -> list[str]:
+    """The identifiers (as spelled) of ``prefix`` with the code ``value`` of ``type_``
+    (with ``start``: a code that begins so); with ``restricted``, codes of values that are
+    not public and drafts too. One lookup (or range scan) of the primary key, joined
+    to the records."""
+    if start:
+        rows = await conn.fetch(STARTS, prefix, type_, restricted, limit, value,
+                                _above(value))  # network op
+    else:
+        rows = await conn.fetch(EXACT, prefix, type_, restricted, limit, value)  # network op
+    return [r["spelled"] for r in rows]
 
 
 def _above(start: str) -> str:

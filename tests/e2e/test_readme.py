@@ -39,6 +39,13 @@ def test_quickstart_runs_as_written(pg_dsn: str, tmp_path: Path) -> None:
         out = proc.stdout
         assert "302 https://mes.acme.example/orders/ORDER-1" in out
         assert '"count":10000' in out and "EQ-CNC-5AX-0042" in out
+        assert out.count('"handles":["88.100.7/ASSET-CNC-0042"]') == 2      # by either code
+        assert "301 " in out and "/88.100.7/DEV-SMOKE-9120" in out
+        assert '"$schema":"https://json-schema.org/draft/2020-12/schema"' in out
+        for name in ("ORDER", "BATCH", "ASSET", "UNIT", "DEVICE", "SHIPMENT"):
+            assert f'"handle":"88.100.7/TPL-{name}","version":1,"state":"published"' in out
+        ship = requests.get(f"{srv.url}/api/handles/88.100.7/SHIP-2024-0001").json()
+        assert ship["values"][0]["data"]["value"] == "88.100.7/ORDER-1"
         order = requests.get(f"{srv.url}/api/handles/88.100.7/ORDER-1").json()
         assert order["values"][3]["data"]["value"] == "shipped"
         asset = requests.get(f"{srv.url}/api/handles/88.100.7/ASSET-CNC-0042").json()

@@ -1,0 +1,194 @@
+"""Typed records (issue 9), each against its reference in one run:
+
+* a checked write against an unchecked one, single PUT and bulk: the same 8-value asset
+  record under a prefix with no template and under one that follows a typed template;
+* bulk with two indexed (unique) items against the same template without them;
+* lookup by code (``GET /api/lookup``, never cached) at each size in ``--sizes``, against
+  raw asyncpg running the same query, one per lookup.
+
+    python -m benchmarks.records                          # sizes 1,000,000 (~4 minutes)
+    python -m benchmarks.records --sizes 1000000,10000000 # and 10,000,000 (~25 minutes)
+
+The server side (idres, one process, and PostgreSQL) is pinned to core 0 and the load to
+core 1, as in benchmarks.run, except while the lookup data set is loaded (both cores).
+Write rounds alternate the variants, three times, and keep each variant's best round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from benchmarks import dataset
+from benchmarks.run import HERE, PIN, REPO, Idres, loadgen, pin_postgres, scenario, table, wrk
+from registry.store.codes import EXACT
+from resolver.pg.embedded import EmbeddedPostgres
+from resolver.pg.pool import _ensure_database, migrate_dsn
+
+UNCHECKED, PLAIN, INDEXED, LOOKUP = "88.300", "88.301", "88.302", "88.303"
+TEMPLATES = {PLAIN: f"{PLAIN}/TPL-ASSET", INDEXED: f"{INDEXED}/TPL-ASSET"}
+
+
+async def vacuum(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+def lua_lookup(prefix: str, n: int) -> str:
+    return f"""
+n = {n}
+request = function()
+  return wrk.format("GET", string.format(
+    "/api/lookup?prefix={prefix}&type=asset.equipment_code&value=EQ-%08d",
+    math.random(0, n - 1)))
+end
+response = function(status, headers, body)
+  if status ~= 200 or not string.find(body, "ASSET-", 1, true) then
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rounds, key=lambda r: r["per_second"])
+
+
+def cost(results: dict[str, Any], name: str, variant: dict[str, Any], base: dict[str, Any],
+         base_name: str, goal: float) -> None:
+    """Record ``variant`` against ``base`` as extra cost per write (time, not rate)."""
+    extra = base["per_second"] / variant["per_second"] - 1
+    scenario(results, name, variant, base, base_name, "writes/s")
+    results[name]["extra_cost"] = extra
+    print(f"     cost per write {extra:+.0%} (goal ≤ {goal:+.0%})", flush=True)
+
+
+def write_scenarios(results: dict[str, Any], srv: Idres, token: str, rounds: int) -> None:
+    single: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: []}
+    bulk: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: [], INDEXED: []}
+    for r in range(rounds):
+        for prefix in single:
+            single[prefix].append(loadgen("writes", 1, url=srv.url, token=token, prefix=prefix,
+                                          template=TEMPLATES.get(prefix), first=r * 3000,
+                                          n=3000, concurrency=16))
+        for prefix in bulk:
+            bulk[prefix].append(loadgen("bulk", 1, url=srv.url, token=token, assets=True,
+                                        prefix=prefix, template=TEMPLATES.get(prefix),
+                                        first=100_000 + r * 30_000, n=30_000, batch=5_000,
+                                        concurrency=2))
+    results["write_rounds"] = {"single": single, "bulk": bulk}
+    cost(results, "single PUT, checked", best(single[PLAIN]), best(single[UNCHECKED]),
+         "unchecked PUT", 0.20)
+    cost(results, "bulk, checked", best(bulk[PLAIN]), best(bulk[UNCHECKED]), "unchecked bulk",
+         0.20)
+    cost(results, "bulk, checked, 2 unique items", best(bulk[INDEXED]), best(bulk[PLAIN]),
+         "checked bulk, no index", 0.25)
+
+
+def load(srv_url: str, token: str, first: int, n: int) -> float:
+    """Register assets first..first+n under LOOKUP (following the indexed template), a
+    million per load generator (its request bodies are built before its clock starts)."""
+    took = 0.0
+    for start in range(first, first + n, 1_000_000):
+        got = loadgen("bulk", None, url=srv_url, token=token, assets=True, prefix=LOOKUP,
+                      template=TEMPLATES[INDEXED], first=start,
+                      n=min(1_000_000, first + n - start), batch=5_000, concurrency=6)
+        took += got["seconds"]
+        print(f"     {start + got['identifiers']:,} loaded ({got['per_second']:,.0f}/s)",
+              flush=True)
+    return took
+
+
+def lookup_scenario(results: dict[str, Any], srv: Idres, dsn: str, size: int, d: int) -> None:
+    ref = loadgen("asyncpg", 0, dsn=dsn, n=size, duration=d, concurrency=64, pool=16,
+                  query=EXACT, prefix=LOOKUP)
+    wrk(srv.url, lua_lookup(LOOKUP, size), 1)
+    got = wrk(srv.url, lua_lookup(LOOKUP, size), d)
+    scenario(results, f"lookup by code, {size:,} records", got, ref,
+             "raw asyncpg, same query", "lookups/s")
+    print(f"     p50 {got['p50_ms']:.2f} ms, p99 {got['p99_ms']:.2f} ms (goal ≥ 10,000/s, "
+          f"p99 ≤ 10 ms); reference p99 {ref['p99_ms']:.2f} ms", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", default="1000000",
+                   help="comma-separated data-set sizes for lookup by code")
+    p.add_argument("--duration", type=int, default=5, help="seconds per lookup measurement")
+    p.add_argument("--rounds", type=int, default=3, help="write rounds per variant")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
+    work.chmod(0o711)
+    results: dict[str, Any] = {"sizes": sizes, "pinned": PIN, "cores": os.cpu_count(),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    pg = EmbeddedPostgres(work / "data")
+    dsn = pg.start()
+    servers: list[Idres] = []
+    try:
+        asyncio.run(_ensure_database(dsn))
+        asyncio.run(migrate_dsn(dsn))
+        env = {**os.environ, "IDRES_DSN": dsn}
+        token = json.loads(subprocess.run(
+            [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
+             "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
+        )["token"]
+        subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
+                        "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
+        srv = Idres(dsn)
+        servers.append(srv)
+        auth = {"Authorization": f"Bearer {token}"}
+        for prefix, handle in TEMPLATES.items():
+            r = requests.post(srv.url + "/api/templates", headers=auth,
+                              json=dataset.asset_template(handle, prefix == INDEXED))
+            r.raise_for_status()
+        pin_postgres(pg.pgdata, {0})
+        print("writes: one process on core 0 with PostgreSQL, load on core 1", flush=True)
+        write_scenarios(results, srv, token, args.rounds)
+        loaded = 0
+        for size in sizes:
+            pin_postgres(pg.pgdata, {0, 1})
+            print(f"loading {size - loaded:,} assets (two indexed codes each)…", flush=True)
+            loader = Idres(dsn, "--workers", "2", core=None)
+            try:
+                took = load(loader.url, token, loaded, size - loaded)
+            finally:
+                loader.stop()
+            results[f"load to {size:,}"] = {"seconds": took, "per_second": (size - loaded) / took}
+            asyncio.run(vacuum(dsn))
+            loaded = size
+            pin_postgres(pg.pgdata, {0})
+            lookup_scenario(results, srv, dsn, size, args.duration)
+    finally:
+        for s in servers:
+            s.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"records-{stamp}.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (args.out / f"records-{stamp}.md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"\nresults: {args.out}/records-{stamp}.json")
+
+
+if __name__ == "__main__":
+    main()
