@@ -68,6 +68,7 @@ def lua_tables() -> str:
 
 # typed assets (benchmarks.records): three codes in one record, as an asset registry keeps
 ASSET_ITEMS = [
+    {"type": "URL", "datatype": "url", "required": True},
     {"type": "asset.finance_code", "required": True, "pattern": "FA-[0-9]{8}"},
     {"type": "asset.equipment_code", "required": True, "pattern": "EQ-[0-9]{8}"},
     {"type": "asset.resource_code", "max_length": 40},

@@ -10,12 +10,13 @@ be taken. Nothing here writes; ``registry/store`` writes what it returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from registry import record_check as rc
 from registry import template_model as tm
 from registry import templates
 from resolver.core.errors import RecordInvalid
@@ -50,18 +51,27 @@ class Conformed:
 
 def _apply_defaults(values: list[Stored], raw: Sequence[object],
                     definition: tm.Definition) -> None:
-    given = {}
-    for entry in raw:
-        if isinstance(entry, dict) and isinstance(entry.get("index"), (int, str)):
-            given[str(entry["index"])] = entry
-    defaults = tm.defaults(definition)
-    for v in values:
-        ttl, classification = defaults.get(v["type"].upper(), (None, "public"))
-        sent = given.get(str(v["index"]), {})
+    """Give values the item's TTL and classification where the write gave none. ``raw``
+    are the entries as sent: usually ``values`` one for one, in order, else matched by
+    index."""
+    defaults = rc.plan(definition).defaults
+    pairs: Iterable[tuple[Stored, Any]]
+    if len(raw) == len(values) and all(type(e) is dict and e.get("index") == v["index"]
+                                       for v, e in zip(values, raw)):
+        pairs = zip(values, raw)
+    else:
+        given = {str(e["index"]): e for e in raw
+                 if isinstance(e, dict) and isinstance(e.get("index"), (int, str))}
+        pairs = ((v, given.get(str(v["index"]), {})) for v in values)
+    for v, sent in pairs:
+        ttl, classification = defaults.get(v["type"].upper(), _NO_DEFAULT)
         if ttl is not None and "ttl" not in sent:
             v["ttl"] = ttl
         if "permissions" not in sent:
             v["permissions"] = PERMISSIONS[classification]
+
+
+_NO_DEFAULT: tuple[int | None, tm.Classification] = (None, "public")
 
 
 Known = dict[tuple[str, int | None, bool], templates.Version]
@@ -97,9 +107,9 @@ async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stor
             known[(name, version, existing)] = found
     out = Conformed(values, found.handle, found.version, definition=found.definition)
     _apply_defaults(values, requested.raw, found.definition)
-    out.problems = tm.check_record(values, found.definition)
+    out.problems = rc.check_record(values, found.definition)
     out.codes = [(ident.prefix.text, t, v, ident.key, unique, public)
-                 for t, v, unique, public in tm.indexed(values, found.definition)]
+                 for t, v, unique, public in rc.indexed(values, found.definition)]
     return out
 
 
@@ -112,7 +122,7 @@ async def check_references(conn: asyncpg.Connection, records: Sequence[Conformed
     for rec in records:
         if rec.definition is None:
             continue
-        for value, target, template in tm.reference_checks(rec.values, rec.definition):
+        for value, target, template in rc.reference_checks(rec.values, rec.definition):
             wanted.setdefault(target, []).append((rec, value, template))
     if not wanted:
         return

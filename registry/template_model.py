@@ -7,9 +7,9 @@ range limits, a pattern (RE2: linear time, so a template, which is input too, ca
 make a write take exponential time), a default TTL and classification, a description.
 
 :func:`parse_definition` checks a template as submitted (every problem at once);
-:func:`check_record` checks a record's values against a version of it, returning every
-problem with the value's index and type; :func:`json_schema` describes the PUT body a
-record of the template takes, as JSON Schema 2020-12.
+``registry/record_check.py`` checks a record's values against a version of it, returning
+every problem with the value's index and type; ``registry/template_schema.py`` describes
+the PUT body a record of the template takes, as JSON Schema 2020-12.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 import re2
@@ -35,10 +33,6 @@ DIGESTS = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "md5": 32, "sm
 MAX_ITEMS = 500
 # value types of the Handle System itself, always allowed beside a template's items
 SYSTEM_TYPE = re.compile(r"HS_[A-Z0-9_.]+\Z|10320/loc\Z")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
-_INTEGER = re.compile(r"[-+]?[0-9]+\Z")
-_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
-_HEX = re.compile(r"[0-9a-fA-F]+\Z")
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -63,8 +57,9 @@ class Item(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     description: str = ""
 
 
-class Definition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """A template version as submitted: ``{"description", "items": [...]}``."""
+class Definition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, dict=True):
+    """A template version as submitted: ``{"description", "items": [...]}``. Its
+    ``record_check.Plan`` (what checking a record needs, compiled once) is kept beside it."""
 
     items: list[Item]
     description: str = ""
@@ -207,143 +202,3 @@ def find_cycle(start: str, edges: dict[str, set[str]]) -> list[str] | None:
             if nxt not in path:
                 stack.append((nxt, [*path, nxt]))
     return None
-
-
-# --- checking a record ----------------------------------------------------------------------
-
-
-def _text(value: dict[str, Any]) -> str | None:
-    data = value["data"]
-    return data["value"] if data["format"] == "string" else None
-
-
-def _check_value(item: Item, text: str) -> str | None:
-    """What is wrong with one value's text for its item, or None."""
-    kind = item.datatype
-    if item.min_length is not None and len(text) < item.min_length:
-        return f"must be at least {item.min_length} characters long"
-    if item.max_length is not None and len(text) > item.max_length:
-        return f"must be at most {item.max_length} characters long"
-    if kind in ("integer", "decimal"):
-        if not (_INTEGER if kind == "integer" else _DECIMAL).match(text):
-            return f"must be {'an integer' if kind == 'integer' else 'a decimal number'}"
-        number = decimal.Decimal(text)
-        if item.minimum is not None and number < decimal.Decimal(str(item.minimum)):
-            return f"must be {'an integer' if kind == 'integer' else 'a number'} ≥ {item.minimum}"
-        if item.maximum is not None and number > decimal.Decimal(str(item.maximum)):
-            return f"must be {'an integer' if kind == 'integer' else 'a number'} ≤ {item.maximum}"
-    elif kind == "boolean":
-        if text not in ("true", "false"):
-            return "must be true or false"
-    elif kind == "date":
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            return "must be a date YYYY-MM-DD"
-        if len(text) != 10:
-            return "must be a date YYYY-MM-DD"
-        if item.minimum is not None and day < dt.date.fromisoformat(str(item.minimum)):
-            return f"must be on or after {item.minimum}"
-        if item.maximum is not None and day > dt.date.fromisoformat(str(item.maximum)):
-            return f"must be on or before {item.maximum}"
-    elif kind == "datetime":
-        try:
-            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return "must be a date-time, RFC 3339 (2026-12-01T08:00:00Z)"
-        if when.tzinfo is None or "T" not in text:
-            return "must be a date-time with its offset, RFC 3339 (2026-12-01T08:00:00Z)"
-    elif kind == "enum":
-        if text not in (item.values or ()):
-            return "must be one of " + ", ".join(item.values or ())
-    elif kind == "url":
-        parts = urlsplit(text)
-        if not parts.scheme or not (parts.netloc or parts.scheme in ("urn", "mailto", "tel")):
-            return "must be a URL with a scheme (https://...)"
-    elif kind == "email":
-        if not _EMAIL.match(text):
-            return "must be an e-mail address"
-    elif kind == "reference":
-        try:
-            parse(text)
-        except InvalidIdentifier as exc:
-            return f"must be an identifier PREFIX/SUFFIX ({exc.message})"
-    elif kind == "digest":
-        size = DIGESTS[item.digest or "sha256"]
-        if len(text) != size or not _HEX.match(text):
-            return f"must be a {item.digest} digest: {size} hexadecimal digits"
-    if item.pattern is not None and not re2.fullmatch(item.pattern, text):
-        return f"must match the pattern {item.pattern}"
-    return None
-
-
-def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> list[Problem]:
-    """Every problem of a record (values in the stored form) against a template version:
-    values of types the template does not have, missing required items, several values
-    of a single item, and each value's data. References are checked for syntax here;
-    whether they exist is the caller's business (:func:`reference_checks`)."""
-    items = {i.type.upper(): i for i in definition.items}
-    problems: list[Problem] = []
-    count: dict[str, int] = {}
-    for v in values:
-        key = v["type"].upper()
-        item = items.get(key)
-        if item is None:
-            if not SYSTEM_TYPE.match(key):
-                problems.append(Problem(v["index"], v["type"], "is not an item of the template"))
-            continue
-        count[key] = count.get(key, 0) + 1
-        if count[key] == 2 and not item.many:
-            problems.append(Problem(v["index"], v["type"], "may have one value only"))
-        if item.datatype == "handle":
-            continue  # any Handle format: the value's own checks apply
-        text = _text(v)
-        if text is None:
-            problems.append(Problem(v["index"], v["type"],
-                                    f"must be string data (a {item.datatype})"))
-            continue
-        wrong = _check_value(item, text)
-        if wrong is not None:
-            problems.append(Problem(v["index"], v["type"], wrong))
-    for item in definition.items:
-        if item.required and item.type.upper() not in count:
-            problems.append(Problem(None, item.type, "is required"))
-    return problems
-
-
-def reference_checks(values: Sequence[dict[str, Any]],
-                     definition: Definition) -> list[tuple[dict[str, Any], str, str | None]]:
-    """(value, referenced identifier key, template key it must follow or None) for the
-    reference values whose target must exist."""
-    items = {i.type.upper(): i for i in definition.items if i.datatype == "reference"}
-    out = []
-    for v in values:
-        item = items.get(v["type"].upper())
-        text = _text(v) if item is not None else None
-        if item is None or text is None:
-            continue
-        try:
-            target = parse(text).key
-        except InvalidIdentifier:
-            continue
-        out.append((v, target, parse(item.template).key if item.template else None))
-    return out
-
-
-def indexed(values: Iterable[dict[str, Any]],
-            definition: Definition) -> list[tuple[str, str, bool, bool]]:
-    """(type, value, unique, public) of the values to index for lookup by code: those of
-    unique and searchable items."""
-    items = {i.type.upper(): i for i in definition.items if i.unique or i.searchable}
-    out = []
-    for v in values:
-        item = items.get(v["type"].upper())
-        text = _text(v) if item is not None else None
-        if item is not None and text is not None:
-            out.append((item.type, text, item.unique, v["permissions"][2] == "1"))
-    return out
-
-
-def defaults(definition: Definition) -> dict[str, tuple[int | None, Classification]]:
-    """Type (upper-cased) → (default TTL, default classification) of each item."""
-    return {i.type.upper(): (i.ttl, i.classification) for i in definition.items}

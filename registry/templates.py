@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from registry import record_check as rc
 from registry import template_model as tm
 from registry.ownership import check_write
 from registry.permissions import Principal
@@ -173,7 +174,7 @@ async def check_existing(conn: asyncpg.Connection, key: str,
                 'SELECT coalesce(spelling, handle) AS h, "values" FROM handles '
                 "WHERE template = $1 ORDER BY handle LIMIT $2", key, CHECK_LIMIT):
             checked += 1
-            problems = tm.check_record(row["values"], definition)
+            problems = rc.check_record(row["values"], definition)
             if problems:
                 failing += 1
                 if len(examples) < EXAMPLES:

@@ -41,6 +41,21 @@ def _ignore(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved: an abandoned query's outcome is nobody's business
 
 
+async def within(query: Awaitable[Any], timeout: float) -> Any:
+    """Await a database query for at most ``timeout`` seconds (one deadline per batched
+    query, shared by every waiter: a deadline per request would cost a task each). The
+    query is not cancelled when it passes: cancelling asyncpg on a silent connection can
+    hang on the cancel request; the query ends by itself (command timeout), ignored.
+
+    :raises TimeoutError:"""
+    task = asyncio.ensure_future(query)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout)  # network op
+    except TimeoutError:
+        task.add_done_callback(_ignore)
+        raise
+
+
 class _Flight:
     __slots__ = ("future", "key", "tainted")
 
@@ -244,16 +259,7 @@ class Coalescer:
         keys = [f.key for f in flights]
         try:
             self.queries += 1
-            # one deadline per query, shared by every waiter of its flights (a deadline
-            # per request would cost a task each). The query is not cancelled when it
-            # passes: cancelling asyncpg on a silent connection can hang on the cancel
-            # request; the query ends by itself (command timeout) and is ignored.
-            task = asyncio.ensure_future(query(keys))
-            try:
-                found = await asyncio.wait_for(asyncio.shield(task), self.timeout)  # network op
-            except TimeoutError:
-                task.add_done_callback(_ignore)
-                raise
+            found = await within(query(keys), self.timeout)  # network op
         except BaseException as exc:
             for flight in flights:
                 flight.future.set_exception(exc)

@@ -29,13 +29,14 @@ import asyncpg
 from resolver import reply
 from resolver.cache import AnswerCache, Entry
 from resolver.coalesce import Coalescer, Found
+from resolver.codes import CodeFinder
 from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
-from resolver.store import DATABASE_DOWN, fetch_public, fetch_publics, fetch_record
+from resolver.store import DATABASE_DOWN, fetch_public, fetch_publics, fetch_record, find_codes
 
 log = logging.getLogger("idres.lookup")
 
@@ -84,6 +85,8 @@ class Resolver:
         self.pool = pool
         self.coalescer = Coalescer(cache, lambda key: fetch_public(pool, key),
                                    lambda keys: fetch_publics(pool, keys), db_timeout)
+        self.codes = CodeFinder(lambda wanted, limit: find_codes(pool, wanted, limit),
+                                db_timeout)
         self.zone = zone or Zone()
         self.recursor = recursor
         self.recursive = recursive  # the node's default for requests that do not say
@@ -168,6 +171,17 @@ class Resolver:
         if stored is None:
             return None
         return [codec.to_output(v) for v in codec.visible(stored, admin=True)]
+
+    async def find_code(self, prefix: str, type_: str, value: str) -> Reply:
+        """Anonymous lookup by code (``resolver/codes.py``): the reply naming the
+        identifiers under ``prefix`` whose public ``type_`` value is ``value``.
+
+        :raises ServiceUnavailable: the database did not answer within ``db_timeout``."""
+        try:
+            found = await self.codes.find(prefix, type_, value)  # network op (db_timeout bound)
+        except DATABASE_DOWN:
+            raise ServiceUnavailable() from None
+        return reply.message(200, 1, prefix=prefix, type=type_, handles=found)
 
     def referral(self, requested: str, key: str, delegation: Delegation) -> Reply:
         """The signed referral reply for an identifier delegated elsewhere."""

@@ -27,6 +27,19 @@ FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values
 FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
                    FROM handles WHERE handle = ANY($1::text[]) AND state <> 'draft'"""
 
+# lookup by code (migration 0007's index), many at once: for each (prefix, type, value)
+# the identifiers, as spelled, that hold it in a public value; drafts are nobody's to find
+FIND_CODES = """SELECT q.n, f.spelled
+                FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                     AS q(prefix, type, value, n)
+                CROSS JOIN LATERAL (
+                  SELECT DISTINCT h.handle, coalesce(h.spelling, h.handle) AS spelled
+                  FROM codes c JOIN handles h ON h.handle = c.handle
+                  WHERE c.prefix = q.prefix AND c.type = q.type AND c.value = q.value
+                    AND c.is_public AND h.state <> 'draft'
+                  ORDER BY h.handle LIMIT $4) f
+                ORDER BY q.n, f.handle"""
+
 
 async def fetch_record(pool: asyncpg.Pool, key: str) -> Values | None:
     """The stored values of one identifier (one primary-key lookup), or None."""
@@ -59,3 +72,15 @@ async def fetch_zone(pool: asyncpg.Pool) -> Zone:
     return Zone({r["prefix"] for r in prefixes}, {
         r["prefix"]: Delegation(r["prefix"], tuple(Server.from_json(s) for s in r["servers"]),
                                 r["ttl"]) for r in rows})
+
+
+async def find_codes(pool: asyncpg.Pool, wanted: list[tuple[str, str, str]],
+                     limit: int) -> list[list[str]]:
+    """For each (prefix, type, value), the identifiers that hold that code publicly (at
+    most ``limit`` each, in key order). One query for all of them."""
+    rows = await pool.fetch(FIND_CODES, [w[0] for w in wanted], [w[1] for w in wanted],
+                            [w[2] for w in wanted], limit)  # network op
+    out: list[list[str]] = [[] for _ in wanted]
+    for r in rows:
+        out[r["n"] - 1].append(r["spelled"])
+    return out

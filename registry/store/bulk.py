@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from registry import template_model as tm
+from registry import record_check as rc
 from registry import templates
 from registry.conformance import Conformed, Known, Requested, check_codes, check_references
 from registry.conformance import conform as conform_one
@@ -90,7 +90,7 @@ async def _old_codes(conn: asyncpg.Connection, existing: dict[str, asyncpg.Recor
             continue
         found = await templates.for_existing(conn, row["template"], row["template_version"])
         out += [(prefixes[key], t, v, key, u, p)
-                for t, v, u, p in tm.indexed(row["values"], found.definition)]
+                for t, v, u, p in rc.indexed(row["values"], found.definition)]
     return out
 
 

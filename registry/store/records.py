@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from registry import template_model as tm
+from registry import record_check as rc
 from registry import templates
 from registry.conformance import (
     Conformed,
@@ -45,7 +45,7 @@ async def _codes_of(conn: asyncpg.Connection, ident: Identifier, current: Curren
         return []
     found = await templates.for_existing(conn, current.template, current.version or 0)
     return [(ident.prefix.text, t, v, ident.key, u, p)
-            for t, v, u, p in tm.indexed(current.values, found.definition)]
+            for t, v, u, p in rc.indexed(current.values, found.definition)]
 
 
 async def _conformed(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],

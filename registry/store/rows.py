@@ -38,7 +38,8 @@ async def required_templates(conn: asyncpg.Connection,
                              idents: Iterable[Identifier]) -> dict[str, str]:
     """Prefix (of these identifiers) → the template the nearest prefix of its lineage that
     requires one requires (prefixes that need none are left out)."""
-    lineages = {i.prefix.text: [p.text for p in i.prefix.lineage()] for i in idents}
+    prefixes = {i.prefix.text: i.prefix for i in idents}   # a bulk request: a few prefixes
+    lineages = {text: [p.text for p in prefix.lineage()] for text, prefix in prefixes.items()}
     names = sorted({p for lineage in lineages.values() for p in lineage})
     rows = await conn.fetch(REQUIRED, names)  # network op
     by_prefix = {r["prefix"]: r["template"] for r in rows}

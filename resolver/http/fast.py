@@ -6,6 +6,9 @@ credentials, no body) directly: a cache hit is one dict lookup and one write of
 bytes prepared when the entry was filled; a miss goes through the same
 ``Resolver`` as everything else. Answers leave in request order (pipelining).
 
+It also answers anonymous lookups by code (``GET /api/lookup?prefix=&type=&value=``,
+``resolver/codes.py``: batched, never cached).
+
 Anything else (another route, a query string, ``Authorization``, a body, an
 ``Upgrade``, a request line this sniffer does not like) hands the connection over
 to aiohttp for good: the bytes not yet answered are fed to an aiohttp
@@ -28,11 +31,12 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qsl
 
 from resolver import reply
 from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError
-from resolver.core.identifier import Identifier, parse_raw
+from resolver.core.identifier import Identifier, parse_prefix, parse_raw
 from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
 from resolver.reply import Form
@@ -40,9 +44,33 @@ from resolver.reply import Form
 log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
+LOOKUP = b"/api/lookup?"
 _REFUSE = (b"authorization", b"content-length", b"transfer-encoding", b"upgrade", b"expect")
 _TOO_LARGE = reply.error(HeadersTooLarge())
 TOO_LARGE = reply.http_head(_TOO_LARGE) + b"Connection: close\r\n\r\n" + _TOO_LARGE.body
+
+
+def lookup_query(target: bytes) -> tuple[str, str, str] | None:
+    """(prefix, type, value) of ``/api/lookup?prefix=&type=&value=`` when the fast path
+    can answer it as the registry's route would: those three parameters once each, a
+    well-formed prefix, nothing to decode that is not UTF-8. Anything else (credentials
+    are refused earlier, ``start``, ``limit``) is the registry's."""
+    if not target.startswith(LOOKUP):
+        return None
+    try:
+        text = target[len(LOOKUP):].decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                          errors="strict", max_num_fields=3)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    got = dict(pairs)
+    if len(pairs) != 3 or set(got) != {"prefix", "type", "value"}:
+        return None
+    try:
+        prefix = parse_prefix(got["prefix"])
+    except IdresError:
+        return None
+    return prefix.text, got["type"], got["value"]
 
 
 class FastContext:
@@ -160,11 +188,16 @@ class FastHTTP(TrackedProtocol):
                 return
             lines = buf[:end].split(b"\r\n")
             parts = lines[0].split(b" ")
-            if (len(parts) != 3 or parts[0] not in (b"GET", b"HEAD")
-                    or not parts[1].startswith(PREFIX) or b"?" in parts[1]
-                    or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")):
+            if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
                 self._hand_off()
                 return
+            code: tuple[str, str, str] | None = None
+            if parts[0] not in (b"GET", b"HEAD") or not parts[1].startswith(PREFIX) \
+                    or b"?" in parts[1]:
+                code = lookup_query(parts[1]) if parts[0] == b"GET" else None
+                if code is None:
+                    self._hand_off()
+                    return
             keep_alive = parts[2] == b"HTTP/1.1"
             for line in lines[1:]:
                 name, colon, value = line.partition(b":")
@@ -185,7 +218,10 @@ class FastHTTP(TrackedProtocol):
             if self.buf:
                 self.head_started = time.monotonic()  # what is left came with this head
             ctx.requests += 1
-            self._request(parts[1], parts[0] == b"HEAD", keep_alive)
+            if code is not None:
+                self._find_code(code, keep_alive)
+            else:
+                self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
                 self.closing = True
 
@@ -215,6 +251,19 @@ class FastHTTP(TrackedProtocol):
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
             encoded = reply.http_head(rep), rep.body
         slot[0] = self._wire(encoded, head_only, slot[1])
+        self._flush()
+
+    def _find_code(self, code: tuple[str, str, str], keep_alive: bool) -> None:
+        slot: list[Any] = [None, keep_alive]
+        self.pending.append(slot)
+        asyncio.get_running_loop().create_task(self._code(code, slot))
+
+    async def _code(self, code: tuple[str, str, str], slot: list[Any]) -> None:
+        try:
+            rep = await self.ctx.resolver.find_code(*code)  # network op
+        except IdresError as exc:
+            rep = reply.error(exc)
+        slot[0] = self._wire((reply.http_head(rep), rep.body), False, slot[1])
         self._flush()
 
     # -- replies, in order -----------------------------------------------------------------------

@@ -307,3 +307,54 @@ def test_search_without_a_prefix_covers_the_operators_prefixes(tenant: Tenant,
     found = requests.get(f"{tenant.url}/hrls/handles", headers=tenant.op.bearer,
                          params={"asset.equipment_code": "EQ-CNC-5AX-0009"})
     assert found.status_code == 200 and found.json() == [f"{tenant.prefix}/P-1"]
+
+
+def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
+        tenant: Tenant, server: Server) -> None:
+    """``GET /api/lookup?prefix=&type=&value=`` without credentials is answered on the
+    fast path (batched, never cached): the same status, headers and bytes as the
+    registry's route through aiohttp; what does not fit (start, limit, credentials,
+    other parameters, bad prefixes) is handed to aiohttp."""
+    from urllib.parse import quote
+
+    from tests.resolver.test_structure import _raw
+
+    h = template(tenant, "META_FAST", [*ASSET_ITEMS, {"type": "asset.label", "unique": True}])
+    assert put(tenant, "F-1", asset(1, **{"asset.label": "工位 7+A"}), h).status_code == 201
+    assert put(tenant, "f-two", asset(2), h).status_code == 201
+    r = requests.put(tenant.handle_url("F-DRAFT") + "?state=draft", headers=tenant.op.bearer,
+                     json={"template": h, "values": asset(3)})
+    assert r.status_code == 201, r.text
+
+    def metric(name: str) -> float:
+        text = requests.get(f"{server.url}/metrics").text
+        return float(next(line.split()[-1] for line in text.splitlines()
+                          if line.startswith(name + " ")))
+
+    cases = [("asset.equipment_code", "EQ-CNC-5AX-0001"), ("asset.equipment_code", "EQ-NONE"),
+             ("asset.label", "工位 7+A"), ("asset.resource_code", "RES-000001"),
+             ("asset.site", "Plant 2, hall B"), ("asset.equipment_code", "EQ-CNC-5AX-0003")]
+    before = metric("idres_http_handoffs_total")
+    for type_, value in cases:
+        query = f"prefix={tenant.prefix}&type={type_}&value={quote(value)}"
+        request = f"GET /api/lookup?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        fast = _raw(server.port, request, handed_off=False)
+        slow = _raw(server.port, request, handed_off=True)
+        fast[1].pop("date"), slow[1].pop("date")
+        assert fast == slow, (value, fast, slow)
+    # one hand-off per slow request (and the reading of the metric) only: the fast ones
+    # stayed on the fast path
+    assert metric("idres_http_handoffs_total") - before == len(cases) + 1
+    assert lookup(tenant, "asset.label", "工位 7+A").json()["handles"] == [f"{tenant.prefix}/F-1"]
+    found = lookup(tenant, "asset.site", "Plant 2, hall B").json()["handles"]
+    assert found == [f"{tenant.prefix}/F-1", f"{tenant.prefix}/f-two"]   # the draft is not
+    plus = f"prefix={tenant.prefix}&type=asset.label&value=%E5%B7%A5%E4%BD%8D+7%2BA"
+    assert requests.get(f"{tenant.url}/api/lookup?{plus}").json()["handles"] == \
+        [f"{tenant.prefix}/F-1"]                               # '+' is a space, as in aiohttp
+    for odd in [f"prefix={tenant.prefix}&type=t&value=v&limit=5",
+                f"prefix={tenant.prefix}&type=t&value=%FF", "prefix=no%20good&type=t&value=v",
+                f"prefix={tenant.prefix}&prefix={tenant.prefix}&type=t&value=v"]:
+        before = metric("idres_http_handoffs_total")
+        got = requests.get(f"{tenant.url}/api/lookup?{odd}")
+        assert got.status_code in (200, 400), (odd, got.text)
+        assert metric("idres_http_handoffs_total") - before == 2, odd   # it, and /metrics

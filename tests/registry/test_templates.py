@@ -250,3 +250,22 @@ def test_a_prefix_can_require_a_template(tenant: Tenant, server: Server) -> None
     assert requests.put(tenant.handle_url("R-1"), json=[{"index": 1, "type": "URL",
                                                          "data": "https://x"}],
                         headers=tenant.op.bearer).status_code == 201
+
+
+@pytest.mark.parametrize("pattern,texts", [
+    ("EQ-[0-9]{4}", ["EQ-0042", "EQ-42", "xEQ-0042", "EQ-00421", ""]),
+    ("(a|b)*c", ["abac", "ab", "c", "ca"]),
+    ("[\\p{Han}]+-[0-9]+", ["工厂-7", "工厂7", "-7"]),
+    ("(?i)ord-.+", ["ORD-1", "ord-", "Ord-x"]),
+])
+def test_a_pattern_matches_the_same_texts_both_ways(pattern: str, texts: list[str]) -> None:
+    """The direct use of the compiled RE2 object (the fast way) and the binding's public
+    fullmatch agree: whole-text, UTF-8, flags."""
+    import re2
+
+    from registry.record_check import _pattern
+
+    fast = _pattern(pattern)
+    for text in texts:
+        public = re2.compile(pattern).fullmatch(text) is not None
+        assert (fast(text) is None) == public, (pattern, text)

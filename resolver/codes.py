@@ -1,0 +1,72 @@
+"""Lookup by code for anonymous callers (``GET /api/lookup?prefix=&type=&value=`` on
+the fast path; docs/records.md): which identifiers under a prefix hold a code in a
+public value.
+
+The lookups of one event-loop turn go to PostgreSQL together, in one query (the code
+index's primary key, joined to the records), as the misses of resolutions do
+(``resolver/coalesce.py``); equal lookups of one turn share their answer. Answers are
+never cached: a code can move to another record by a write that no notification names,
+so each lookup is as fresh as the database. Lookups with credentials (codes held in
+values that are not public, drafts) and by the beginning of a code are the registry's
+(``registry/api/records.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from resolver.coalesce import within
+
+Wanted = tuple[str, str, str]                      # (prefix, type, value)
+FindMany = Callable[[list[Wanted], int], Awaitable[list[list[str]]]]
+LIMIT = 100             # identifiers per lookup: the registry route's default
+MAX_PER_QUERY = 500     # lookups of one loop turn asked for in one query, at most
+
+
+class CodeFinder:
+    """Batches anonymous exact lookups by code (see module docstring)."""
+
+    def __init__(self, find_many: FindMany, timeout: float = 2.0) -> None:
+        self._find_many = find_many
+        self.timeout = timeout
+        self._queued: dict[Wanted, asyncio.Future[list[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.queries = 0
+
+    def find(self, prefix: str, type_: str, value: str) -> asyncio.Future[list[str]]:
+        """The identifiers (as spelled) under ``prefix`` whose public ``type_`` value is
+        ``value``, at most :data:`LIMIT`, in key order."""
+        wanted = (prefix, type_, value)
+        future = self._queued.get(wanted)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            if not self._queued:
+                loop.call_soon(self._send)
+            future = self._queued[wanted] = loop.create_future()
+        return future
+
+    def _send(self) -> None:
+        queued, self._queued = list(self._queued.items()), {}
+        for start in range(0, len(queued), MAX_PER_QUERY):
+            task = asyncio.get_running_loop().create_task(
+                self._run(queued[start:start + MAX_PER_QUERY]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, part: list[tuple[Wanted, asyncio.Future[list[str]]]]) -> None:
+        self.queries += 1
+        try:
+            found = await within(self._find_many([w for w, _ in part], LIMIT),
+                                 self.timeout)  # network op
+        except BaseException as exc:
+            for _, future in part:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: no warning without waiters
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), handles in zip(part, found):
+            if not future.done():
+                future.set_result(handles)
