@@ -73,10 +73,27 @@ def _iso(t: Any) -> str | None:
     return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# a version's definition never changes once declared (publishing and retiring change its
+# state only): decoded once per process, with the checks compiled for it
+# (record_check.Plan), instead of once per write
+_DEFINITIONS: dict[tuple[str, int], tm.Definition] = {}
+_KEPT = 1024
+
+
+def _definition(handle: str, version: int, raw: Any) -> tm.Definition:
+    found = _DEFINITIONS.get((handle, version))
+    if found is None:
+        if len(_DEFINITIONS) >= _KEPT:
+            del _DEFINITIONS[next(iter(_DEFINITIONS))]
+        found = _DEFINITIONS[(handle, version)] = tm.decode_definition(raw)
+    return found
+
+
 def _version(row: asyncpg.Record) -> Version:
     return Version(row["handle"], row["version"], row["state"],
-                   tm.decode_definition(row["definition"]), _iso(row["created_at"]) or "",
-                   _iso(row["published_at"]), _iso(row["retired_at"]))
+                   _definition(row["handle"], row["version"], row["definition"]),
+                   _iso(row["created_at"]) or "", _iso(row["published_at"]),
+                   _iso(row["retired_at"]))
 
 
 def _parse(body: Any) -> tm.Definition:

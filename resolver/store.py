@@ -28,16 +28,17 @@ FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THE
                    FROM handles WHERE handle = ANY($1::text[]) AND state <> 'draft'"""
 
 # lookup by code (migration 0007's index), many at once: for each (prefix, type, value)
-# the identifiers, as spelled, that hold it in a public value; drafts are nobody's to find
+# the identifiers, as spelled, that hold it in a public value; drafts are nobody's to find.
+# (prefix, type, value, handle) is the index's key: no identifier twice, in key order
 FIND_CODES = """SELECT q.n, f.spelled
                 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
                      AS q(prefix, type, value, n)
                 CROSS JOIN LATERAL (
-                  SELECT DISTINCT h.handle, coalesce(h.spelling, h.handle) AS spelled
+                  SELECT c.handle, coalesce(h.spelling, h.handle) AS spelled
                   FROM codes c JOIN handles h ON h.handle = c.handle
                   WHERE c.prefix = q.prefix AND c.type = q.type AND c.value = q.value
                     AND c.is_public AND h.state <> 'draft'
-                  ORDER BY h.handle LIMIT $4) f
+                  ORDER BY c.handle LIMIT $4) f
                 ORDER BY q.n, f.handle"""
 
 

@@ -21,13 +21,15 @@ INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public
                                  $5::bool[], $6::bool[])"""
 # one query: the codes, then the records they belong to (their spelling; drafts only for
 # those who may see values that are not public)
-_FOUND = """SELECT DISTINCT h.handle, coalesce(h.spelling, h.handle) AS spelled
+_FOUND = """SELECT {distinct} h.handle, coalesce(h.spelling, h.handle) AS spelled
             FROM codes c JOIN handles h ON h.handle = c.handle
             WHERE c.prefix = $1 AND c.type = $2 AND {match}
               AND (c.is_public OR $3) AND (h.state <> 'draft' OR $3)
             ORDER BY h.handle LIMIT $4"""
-EXACT = _FOUND.format(match="c.value = $5")
-STARTS = _FOUND.format(match="c.value >= $5 AND c.value < $6")
+# the index's key is (prefix, type, value, handle): one value names an identifier once,
+# a range of values may name it under several
+EXACT = _FOUND.format(distinct="", match="c.value = $5")
+STARTS = _FOUND.format(distinct="DISTINCT", match="c.value >= $5 AND c.value < $6")
 # the scope: prefixes $1 and their descendants
 _SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
                                                  WHERE starts_with(prefix, s || '.')))"""
