@@ -202,3 +202,23 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
             raise AuthenticationFailed(f"wrong identity or secret for {index}:{handle}")
         return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
     raise AuthenticationFailed("unsupported Authorization scheme: use Basic or Bearer")
+
+
+async def authenticate_reader(pool: asyncpg.Pool, header: str) -> str | None:
+    """The name of the reader (application identity, registry/sharing.py) whose bearer
+    token the header carries, or None when it carries no reader's token.
+
+    :raises AuthenticationFailed: the reader's token is revoked or has expired."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or not header.isascii():
+        return None
+    row = await pool.fetchrow(
+        "SELECT name, revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired "
+        "FROM readers WHERE token_hash = $1", secrets.hash_token(token.strip()))  # network op
+    if row is None:
+        return None
+    if row["revoked"] or row["expired"]:
+        raise AuthenticationFailed(f"the token of reader {row['name']} "
+                                   f"{'was revoked' if row['revoked'] else 'has expired'}")
+    name: str = row["name"]
+    return name

@@ -21,11 +21,11 @@ from registry import template_model as tm
 from registry import templates
 from resolver.core.errors import RecordInvalid
 from resolver.core.identifier import Identifier
+from resolver.core.sharing import PERMISSIONS
 
 Stored = dict[str, Any]
 Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, unique, public)
 
-PERMISSIONS = {"public": "1110", "shared": "1100", "private": "1100"}
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,10 @@ def _apply_defaults(values: list[Stored], raw: Sequence[object],
         ttl, classification = defaults.get(v["type"].upper(), _NO_DEFAULT)
         if ttl is not None and "ttl" not in sent:
             v["ttl"] = ttl
-        if "permissions" not in sent:
+        if "permissions" not in sent and "classification" not in sent:
             v["permissions"] = PERMISSIONS[classification]
+            if classification == "shared":
+                v["classification"] = "shared"
 
 
 _NO_DEFAULT: tuple[int | None, tm.Classification] = (None, "public")

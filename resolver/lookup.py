@@ -25,15 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
 from resolver import reply
 from resolver.cache import AnswerCache, Entry
 from resolver.coalesce import Coalescer, Found
 from resolver.codes import CodeFinder
-from resolver.core import codec
+from resolver.core import codec, sharing
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
+from resolver.core.sharing import View
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
 from resolver.store import DATABASE_DOWN, fetch_public, fetch_publics, fetch_record, find_codes
@@ -159,18 +161,26 @@ class Resolver:
             return Resolution(key, kept.public, None, True, hops)
         return Resolution(key, public, entry, trace=hops if trace else [])
 
-    async def read_restricted(self, ident: Identifier) -> list[dict[str, Any]] | None:
-        """The values an administrator of the identifier may see (output form), None when
-        it does not exist. Straight from the database: authenticated reads never use
-        the cache, in either direction."""
+    async def read_restricted(self, ident: Identifier,
+                              view: View) -> list[dict[str, Any]] | None:
+        """The values ``view`` may see (output form), None when the identifier does not
+        exist (or is a draft, to anyone but who administers it). Straight from the
+        database: authenticated reads never use the cache, in either direction."""
         try:
-            stored = await asyncio.wait_for(fetch_record(self.pool, ident.key),
-                                            self.db_timeout)  # network op
+            row = await asyncio.wait_for(fetch_record(self.pool, ident.key),
+                                         self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
-        if stored is None:
+        if row is None or (row["state"] == "draft" and not view.admin):
             return None
-        return [codec.to_output(v) for v in codec.visible(stored, admin=True)]
+        if row["state"] != "active" and not view.admin and row["public_json"] is not None:
+            # retired or replaced: what everyone sees (a tombstone, an alias), no more
+            values: list[dict[str, Any]] = orjson.loads(row["public_json"])
+            return values
+        stored = row["values"]
+        shown = codec.visible(stored, admin=True) if view.admin else sharing.shared_view(
+            stored, ident, row["template"], view.grants, time.time())
+        return [codec.to_output(v) for v in shown]
 
     async def find_code(self, prefix: str, type_: str, value: str) -> Reply:
         """Anonymous lookup by code (``resolver/codes.py``): the reply naming the

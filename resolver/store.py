@@ -19,7 +19,8 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
 )
 
-FETCH_RECORD = 'SELECT "values" FROM handles WHERE handle = $1'
+FETCH_RECORD = """SELECT "values", template, state, public_json FROM handles
+                  WHERE handle = $1"""
 # public_json is NULL only for rows written before migration 0002: then send "values"
 # drafts do not exist for anyone but their owner (resolver/core/lifecycle.py)
 FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
@@ -42,10 +43,11 @@ FIND_CODES = """SELECT q.n, f.spelled
                 ORDER BY q.n, f.handle"""
 
 
-async def fetch_record(pool: asyncpg.Pool, key: str) -> Values | None:
-    """The stored values of one identifier (one primary-key lookup), or None."""
-    values: Values | None = await pool.fetchval(FETCH_RECORD, key)  # network op
-    return values
+async def fetch_record(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
+    """The stored values, template, state and public view of one identifier (one
+    primary-key lookup), or None."""
+    row: asyncpg.Record | None = await pool.fetchrow(FETCH_RECORD, key)  # network op
+    return row
 
 
 def _public(row: asyncpg.Record) -> bytes:

@@ -9,14 +9,15 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from registry.accounts import authenticate
-from registry.ownership import administers
+from registry.accounts import authenticate, authenticate_reader
 from registry.permissions import Principal
+from registry.sharing import refuse_reader, view_of
 from registry.store import Db
 from resolver.core import codec
 from resolver.core.channel import CommitSync, NoSync
-from resolver.core.errors import AuthenticationNeeded
+from resolver.core.errors import AuthenticationFailed, AuthenticationNeeded
 from resolver.core.identifier import Identifier, parse_raw
+from resolver.core.sharing import View
 
 JSON = "application/json"
 # reads a request body within a byte limit (and checks its media type): the node's
@@ -66,7 +67,13 @@ async def principal(request: web.Request) -> Principal:
             "this operation needs credentials: HTTP Basic with INDEX:HANDLE and the secret, "
             "or Authorization: Bearer <token>"
         )
-    return await authenticate(context(request).pool, header)  # network op
+    try:
+        return await authenticate(context(request).pool, header)  # network op
+    except AuthenticationFailed:
+        reader = await authenticate_reader(context(request).pool, header)  # network op
+        if reader is not None:
+            raise refuse_reader(reader) from None
+        raise
 
 
 def identifier(request: web.Request) -> tuple[str, Identifier]:
@@ -81,9 +88,21 @@ def ok(status: int = 200, handle: str | None = None, **fields: object) -> web.Re
                         content_type=JSON, charset="utf-8")
 
 
-async def may_read_restricted(request: web.Request, ident: Identifier) -> bool:
-    """Read hook for the resolver: credentials that administer the identifier's prefix
-    unlock its admin-readable values; wrong credentials are an error (403)."""
-    who = await principal(request)
-    async with context(request).pool.acquire() as conn:
-        return await administers(conn, who, ident.prefix)
+async def read_view(request: web.Request, ident: Identifier | None) -> View:
+    """Read hook for the resolver: what the credentials of a read may see of ``ident``
+    (None: of any identifier, for a batch). An operator that administers it sees
+    everything readable; any other operator or a reader (application identity) the
+    public values and the shared values its grants cover. Wrong, revoked or expired
+    credentials are an error (401)."""
+    header = request.headers.get("Authorization", "")
+    pool = context(request).pool
+    try:
+        who = await authenticate(pool, header)  # network op
+    except AuthenticationFailed:
+        reader = await authenticate_reader(pool, header)  # network op
+        if reader is None:
+            raise
+        async with pool.acquire() as conn:
+            return await view_of(conn, f"reader:{reader}")  # network op
+    async with pool.acquire() as conn:
+        return await view_of(conn, f"operator:{who.name}", ident, who)  # network op

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.api import bulk, delegations, handles, operators, prefixes, records, search, templates
+from registry.api import (
+    bulk,
+    delegations,
+    handles,
+    operators,
+    prefixes,
+    records,
+    search,
+    sharing,
+    templates,
+)
 from registry.api.common import REGISTRY, RegistryContext
 
 
@@ -40,3 +50,12 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_post(r"/api/lifecycle/{handle:[\s\S]+}", records.post_lifecycle)
     r.add_get("/api/lookup", records.get_lookup)
     r.add_get("/api/records", records.get_records)
+    r.add_post("/api/readers", sharing.post_reader)
+    r.add_get("/api/readers", sharing.get_readers)
+    r.add_delete("/api/readers/{name}", sharing.delete_reader)
+    r.add_post("/api/groups", sharing.post_group)
+    r.add_get("/api/groups", sharing.get_groups)
+    r.add_patch("/api/groups/{name}", sharing.patch_group)
+    r.add_post("/api/grants", sharing.post_grant)
+    r.add_get("/api/grants", sharing.get_grants)
+    r.add_delete("/api/grants/{grant_id}", sharing.delete_grant)

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from resolver.core import sharing
 from resolver.core.errors import BadRequest, InvalidValue
 from resolver.core.record import (
     ADMIN_PERMISSIONS_ALL,
@@ -122,9 +123,32 @@ def value_from_input(obj: object, timestamp: int) -> Stored:
     if type(ttl) is str and ttl.isdigit():
         ttl = int(ttl)
     perms = obj.get("permissions", DEFAULT_PERMISSIONS)
+    classified = obj.get("classification")
+    if classified is not None:
+        perms = _classified(index, classified, obj.get("permissions"))
     check_value(index, type_, fmt, value, ttl, perms)
-    return {"index": index, "type": type_, "data": {"format": fmt, "value": value}, "ttl": ttl,
-            "timestamp": timestamp, "permissions": perms}
+    out: Stored = {"index": index, "type": type_, "data": {"format": fmt, "value": value},
+                   "ttl": ttl, "timestamp": timestamp, "permissions": perms}
+    if classified == "shared":
+        out["classification"] = "shared"
+    return out
+
+
+def _classified(index: int, classified: object, perms: object) -> str:
+    """The permissions of a value that names its classification (resolver/core/sharing.py);
+    permissions given with it must agree (public read for public values only).
+
+    :raises InvalidValue:"""
+    if classified not in sharing.CLASSIFICATIONS:
+        raise InvalidValue(f"value {index}: classification must be one of "
+                           f"{', '.join(sharing.CLASSIFICATIONS)}, not {_short(classified)}")
+    if perms is None:
+        return sharing.PERMISSIONS[str(classified)]
+    if not isinstance(perms, str) or len(perms) != 4 or \
+            (perms[2:3] == "1") != (classified == "public"):
+        raise InvalidValue(f"value {index}: permissions {_short(perms)} do not fit classification "
+                           f"{classified} (only public values have the public-read bit)")
+    return perms
 
 
 def values_from_body(body: object, handle: str | None = None) -> list[object]:
@@ -255,6 +279,8 @@ def to_output(d: Stored) -> Stored:
         out["timestamp"] = iso_timestamp(d["timestamp"])
     if d["permissions"] != DEFAULT_PERMISSIONS:
         out["permissions"] = d["permissions"]
+        if "classification" in d:
+            out["classification"] = d["classification"]
     return out
 
 

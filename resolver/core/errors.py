@@ -166,6 +166,14 @@ class OperatorExists(IdresError):
     """Operator already exists."""
 
 
+class PartyNotFound(IdresError):
+    """Reader, group or grant not found."""
+
+
+class PartyExists(IdresError):
+    """Reader or group already exists."""
+
+
 # --- who is asking -------------------------------------------------------------
 
 
@@ -252,6 +260,8 @@ ERROR_TABLE: dict[type[IdresError], tuple[int, int, int]] = {
     OperatorNotFound: (100, 404, 100),
     OperatorExists: (101, 409, 101),
     TokenNotFound: (100, 404, 100),
+    PartyNotFound: (100, 404, 100),
+    PartyExists: (101, 409, 101),
     AuthenticationNeeded: (402, 401, 402),
     # a wrong secret or an unknown identity is a failed authentication, answered as the
     # Handle.Net server does (measured against 9.3.1): 401, and pyhandle and b2handle raise

@@ -25,7 +25,16 @@ from resolver.core.errors import (
 )
 from resolver.core.site import site_info
 from resolver.http import batch, handles
-from resolver.http.keys import LISTENER, METRICS, POOL, READ_AUTH, RESOLVER, SETTINGS, SIGNER
+from resolver.http.keys import (
+    LISTENER,
+    METRICS,
+    POOL,
+    READ_AUTH,
+    RESOLVER,
+    SETTINGS,
+    SIGNER,
+    ReadAuth,
+)
 from resolver.http.respond import respond
 from resolver.lookup import Resolver
 from resolver.store import DATABASE_DOWN
@@ -170,7 +179,7 @@ async def metrics(request: web.Request) -> web.Response:
 def build_app(
     settings: Settings, resolver: Resolver, collector: CollectorRegistry, signer: Any,
     registry_routes: Callable[[web.Application], None] | None = None,
-    read_auth: handles.ReadAuth | None = None,
+    read_auth: ReadAuth | None = None,
 ) -> web.Application:
     """Assemble the application: resolution routes, then the registry's, then the proxy."""
     requests_total = Counter(

@@ -15,7 +15,6 @@ reply is the same either way (``resolver/reply.py`` shapes both).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,13 +26,13 @@ from resolver import reply
 from resolver.core import codec, lifecycle, params, signing
 from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, RecursionLimit, Referral
 from resolver.core.identifier import Identifier, parse, parse_raw
+from resolver.core.sharing import View
 from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
 from resolver.http.respond import respond
 from resolver.lookup import Resolution, first_url
 
 API_PREFIX = "/api/handles/"
 
-ReadAuth = Callable[[web.Request, Identifier], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +44,13 @@ class Query:
     requested: str
     indexes: frozenset[int] = frozenset()
     types: tuple[str, ...] = ()
-    admin: bool = False  # credentials that administer the identifier came with it
+    view: View | None = None  # credentials came, and may see more than the public values
 
     @property
     def plain(self) -> bool:
-        """No filter and no credentials: the reply comes from the cache as bytes."""
-        return not (self.indexes or self.types or self.admin)
+        """No filter and no credentials that see more: the reply comes from the cache as
+        bytes."""
+        return not (self.indexes or self.types or self.view)
 
 
 def requested_identifier(request: web.Request, strip: str) -> tuple[str, Identifier]:
@@ -68,11 +68,13 @@ def requested_identifier(request: web.Request, strip: str) -> tuple[str, Identif
 async def _query(request: web.Request, strip: str) -> Query:
     text, ident = requested_identifier(request, strip)
     q = request.rel_url.query
-    admin = False
+    view = None
     if "Authorization" in request.headers:
-        admin = await request.app[READ_AUTH](request, ident)
+        view = await request.app[READ_AUTH](request, ident)
+        if not view.may_cover(ident):
+            view = None           # no grant reaches it: the public values, from the cache
     return Query(
-        ident, text, params.indexes(q.getall("index", [])), tuple(q.getall("type", [])), admin
+        ident, text, params.indexes(q.getall("index", [])), tuple(q.getall("type", [])), view
     )
 
 
@@ -86,8 +88,8 @@ async def _values(request: web.Request, query: Query,
     """The values the query may see after its filter (None: no such identifier), and
     the resolution they come from (None for an authenticated read)."""
     resolver = request.app[RESOLVER]
-    if query.admin:
-        values = await resolver.read_restricted(query.ident)  # network op
+    if query.view is not None:
+        values = await resolver.read_restricted(query.ident, query.view)  # network op
         resolution = None
     else:
         resolution = await resolver.resolve(query.ident, _flag(request, "recursive"),
@@ -185,6 +187,6 @@ async def _follow_aliases(request: web.Request, query: Query,
     return query.requested
 
 
-async def anonymous_reads_only(request: web.Request, ident: Identifier) -> bool:
+async def anonymous_reads_only(request: web.Request, ident: Identifier | None) -> View:
     """The read-auth hook when no registry is mounted: credentials grant nothing."""
-    return False
+    return View("anonymous")

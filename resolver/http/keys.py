@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from resolver.config import Settings
 from resolver.core.identifier import Identifier
+from resolver.core.sharing import View
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
 
@@ -20,6 +21,7 @@ SIGNER = web.AppKey("signer", Ed25519PrivateKey)  # the node's key: signed answe
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 LISTENER = web.AppKey("listener", Invalidator)  # set by the node: the cache's lease keeper
-# credentials on a GET → may the caller see admin-readable values? (registry supplies it)
-ReadAuth = Callable[[web.Request, Identifier], Awaitable[bool]]
+# credentials on a read → what may the caller see of the identifier (None: of any, for a
+# batch)? The registry supplies it (resolver/core/sharing.py says what a View is)
+ReadAuth = Callable[[web.Request, Identifier | None], Awaitable[View]]
 READ_AUTH: web.AppKey[ReadAuth] = web.AppKey("read_auth")

@@ -1,0 +1,106 @@
+"""Readers, groups and grants over HTTP (registry/sharing.py; docs/sharing.md). Every
+route needs an operator's credentials: a reader's token reads identifiers, nothing else.
+
+* ``POST /api/readers`` ``{"name", "description"?, "expires"?}`` → 201 with the token
+  (shown once); ``GET /api/readers``; ``DELETE /api/readers/{name}`` revokes it.
+* ``POST /api/groups`` ``{"name", "description"?, "members"?: ["reader:X",
+  "operator:Y"]}``; ``GET /api/groups``; ``PATCH /api/groups/{name}`` ``{"add"?,
+  "remove"?}``.
+* ``POST /api/grants`` ``{"grantee": "reader:X"|"operator:Y"|"group:Z", "scope": PREFIX
+  or IDENTIFIER, "types"?: "order.*", "template"?, "expires"?}``; ``GET /api/grants``
+  (``?scope=``); ``DELETE /api/grants/{id}``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from registry import sharing
+from registry.api.common import context, json_body, ok, principal
+from registry.api.templates import _decode
+from resolver.core import params
+
+
+class NewReader(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    description: str = ""
+    expires: str | None = None
+
+
+class NewGroup(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    description: str = ""
+    members: list[str] = []
+
+
+class Members(msgspec.Struct, forbid_unknown_fields=True):
+    add: list[str] = []
+    remove: list[str] = []
+
+
+class NewGrant(msgspec.Struct, forbid_unknown_fields=True):
+    grantee: str
+    scope: str
+    types: str = "*"
+    template: str | None = None
+    expires: str | None = None
+
+
+async def post_reader(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    body: NewReader = _decode(await json_body(request, ctx.max_body_bytes), NewReader)
+    made, token = await sharing.create_reader(ctx.db, who, body.name, body.description,
+                                              body.expires)
+    return ok(201, None, **made, token=token)
+
+
+async def get_readers(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, readers=await sharing.list_readers(conn, who))
+
+
+async def delete_reader(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    return ok(200, None, **await sharing.revoke_reader(ctx.db, who, request.match_info["name"]))
+
+
+async def post_group(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    body: NewGroup = _decode(await json_body(request, ctx.max_body_bytes), NewGroup)
+    return ok(201, None, **await sharing.create_group(ctx.db, who, body.name, body.description,
+                                                      body.members))
+
+
+async def get_groups(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, groups=await sharing.list_groups(conn, who))
+
+
+async def patch_group(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    body: Members = _decode(await json_body(request, ctx.max_body_bytes), Members)
+    return ok(200, None, **await sharing.change_members(ctx.db, who, request.match_info["name"],
+                                                        body.add, body.remove))
+
+
+async def post_grant(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    body: NewGrant = _decode(await json_body(request, ctx.max_body_bytes), NewGrant)
+    return ok(201, None, **await sharing.grant(ctx.db, who, body.grantee, body.scope,
+                                               body.types, body.template, body.expires))
+
+
+async def get_grants(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, grants=await sharing.list_grants(conn, who,
+                                                              request.rel_url.query.get("scope")))
+
+
+async def delete_grant(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    grant_id = params.integer("id", [request.match_info["grant_id"]], 0, 1, 2**62)
+    return ok(200, None, **await sharing.revoke_grant(ctx.db, who, grant_id))

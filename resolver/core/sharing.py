@@ -1,0 +1,102 @@
+"""Who sees which values of a record (docs/sharing.md). Pure: the caller fetches the
+grants, this decides.
+
+Every value has a classification: ``public`` (its public-read permission bit is set:
+anyone), ``shared`` (not public, marked ``"classification": "shared"``: the readers
+granted it) or ``private`` (not public and not shared: whoever administers the
+identifier only). A value written before classifications existed without the
+public-read bit is private, as it was owner-only then.
+
+A grant lets one party (an application identity, an operator, or the members of a
+group) read the shared values of the identifiers under a prefix (and its descendants),
+or of one identifier, whose type matches the grant's pattern, optionally only in
+records that follow one template. No grant ever reveals a private value.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from resolver.core.identifier import Identifier
+
+Classification = Literal["public", "shared", "private"]
+CLASSIFICATIONS: tuple[Classification, ...] = ("public", "shared", "private")
+# the permission bits each classification keeps (Handle: admin read, admin write, public
+# read, public write): shared and private values are not publicly readable
+PERMISSIONS: dict[str, str] = {"public": "1110", "shared": "1100", "private": "1100"}
+
+
+def classification(value: dict[str, Any]) -> Classification:
+    """The classification of a stored value."""
+    if value["permissions"][2] == "1":
+        return "public"
+    return "shared" if value.get("classification") == "shared" else "private"
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(types: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in types.split("*")) + r"\Z",
+                      re.IGNORECASE | re.DOTALL)
+
+
+def type_matches(types: str, type_: str) -> bool:
+    """Whether a value type matches a grant's pattern (``*``: any run of characters;
+    case ignored, as value types are compared by the Handle System)."""
+    return types == "*" or _pattern(types).match(type_) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One grant as a reader's view holds it."""
+
+    id: int
+    scope: str                  # a prefix text ("88.100.7") or an identifier key
+    types: str = "*"
+    template: str | None = None  # the template's key: records that follow it only
+    expires: float | None = None  # epoch seconds; None: until revoked
+
+    def covers(self, ident: Identifier, template: str | None, now: float) -> bool:
+        """Whether the grant applies to the record at all (scope, template, expiry)."""
+        if self.expires is not None and self.expires <= now:
+            return False
+        if self.template is not None and self.template != template:
+            return False
+        if "/" in self.scope:
+            return self.scope == ident.key
+        return any(p.text == self.scope for p in ident.prefix.lineage())
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a caller with credentials may read: everything that is readable
+    (``admin``: it administers the identifier), or the public values plus the shared
+    values its ``grants`` cover. ``party`` names the caller (``reader:NAME``,
+    ``operator:NAME``), for the read log."""
+
+    party: str
+    admin: bool = False
+    grants: tuple[Grant, ...] = ()
+
+    def may_cover(self, ident: Identifier) -> bool:
+        """Whether any grant's scope reaches the identifier (before its template and
+        values are known): if none does, the caller sees the public values, as anyone."""
+        keys = {ident.key, *(p.text for p in ident.prefix.lineage())}
+        return self.admin or any(g.scope in keys for g in self.grants)
+
+
+def shared_view(values: Sequence[dict[str, Any]], ident: Identifier, template: str | None,
+                grants: Sequence[Grant], now: float) -> list[dict[str, Any]]:
+    """The values (stored form) a reader with ``grants`` sees: the public ones, and the
+    shared ones a grant covers by scope, template and type. Never a private value."""
+    live = [g for g in grants if g.covers(ident, template, now)]
+    out = []
+    for v in values:
+        kind = classification(v)
+        if kind == "public" or (kind == "shared" and any(type_matches(g.types, v["type"])
+                                                         for g in live)):
+            out.append(v)
+    return out
