@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from registry import accounts, cli_records, delegations, prefixes, tokens
+from registry import accounts, cli_records, cli_sharing, delegations, prefixes, tokens
 from registry.cli_table import Command, Result, Run, local_actor
 from registry.store import Db
 from resolver.core.delegation import Delegation
@@ -165,6 +165,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("prefix", "template", "require a template of every record under a prefix",
             prefix_template, _template_args),
     *cli_records.COMMANDS,
+    *cli_sharing.COMMANDS,
 )
-GROUPS = {"operator": "manage operators", "prefix": "manage prefixes", **cli_records.GROUPS}
+GROUPS = {"operator": "manage operators", "prefix": "manage prefixes", **cli_records.GROUPS,
+          **cli_sharing.GROUPS}
 __all__ = ["COMMANDS", "GROUPS", "Command", "Result", "Run"]

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from registry import secrets
-from registry.ownership import administers, require
+from registry.ownership import require
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
 from resolver.core.errors import BadRequest, InsufficientPermissions, PartyExists, PartyNotFound
@@ -277,18 +277,21 @@ GRANTS_OF = """WITH me AS (
                ORDER BY id LIMIT $2"""
 
 
-async def view_of(conn: asyncpg.Connection, party: str, ident: Identifier | None = None,
+async def view_of(conn: asyncpg.Connection, party: str,
                   operator: Principal | None = None) -> View:
-    """What ``party`` may read: everything readable when it is an operator that
-    administers ``ident``, else the public values and the shared values its live grants
-    (its own and its groups') cover."""
-    if operator is not None and ident is not None and await administers(conn, operator,
-                                                                         ident.prefix):
+    """What ``party`` may read: everything readable under the prefixes it owns (an
+    operator; an administrator: everywhere), and elsewhere the public values and the
+    shared values its live grants (its own and its groups') cover."""
+    if operator is not None and operator.is_admin:
         return View(party, admin=True)
+    owns: frozenset[str] = frozenset()
+    if operator is not None:
+        owns = frozenset(r["prefix"] for r in await conn.fetch(
+            "SELECT prefix FROM prefixes WHERE owner_id = $1", operator.operator_id))
     rows = await conn.fetch(GRANTS_OF, [party], MAX_GRANTS_PER_PARTY)  # network op
     return View(party, grants=tuple(
         Grant(r["id"], r["scope"], r["types"], r["template"],
-              None if r["expires"] is None else float(r["expires"])) for r in rows))
+              None if r["expires"] is None else float(r["expires"])) for r in rows), owns=owns)
 
 
 def refuse_reader(name: str) -> InsufficientPermissions:

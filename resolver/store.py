@@ -50,6 +50,16 @@ async def fetch_record(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
     return row
 
 
+FETCH_RECORDS = """SELECT handle, "values", template, state, public_json FROM handles
+                   WHERE handle = ANY($1::text[])"""
+
+
+async def fetch_records(pool: asyncpg.Pool, keys: list[str]) -> dict[str, asyncpg.Record]:
+    """:func:`fetch_record` for many identifiers in one query; absent keys are missing."""
+    rows = await pool.fetch(FETCH_RECORDS, keys)  # network op
+    return {r["handle"]: r for r in rows}
+
+
 def _public(row: asyncpg.Record) -> bytes:
     data: bytes = row["public_json"] if row["public_json"] is not None else public_json(row["v"])
     return data

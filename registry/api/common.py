@@ -105,4 +105,4 @@ async def read_view(request: web.Request, ident: Identifier | None) -> View:
         async with pool.acquire() as conn:
             return await view_of(conn, f"reader:{reader}")  # network op
     async with pool.acquire() as conn:
-        return await view_of(conn, f"operator:{who.name}", ident, who)  # network op
+        return await view_of(conn, f"operator:{who.name}", who)  # network op

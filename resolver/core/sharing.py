@@ -72,20 +72,38 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What a caller with credentials may read: everything that is readable
-    (``admin``: it administers the identifier), or the public values plus the shared
-    values its ``grants`` cover. ``party`` names the caller (``reader:NAME``,
-    ``operator:NAME``), for the read log."""
+    """What a caller with credentials may read: everything that is readable of the
+    identifiers it administers (``admin``: of all, an administrator; ``owns``: the
+    prefixes it owns, with their descendants), and elsewhere the public values plus the
+    shared values its ``grants`` cover. ``party`` names the caller (``reader:NAME``,
+    ``operator:NAME``)."""
 
     party: str
     admin: bool = False
     grants: tuple[Grant, ...] = ()
+    owns: frozenset[str] = frozenset()
+
+    def administers(self, ident: Identifier) -> bool:
+        return self.admin or (bool(self.owns) and any(p.text in self.owns
+                                                      for p in ident.prefix.lineage()))
 
     def may_cover(self, ident: Identifier) -> bool:
-        """Whether any grant's scope reaches the identifier (before its template and
-        values are known): if none does, the caller sees the public values, as anyone."""
+        """Whether the caller may see more of the identifier than anyone (before its
+        template and values are known): if not, it gets the public values, as anyone."""
+        if self.administers(ident):
+            return True
+        if not self.grants:
+            return False
         keys = {ident.key, *(p.text for p in ident.prefix.lineage())}
-        return self.admin or any(g.scope in keys for g in self.grants)
+        return any(g.scope in keys for g in self.grants)
+
+    def visible(self, values: Sequence[dict[str, Any]], ident: Identifier,
+                template: str | None, now: float) -> list[dict[str, Any]]:
+        """The stored values of a record the caller sees: all readable ones where it
+        administers, else :func:`shared_view`."""
+        if self.administers(ident):
+            return [v for v in values if v["permissions"][2] == "1" or v["permissions"][0] == "1"]
+        return shared_view(values, ident, template, self.grants, now)
 
 
 def shared_view(values: Sequence[dict[str, Any]], ident: Identifier, template: str | None,

@@ -6,6 +6,8 @@ Body: ``{"handles": ["88.100.7/A", ...]}`` or a bare array, as JSON or as msgpac
 the body a single ``GET /api/handles/{id}`` would return (responseCode 1, 100, or
 102 for a malformed identifier), in request order. Cache hits are answered from
 their kept bytes; all misses go to the database in ONE query (``Resolver.resolve_batch``).
+With credentials, each identifier answers what they may see (docs/sharing.md): those
+they see more of than anyone are read again, in one more query.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 from resolver.core import codec
 from resolver.core.errors import BadRequest
 from resolver.http.body import MSGPACK, read_body
-from resolver.http.keys import RESOLVER, SETTINGS
+from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS
 from resolver.reply import Form
 
 MAX_BATCH = 10_000
@@ -51,7 +53,11 @@ async def resolve_batch(request: web.Request) -> web.Response:
     body = await read_body(request, request.app[SETTINGS].max_body_bytes, msgpack_ok=True)
     handles = decode_request(body, use_msgpack)
     form = Form.MSGPACK if use_msgpack else Form.JSON
-    parts = await request.app[RESOLVER].resolve_batch(handles, form)  # network op
+    resolver = request.app[RESOLVER]
+    parts = await resolver.resolve_batch(handles, form)  # network op
+    if "Authorization" in request.headers:
+        view = await request.app[READ_AUTH](request, None)  # network op
+        parts = await resolver.authorize_batch(handles, parts, form, view)  # network op
     if use_msgpack:
         packer = msgpack.Packer()
         out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),

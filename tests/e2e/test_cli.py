@@ -21,12 +21,16 @@ from tests.conftest import Server, Tenant, free_port, make_temp_dir, run_cli
     ["node", "key"], ["resolve"], ["init"], ["prefix", "template"],
     *(["template", c] for c in ("create", "list", "show", "check", "publish", "retire", "schema")),
     *(["record", c] for c in ("state", "lookup", "import")),
+    ["reader"], ["group"], ["grant"],
+    *(["reader", c] for c in ("create", "list", "revoke")),
+    *(["group", c] for c in ("create", "members", "list")),
+    *(["grant", c] for c in ("create", "list", "revoke")),
 ])
 def test_every_command_has_help(args: list[str]) -> None:
     out = run_cli(*args, "--help").stdout
     assert out.startswith("usage: idres")
-    if args and args[0] != "resolve" and args[-1] not in ("operator", "prefix", "node",
-                                                          "template", "record"):
+    if args and args[0] != "resolve" and args[-1] not in (
+            "operator", "prefix", "node", "template", "record", "reader", "group", "grant"):
         assert "--dsn" in out and "--data-dir" in out
 
 
@@ -223,3 +227,38 @@ def test_typed_record_commands(pg_dsn: str, tenant: Tenant, tmp_path: Any) -> No
     assert r.status_code == 400 and "does not conform" in r.text
     missing = run_cli("template", "create", str(tmp_path / "none.json"), dsn=pg_dsn, check=False)
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_sharing_commands(pg_dsn: str, tenant: Tenant) -> None:
+    """A reader, a group and a grant made on the command line work over HTTP."""
+    tag = str(time.monotonic_ns())
+    r = requests.put(tenant.handle_url("CLI-SHARED"), headers=tenant.op.bearer, json=[
+        {"index": 1, "type": "order.product", "data": "gearbox"},
+        {"index": 2, "type": "order.quantity", "data": "5", "classification": "shared"},
+        {"index": 3, "type": "order.price", "data": "9.50", "classification": "private"}])
+    assert r.status_code == 201, r.text
+    made = run_cli("reader", "create", f"erp-{tag}", "--owner", tenant.op.name, "--json",
+                   dsn=pg_dsn)
+    token = json.loads(made.stdout)["token"]
+    run_cli("group", "create", f"suppliers-{tag}", "--owner", tenant.op.name, "--member",
+            f"reader:erp-{tag}", dsn=pg_dsn)
+    granted = run_cli("grant", "create", f"group:suppliers-{tag}", tenant.prefix, "--by",
+                      tenant.op.name, "--types", "order.*", dsn=pg_dsn)
+    assert granted.stdout.startswith("grant "), granted.stdout
+    seen = requests.get(tenant.handle_url("CLI-SHARED"), headers={
+        "Authorization": f"Bearer {token}"}).json()["values"]
+    assert [v["type"] for v in seen] == ["order.product", "order.quantity"]
+    assert f"group:suppliers-{tag}" in run_cli("grant", "list", "--scope", tenant.prefix,
+                                               dsn=pg_dsn).stdout
+    assert f"reader:erp-{tag}" in run_cli("group", "list", dsn=pg_dsn).stdout
+    grant_id = granted.stdout.split()[1].rstrip(":")
+    run_cli("grant", "revoke", grant_id, dsn=pg_dsn)
+    seen = requests.get(tenant.handle_url("CLI-SHARED"), headers={
+        "Authorization": f"Bearer {token}"}).json()["values"]
+    assert [v["type"] for v in seen] == ["order.product"]
+    run_cli("reader", "revoke", f"erp-{tag}", dsn=pg_dsn)
+    assert requests.get(tenant.handle_url("CLI-SHARED"), headers={
+        "Authorization": f"Bearer {token}"}).status_code == 401
+    bad = run_cli("grant", "create", "reader:nobody", tenant.prefix, "--by", tenant.op.name,
+                  dsn=pg_dsn, check=False)
+    assert bad.returncode == 1 and "no reader named nobody" in bad.stderr, bad.stderr

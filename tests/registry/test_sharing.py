@@ -8,6 +8,7 @@ import datetime as dt
 import time
 from typing import Any
 
+import msgpack
 import requests
 
 from tests.conftest import Server, Tenant, new_operator, stored_values
@@ -131,6 +132,28 @@ def test_groups_reach_members_of_other_enterprises(tenant: Tenant, server: Serve
     assert r.status_code == 200 and r.json()["members"] == [f"reader:platform-{tag}"], r.text
     assert types_seen(tenant, "UNIT-1", bearer(app)) == ["order.product", "order.due"]
     assert types_seen(tenant, "UNIT-1", other.bearer) == ["order.product"]
+    # sharing upward: a city platform batch-resolves many community objects, and gets for
+    # each exactly what it is granted (JSON and msgpack)
+    units = [f"{tenant.prefix}/UNIT-B{n:04d}" for n in range(300)]
+    r = requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer, json=[
+        {"handle": u, "template": h, "values": order()} for u in units])
+    assert r.status_code == 201, r.text
+    ask = [*units, f"{tenant.prefix}/NO-SUCH", "bad id"]
+    got = requests.post(f"{tenant.url}/api/resolve", headers=bearer(app),
+                        json={"handles": ask}).json()["results"]
+    assert [[v["type"] for v in g["values"]] for g in got[:300]] == \
+        [["order.product", "order.due"]] * 300
+    assert got[300]["responseCode"] == 100 and got[301]["responseCode"] == 102
+    packed = requests.post(f"{tenant.url}/api/resolve", headers={
+        **bearer(app), "Content-Type": "application/msgpack"}, data=msgpack.packb(units[:5]))
+    assert [[v["type"] for v in g["values"]] for g in msgpack.unpackb(packed.content)[
+        "results"]] == [["order.product", "order.due"]] * 5
+    anonymous = requests.post(f"{tenant.url}/api/resolve", json={"handles": units[:3]}).json()
+    assert [[v["type"] for v in g["values"]] for g in anonymous["results"]] == \
+        [["order.product"]] * 3
+    owner = requests.post(f"{tenant.url}/api/resolve", headers=tenant.op.bearer,
+                          json={"handles": units[:1]}).json()["results"][0]
+    assert len(owner["values"]) == 5
     # a grant bound to a template does not reach records of another
     assert put(tenant, "PLAIN-1", [{"index": 1, "type": "order.due", "data": "2027-01-01",
                                     "classification": "shared"}]).status_code == 201
