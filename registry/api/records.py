@@ -14,18 +14,22 @@
 
 from __future__ import annotations
 
+import time
+
+import asyncpg
 import msgspec
 from aiohttp import web
 
-from registry.api.common import context, json_body, ok, principal
+from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
-from registry.ownership import administers, require
+from registry.ownership import require
 from registry.prefixes import require_template
 from registry.store.codes import lookup
 from registry.store.records import move
 from resolver.core import params
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse, parse_prefix, parse_raw
+from resolver.core.sharing import View
 
 
 class Move(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,18 +60,39 @@ async def get_lookup(request: web.Request) -> web.Response:
         raise BadRequest("give ?prefix=PREFIX&type=TYPE&value=VALUE (or &start=BEGINNING)")
     prefix = parse_prefix(q["prefix"])
     limit = params.integer("limit", q.getall("limit", []), 100, 1, 10_000)
-    restricted = False
-    if "Authorization" in request.headers:
-        who = await principal(request)
-        async with ctx.pool.acquire() as conn:
-            restricted = await administers(conn, who, prefix)
     start = "value" not in q
     if start and not q["start"]:
         raise BadRequest("start must not be empty")
+    wanted = q["start" if start else "value"]
+    view = await read_view(request, None) if "Authorization" in request.headers else None
+    owner = view is not None and view.owner_of(prefix)
     async with ctx.pool.acquire() as conn:
-        found = await lookup(conn, prefix.text, q["type"], q["start" if start else "value"],
-                             restricted, limit, start)
+        found = await lookup(conn, prefix.text, q["type"], wanted, owner or bool(
+            view and view.grants), limit, start)
+        if view is not None and not owner and found:
+            found = await _readable(conn, view, found, q["type"], wanted, start)
     return ok(200, None, prefix=prefix.text, type=q["type"], handles=found)
+
+
+async def _readable(conn: asyncpg.Connection, view: View, found: list[str], type_: str,
+                    wanted: str, start: bool) -> list[str]:
+    """The identifiers among ``found`` where the caller may read the value that matched:
+    nobody finds an identifier by a value it may not read."""
+    rows = await conn.fetch('SELECT handle, coalesce(spelling, handle) AS spelled, "values", '
+                            "template, state FROM handles WHERE handle = ANY($1::text[])",
+                            [parse(h).key for h in found])  # network op
+    now, out = time.time(), []
+    for r in sorted(rows, key=lambda r: r["handle"]):
+        ident = parse(r["spelled"])
+        if r["state"] == "draft":
+            continue
+        for v in view.visible(r["values"], ident, r["template"], now):
+            text = v["data"]["value"] if v["data"]["format"] == "string" else None
+            if v["type"] == type_ and isinstance(text, str) and (
+                    text.startswith(wanted) if start else text == wanted):
+                out.append(r["spelled"])
+                break
+    return out
 
 
 async def get_records(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from resolver.core.identifier import Identifier
+from resolver.core.identifier import Identifier, Prefix
 
 Classification = Literal["public", "shared", "private"]
 CLASSIFICATIONS: tuple[Classification, ...] = ("public", "shared", "private")
@@ -83,9 +83,13 @@ class View:
     grants: tuple[Grant, ...] = ()
     owns: frozenset[str] = frozenset()
 
-    def administers(self, ident: Identifier) -> bool:
+    def owner_of(self, prefix: Prefix) -> bool:
+        """Whether the caller administers ``prefix`` (owns it or an ancestor)."""
         return self.admin or (bool(self.owns) and any(p.text in self.owns
-                                                      for p in ident.prefix.lineage()))
+                                                      for p in prefix.lineage()))
+
+    def administers(self, ident: Identifier) -> bool:
+        return self.owner_of(ident.prefix)
 
     def may_cover(self, ident: Identifier) -> bool:
         """Whether the caller may see more of the identifier than anyone (before its
