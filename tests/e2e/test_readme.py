@@ -48,6 +48,12 @@ def test_quickstart_runs_as_written(pg_dsn: str, tmp_path: Path) -> None:
         assert ship["values"][0]["data"]["value"] == "88.100.7/ORDER-1"
         order = requests.get(f"{srv.url}/api/handles/88.100.7/ORDER-1").json()
         assert order["values"][3]["data"]["value"] == "shipped"
+        assert [v["index"] for v in order["values"]] == [1, 2, 3, 4]     # 5, 6 are shared
+        # step 13: each party sees what it was granted (the answers in order)
+        assert out.count('"responseCode":200,"values":[],"handle":"88.100.7/ORDER-1"') == 1
+        assert '"type":"order.due","data":{"format":"string","value":"2026-12-24"}' in out
+        assert '"value":"Dock 4, Ningbo port"' in out
+        assert '"value":"89.5"' in out and "Wang Fang" not in out
         asset = requests.get(f"{srv.url}/api/handles/88.100.7/ASSET-CNC-0042").json()
         assert [v["index"] for v in asset["values"]] == [1, 2, 3, 4]   # 5 is not public
     finally:
