@@ -59,3 +59,4 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_post("/api/grants", sharing.post_grant)
     r.add_get("/api/grants", sharing.get_grants)
     r.add_delete("/api/grants/{grant_id}", sharing.delete_grant)
+    r.add_get("/api/stats", sharing.get_stats)

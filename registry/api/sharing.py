@@ -9,6 +9,8 @@ route needs an operator's credentials: a reader's token reads identifiers, nothi
 * ``POST /api/grants`` ``{"grantee": "reader:X"|"operator:Y"|"group:Z", "scope": PREFIX
   or IDENTIFIER, "types"?: "order.*", "template"?, "expires"?}``; ``GET /api/grants``
   (``?scope=``); ``DELETE /api/grants/{id}``.
+* ``GET /api/stats?prefix=P[&template=H&item=T]``: identifiers per template under P, or
+  per value of an enumeration item, over what the caller may see (registry/stats.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from registry import sharing
-from registry.api.common import context, json_body, ok, principal
+from registry import sharing, stats
+from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
 from resolver.core import params
+from resolver.core.errors import AuthenticationNeeded, BadRequest
+from resolver.core.identifier import parse_prefix
 
 
 class NewReader(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,3 +108,16 @@ async def delete_grant(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     grant_id = params.integer("id", [request.match_info["grant_id"]], 0, 1, 2**62)
     return ok(200, None, **await sharing.revoke_grant(ctx.db, who, grant_id))
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    ctx, q = context(request), request.rel_url.query
+    if "prefix" not in q:
+        raise BadRequest("give ?prefix=PREFIX (and &template=H&item=T for one item's values)")
+    prefix = parse_prefix(q["prefix"])
+    if "Authorization" not in request.headers:
+        raise AuthenticationNeeded("counts need credentials: an operator's, or a reader's")
+    view = await read_view(request, None)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, **await stats.counts(conn, view, prefix, q.get("template"),
+                                                  q.get("item")))

@@ -74,6 +74,11 @@ def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.Str
         except DATABASE_DOWN as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             response = _error(request, ServiceUnavailable())
+        except Exception:
+            # a defect: the log has the traceback; the client, Handle JSON that says so
+            # and nothing of the server's insides
+            log.exception("internal error answering %s %s", request.method, request.path)
+            response = _error(request, IdresError("internal error (the server's log says more)"))
         requests_total.labels(request.method, str(response.status)).inc()
         return _pretty(request, response)
 

@@ -309,3 +309,42 @@ def test_many_readers_at_once_over_two_workers_never_see_each_others_values(
         assert [v["type"] for v in r.json()["values"]] == ["unit.name", "unit.item1"]
     finally:
         srv.stop()
+
+
+def test_counts_over_what_the_city_may_see(tenant: Tenant) -> None:
+    """Identifiers per template and per value of an enumeration item, for a party with a
+    grant under the prefix; private values are never counted for it."""
+    tag = str(time.monotonic_ns())
+    h = template(tenant, "TPL-DETECTOR", [
+        {"type": "device.kind", "datatype": "enum", "values": ["smoke", "gas"], "required": True},
+        {"type": "device.status", "datatype": "enum", "values": ["ok", "fault"],
+         "classification": "shared"},
+        {"type": "device.owner_phone", "datatype": "enum", "values": ["a", "b"],
+         "classification": "private"}])
+    statuses = ["ok", "ok", "fault", "ok", "fault"]
+    for n, status in enumerate(statuses):
+        assert put(tenant, f"DET-{n}", [
+            {"index": 1, "type": "device.kind", "data": "smoke" if n < 4 else "gas"},
+            {"index": 2, "type": "device.status", "data": status},
+            {"index": 3, "type": "device.owner_phone", "data": "a"}], h).status_code == 201
+    city = reader(tenant, f"city-{tag}")
+    nobody = reader(tenant, f"nobody-{tag}")
+    assert grant(tenant, f"reader:city-{tag}", tenant.prefix, types="device.status",
+                 template=h).status_code == 201
+
+    def stats(headers: dict[str, str], **q: str) -> requests.Response:
+        return requests.get(f"{tenant.url}/api/stats", headers=headers,
+                            params={"prefix": tenant.prefix, **q})
+    per_template = stats(bearer(city)).json()["templates"]
+    assert {"template": h.upper(), "count": 5} in per_template
+    by = stats(bearer(city), template=h, item="device.status").json()["values"]
+    assert by == [{"value": "fault", "count": 2}, {"value": "ok", "count": 3}]
+    assert stats(bearer(city), template=h, item="device.kind").json()["values"] == [
+        {"value": "gas", "count": 1}, {"value": "smoke", "count": 4}]          # public
+    r = stats(bearer(city), template=h, item="device.owner_phone")
+    assert r.status_code == 403 and "private" in r.json()["message"]
+    assert stats(tenant.op.bearer, template=h, item="device.owner_phone").json()["values"] == [
+        {"value": "a", "count": 5}]                                             # the owner
+    assert stats(bearer(nobody)).status_code == 403
+    assert stats({}).status_code == 401
+    assert stats(bearer(city), item="device.status").status_code == 400
