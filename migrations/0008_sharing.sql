@@ -51,3 +51,23 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_grantee ON grants (grantee) WHERE revoked_at IS NULL;
 CREATE INDEX grants_scope ON grants (scope) WHERE revoked_at IS NULL;
+
+-- read logs (docs/sharing.md): an owner turns one on for a prefix (and its descendants)
+-- or a template; each read by another party that shows shared values of such a record
+-- leaves a row (who, which identifier, which types, when). Bounded: the oldest rows go
+-- beyond IDRES_READ_LOG_ROWS (the node trims as it writes).
+CREATE TABLE read_logs (
+    scope       text COLLATE "C" PRIMARY KEY,   -- a prefix, or a template's key
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE read_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    party       text NOT NULL,
+    handle      text COLLATE "C" NOT NULL,
+    prefix      text COLLATE "C" NOT NULL,
+    template    text COLLATE "C",
+    types       text[] NOT NULL
+);
+CREATE INDEX read_log_handle ON read_log (handle, id);
+CREATE INDEX read_log_prefix ON read_log (prefix, id);

@@ -35,7 +35,7 @@ from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
-from resolver.core.sharing import View
+from resolver.core.sharing import View, shared_types
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
 from resolver.store import (
@@ -195,10 +195,12 @@ class Resolver:
         return [codec.to_output(v) for v in shown]
 
     async def authorize_batch(self, texts: Sequence[str], parts: list[Any], form: str,
-                              view: View) -> list[Any]:
+                              view: View) -> tuple[list[Any], list[tuple[str, list[str]]]]:
         """A batch's replies (``resolve_batch``) for a caller with credentials: each
         identifier ``view`` may see more of is read again from the database (one query
-        for all) and answered with what it sees; the others keep their public reply."""
+        for all) and answered with what it sees; the others keep their public reply.
+        Also (key, the shared types shown) of each identifier that showed some, for the
+        read log."""
         wanted: list[tuple[int, Identifier]] = []
         for n, text in enumerate(texts):
             try:
@@ -208,20 +210,23 @@ class Resolver:
             if view.may_cover(ident):
                 wanted.append((n, ident))
         if not wanted:
-            return parts
+            return parts, []
         try:
             rows = await asyncio.wait_for(fetch_records(self.pool, [i.key for _, i in wanted]),
                                           self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
         render = _RENDER[form][0]
-        out = list(parts)
+        out, reads = list(parts), []
         for n, ident in wanted:
             row = rows.get(ident.key)
             if row is not None:
                 values = self._visible(ident, row, view)
                 out[n] = render(reply.selected(texts[n], values))
-        return out
+                shown = shared_types(values)
+                if shown and not view.administers(ident):
+                    reads.append((ident.key, shown))
+        return out, reads
 
     async def find_code(self, prefix: str, type_: str, value: str) -> Reply:
         """Anonymous lookup by code (``resolver/codes.py``): the reply naming the

@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from registry.api.common import RegistryContext, read_view
+from registry.api.common import RegistryContext, log_reads, read_view
 from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
@@ -62,7 +62,7 @@ class Node:
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator)
         self.app = build_app(settings, self.resolver, self.collector, self.key,
-                             lambda app: add_routes(app, ctx), read_view)
+                             lambda app: add_routes(app, ctx), read_view, log_reads)
         self.app[LISTENER] = self.invalidator
 
     async def start(self) -> None:

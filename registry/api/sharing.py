@@ -9,16 +9,21 @@ route needs an operator's credentials: a reader's token reads identifiers, nothi
 * ``POST /api/grants`` ``{"grantee": "reader:X"|"operator:Y"|"group:Z", "scope": PREFIX
   or IDENTIFIER, "types"?: "order.*", "template"?, "expires"?}``; ``GET /api/grants``
   (``?scope=``); ``DELETE /api/grants/{id}``.
+* ``PUT /api/readlogs/{prefix or template}`` ``{"enabled": true|false}``; ``GET
+  /api/reads?handle=H`` or ``?prefix=P`` (``limit``, ``before``): the read log
+  (registry/readlog.py).
 * ``GET /api/stats?prefix=P[&template=H&item=T]``: identifiers per template under P, or
   per value of an enumeration item, over what the caller may see (registry/stats.py).
 """
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import msgspec
 from aiohttp import web
 
-from registry import sharing, stats
+from registry import readlog, sharing, stats
 from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
 from resolver.core import params
@@ -121,3 +126,23 @@ async def get_stats(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         return ok(200, None, **await stats.counts(conn, view, prefix, q.get("template"),
                                                   q.get("item")))
+
+
+class ReadLogSetting(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+async def put_readlog(request: web.Request) -> web.Response:
+    ctx, who = context(request), await principal(request)
+    body: ReadLogSetting = _decode(await json_body(request, ctx.max_body_bytes), ReadLogSetting)
+    scope = request.rel_url.raw_path[len("/api/readlogs/"):]
+    return ok(200, None, **await readlog.set_log(ctx.db, who, unquote(scope), body.enabled))
+
+
+async def get_reads(request: web.Request) -> web.Response:
+    ctx, who, q = context(request), await principal(request), request.rel_url.query
+    limit = params.integer("limit", q.getall("limit", []), 100, 1, 1000)
+    before = params.integer("before", q.getall("before", []), 2**62, 1, 2**62)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, entries=await readlog.entries(conn, who, q.get("handle"),
+                                                           q.get("prefix"), limit, before))

@@ -122,3 +122,9 @@ def shared_view(values: Sequence[dict[str, Any]], ident: Identifier, template: s
                                                          for g in live)):
             out.append(v)
     return out
+
+
+def shared_types(values: Sequence[dict[str, Any]] | None) -> list[str]:
+    """The types of the shared values among ``values`` (either form): what a read log
+    records of a read."""
+    return [v["type"] for v in values or () if v.get("classification") == "shared"]

@@ -30,10 +30,12 @@ from resolver.http.keys import (
     METRICS,
     POOL,
     READ_AUTH,
+    READ_LOG,
     RESOLVER,
     SETTINGS,
     SIGNER,
     ReadAuth,
+    ReadLog,
 )
 from resolver.http.respond import respond
 from resolver.lookup import Resolver
@@ -185,6 +187,7 @@ def build_app(
     settings: Settings, resolver: Resolver, collector: CollectorRegistry, signer: Any,
     registry_routes: Callable[[web.Application], None] | None = None,
     read_auth: ReadAuth | None = None,
+    read_log: ReadLog | None = None,
 ) -> web.Application:
     """Assemble the application: resolution routes, then the registry's, then the proxy."""
     requests_total = Counter(
@@ -205,6 +208,7 @@ def build_app(
     app.router.add_route("OPTIONS", r"/{any:[\s\S]*}", preflight)
     app[METRICS] = collector
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
+    app[READ_LOG] = read_log or handles.no_read_log
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)

@@ -20,7 +20,7 @@ from aiohttp import web
 from resolver.core import codec
 from resolver.core.errors import BadRequest
 from resolver.http.body import MSGPACK, read_body
-from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS
+from resolver.http.keys import READ_AUTH, READ_LOG, RESOLVER, SETTINGS
 from resolver.reply import Form
 
 MAX_BATCH = 10_000
@@ -57,7 +57,9 @@ async def resolve_batch(request: web.Request) -> web.Response:
     parts = await resolver.resolve_batch(handles, form)  # network op
     if "Authorization" in request.headers:
         view = await request.app[READ_AUTH](request, None)  # network op
-        parts = await resolver.authorize_batch(handles, parts, form, view)  # network op
+        parts, reads = await resolver.authorize_batch(handles, parts, form, view)  # network op
+        if reads:
+            await request.app[READ_LOG](request, view.party, reads)  # network op
     if use_msgpack:
         packer = msgpack.Packer()
         out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),

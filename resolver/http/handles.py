@@ -26,8 +26,8 @@ from resolver import reply
 from resolver.core import codec, lifecycle, params, signing
 from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, RecursionLimit, Referral
 from resolver.core.identifier import Identifier, parse, parse_raw
-from resolver.core.sharing import View
-from resolver.http.keys import READ_AUTH, RESOLVER, SETTINGS, SIGNER
+from resolver.core.sharing import View, shared_types
+from resolver.http.keys import READ_AUTH, READ_LOG, RESOLVER, SETTINGS, SIGNER
 from resolver.http.respond import respond
 from resolver.lookup import Resolution, first_url
 
@@ -97,6 +97,11 @@ async def _values(request: web.Request, query: Query,
         values = None if resolution.public is None else orjson.loads(resolution.public)
     if values is not None:
         values = codec.select(values, query.indexes, query.types)
+    if query.view is not None and not query.view.administers(query.ident):
+        shown = shared_types(values)
+        if shown:   # the read log, where one is on, before the answer leaves
+            await request.app[READ_LOG](request, query.view.party,
+                                        [(query.ident.key, shown)])  # network op
     return values, resolution
 
 
@@ -185,6 +190,11 @@ async def _follow_aliases(request: web.Request, query: Query,
             return target
         target = nxt
     return query.requested
+
+
+async def no_read_log(request: web.Request, party: str,
+                      reads: list[tuple[str, list[str]]]) -> None:
+    """The read-log hook when no registry is mounted."""
 
 
 async def anonymous_reads_only(request: web.Request, ident: Identifier | None) -> View:

@@ -25,3 +25,7 @@ LISTENER = web.AppKey("listener", Invalidator)  # set by the node: the cache's l
 # batch)? The registry supplies it (resolver/core/sharing.py says what a View is)
 ReadAuth = Callable[[web.Request, Identifier | None], Awaitable[View]]
 READ_AUTH: web.AppKey[ReadAuth] = web.AppKey("read_auth")
+# after a read that showed shared values to a party: (party, [(identifier key, the shared
+# types shown)]) → the read log, where one is on (the registry supplies it)
+ReadLog = Callable[[web.Request, str, list[tuple[str, list[str]]]], Awaitable[None]]
+READ_LOG: web.AppKey[ReadLog] = web.AppKey("read_log")

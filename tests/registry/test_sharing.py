@@ -348,3 +348,67 @@ def test_counts_over_what_the_city_may_see(tenant: Tenant) -> None:
     assert stats(bearer(nobody)).status_code == 403
     assert stats({}).status_code == 401
     assert stats(bearer(city), item="device.status").status_code == 400
+
+
+def test_the_read_log_says_who_read_which_shared_values(tenant: Tenant, sql: Any) -> None:
+    tag = str(time.monotonic_ns())
+    h = template(tenant, "TPL-RESIDENT", ITEMS)
+    assert put(tenant, "HOME-1", order(), h).status_code == 201
+    assert put(tenant, "HOME-2", order(), h).status_code == 201
+    app = reader(tenant, f"service-{tag}")
+    assert grant(tenant, f"reader:service-{tag}", tenant.prefix,
+                 types="order.due").status_code == 201
+    types_seen(tenant, "HOME-1", bearer(app))                      # before: not logged
+    r = requests.put(f"{tenant.url}/api/readlogs/{h}", headers=tenant.op.bearer,
+                     json={"enabled": True})
+    assert r.status_code == 200, r.text
+    assert requests.put(f"{tenant.url}/api/readlogs/{tenant.prefix}", headers=bearer(app),
+                        json={"enabled": True}).status_code == 403
+    types_seen(tenant, "HOME-1", bearer(app))
+    types_seen(tenant, "HOME-1", bearer(app), "?type=order.product")   # no shared value shown
+    types_seen(tenant, "HOME-1", tenant.op.bearer)                 # the owner: not logged
+    types_seen(tenant, "HOME-1", {})
+    requests.post(f"{tenant.url}/api/resolve", headers=bearer(app),
+                  json={"handles": [f"{tenant.prefix}/HOME-1", f"{tenant.prefix}/HOME-2"]})
+    got = requests.get(f"{tenant.url}/api/reads", headers=tenant.op.bearer,
+                       params={"prefix": tenant.prefix}).json()["entries"]
+    assert [(e["party"], e["handle"], e["types"]) for e in got] == [
+        (f"reader:service-{tag}", f"{tenant.prefix}/HOME-2", ["order.due"]),
+        (f"reader:service-{tag}", f"{tenant.prefix}/HOME-1", ["order.due"]),
+        (f"reader:service-{tag}", f"{tenant.prefix}/HOME-1", ["order.due"])]
+    one = requests.get(f"{tenant.url}/api/reads", headers=tenant.op.bearer,
+                       params={"handle": f"{tenant.prefix}/HOME-2"}).json()["entries"]
+    assert len(one) == 1 and one[0]["template"] == h.upper()
+    assert requests.get(f"{tenant.url}/api/reads", headers=bearer(app),
+                        params={"prefix": tenant.prefix}).status_code == 403
+    assert requests.put(f"{tenant.url}/api/readlogs/{h}", headers=tenant.op.bearer,
+                        json={"enabled": False}).status_code == 200
+    types_seen(tenant, "HOME-1", bearer(app))
+    assert len(requests.get(f"{tenant.url}/api/reads", headers=tenant.op.bearer,
+                            params={"prefix": tenant.prefix}).json()["entries"]) == 3
+
+
+def test_the_read_log_stays_within_its_bound(tenant: Tenant, pg_dsn: str, sql: Any) -> None:
+    from tests.conftest import Server, free_port
+
+    tag = str(time.monotonic_ns())
+    h = template(tenant, "TPL-BOUND", ITEMS)
+    units = [f"{tenant.prefix}/B{n:04d}" for n in range(500)]
+    assert requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer, json=[
+        {"handle": u, "template": h, "values": order()} for u in units]).status_code == 201
+    app = reader(tenant, f"bound-{tag}")
+    assert grant(tenant, f"reader:bound-{tag}", tenant.prefix, types="order.*").status_code == 201
+    assert requests.put(f"{tenant.url}/api/readlogs/{tenant.prefix}", headers=tenant.op.bearer,
+                        json={"enabled": True}).status_code == 200
+    srv = Server(pg_dsn, port=free_port(), env={"IDRES_READ_LOG_ROWS": "100"}).wait_ready()
+    try:
+        for _ in range(5):
+            r = requests.post(f"{srv.url}/api/resolve", headers=bearer(app),
+                              json={"handles": units})
+            assert r.status_code == 200
+    finally:
+        srv.stop()
+    kept = sql("SELECT count(*) AS n FROM read_log")[0]["n"]
+    assert kept <= 100 + 1000, kept            # trimmed to 100 at each thousandth row
+    assert sql("SELECT count(*) AS n FROM read_log WHERE party = $1",
+               f"reader:bound-{tag}")[0]["n"] >= 100
