@@ -71,3 +71,9 @@ CREATE TABLE read_log (
 );
 CREATE INDEX read_log_handle ON read_log (handle, id);
 CREATE INDEX read_log_prefix ON read_log (prefix, id);
+
+-- shared_json: the shared values of an active record, in the output form (JSON array),
+-- written by every record write as public_json is; NULL when it has none. Resolution reads
+-- it into the answer cache beside the public values, so that an authorized answer is
+-- derived from the cached record and the reader's grants (resolver/sharing.py).
+ALTER TABLE handles ADD COLUMN shared_json bytea;

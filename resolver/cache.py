@@ -54,6 +54,8 @@ class Entry:
     epoch: int
     size: int
     spellings: list[tuple[Hashable, Any]] = field(default_factory=list)
+    shared: bytes | None = None   # the shared values (output-form JSON), for authorized reads
+    template: str | None = None   # the template the record follows
 
 
 class AnswerCache:
@@ -157,7 +159,8 @@ class AnswerCache:
 
     # -- writes (resolver/coalesce.py only) ------------------------------------------------
 
-    def put(self, key: str, public: bytes | None, ttl: float | None) -> Entry | None:
+    def put(self, key: str, public: bytes | None, ttl: float | None,
+            shared: bytes | None = None, template: str | None = None) -> Entry | None:
         """Remember what anonymous clients see of ``key`` (None: it does not exist) for
         ``ttl`` seconds (capped by ``max_ttl``; None: no value has a TTL); returns the
         entry, or None when not cacheable (or not now: outside the lease)."""
@@ -171,12 +174,14 @@ class AnswerCache:
         if ttl <= 0:
             return None
         self._drop_key(key)
-        size = len(key) + (len(public) if public else 0) + ENTRY_OVERHEAD
+        size = len(key) + (len(public) if public else 0) + (len(shared) if shared else 0) \
+            + ENTRY_OVERHEAD
         if public is None:
             entry = Entry(key, None, now + ttl, now + ttl, self.epoch, size)
             self._neg[key] = entry
         else:
-            entry = Entry(key, public, now + ttl, now + ttl + self.stale_window, self.epoch, size)
+            entry = Entry(key, public, now + ttl, now + ttl + self.stale_window, self.epoch, size,
+                          shared=shared, template=template)
             self._pos[key] = entry
             self._wheel[int(entry.stale_until) + 1].append(entry)
         self.bytes += size

@@ -31,8 +31,10 @@ from resolver.core.codec import min_ttl
 from resolver.core.identifier import key_starts
 
 Found = tuple[bytes | None, Entry | None]   # (public values or None: not found, entry)
-FetchOne = Callable[[str], Awaitable[bytes | None]]
-FetchMany = Callable[[list[str]], Awaitable[dict[str, bytes]]]
+# (public values, shared values or None, template or None) of a record
+Fetched = tuple[bytes, bytes | None, str | None]
+FetchOne = Callable[[str], Awaitable[Fetched | None]]
+FetchMany = Callable[[list[str]], Awaitable[dict[str, Fetched]]]
 MAX_KEYS_PER_QUERY = 500  # misses of one loop turn asked for in one query, at most
 
 
@@ -153,7 +155,7 @@ class Coalescer:
                 del self._walks[key]
             else:
                 self._private.discard(flight)
-        found = (public, self._fill(flight, public))
+        found = (public, self._fill(flight, None if public is None else (public, None, None)))
         flight.future.set_result(found)
         return found
 
@@ -222,11 +224,14 @@ class Coalescer:
             if matches(flight.key):
                 flight.tainted = True
 
-    def _fill(self, flight: _Flight, public: bytes | None) -> Entry | None:
+    def _fill(self, flight: _Flight, got: Fetched | None) -> Entry | None:
         """THE write of an entry: only from an untainted flight."""
         if flight.tainted:
             return None
-        return self.cache.put(flight.key, public, None if public is None else min_ttl(public))
+        if got is None:
+            return self.cache.put(flight.key, None, None)
+        public, shared, template = got
+        return self.cache.put(flight.key, public, min_ttl(public), shared, template)
 
     def _send_queued(self) -> None:
         flights, self._queued = self._queued, []
@@ -237,22 +242,22 @@ class Coalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _one(self, keys: list[str]) -> dict[str, bytes]:
-        public = await self._fetch_one(keys[0])  # network op
-        return {} if public is None else {keys[0]: public}
+    async def _one(self, keys: list[str]) -> dict[str, Fetched]:
+        got = await self._fetch_one(keys[0])  # network op
+        return {} if got is None else {keys[0]: got}
 
-    async def _many(self, keys: list[str]) -> dict[str, bytes]:
+    async def _many(self, keys: list[str]) -> dict[str, Fetched]:
         return await self._fetch_many(keys)  # network op
 
     async def _read_quietly(self, flights: list[_Flight],
-                            query: Callable[[list[str]], Awaitable[dict[str, bytes]]]) -> None:
+                            query: Callable[[list[str]], Awaitable[dict[str, Fetched]]]) -> None:
         try:
             await self._read(flights, query)  # network op
         except Exception:  # noqa: S110 - every waiter received it through its future
             pass
 
     async def _read(self, flights: list[_Flight],
-                    query: Callable[[list[str]], Awaitable[dict[str, bytes]]],
+                    query: Callable[[list[str]], Awaitable[dict[str, Fetched]]],
                     ) -> dict[str, Found]:
         """Ask the database for the flights' keys, fill the cache and hand out the
         results; the futures carry the query's exception, if any."""
@@ -271,7 +276,7 @@ class Coalescer:
                     del self._local[flight.key]
         out: dict[str, Found] = {}
         for flight in flights:
-            public = found.get(flight.key)
-            out[flight.key] = (public, self._fill(flight, public))
+            got = found.get(flight.key)
+            out[flight.key] = (None if got is None else got[0], self._fill(flight, got))
             flight.future.set_result(out[flight.key])
         return out

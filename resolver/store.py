@@ -23,10 +23,16 @@ FETCH_RECORD = """SELECT "values", template, state, public_json FROM handles
                   WHERE handle = $1"""
 # public_json is NULL only for rows written before migration 0002: then send "values"
 # drafts do not exist for anyone but their owner (resolver/core/lifecycle.py)
-FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
+# (with the shared values and the template, for authorized answers from the cache)
+FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v,
+                         shared_json, template
                   FROM handles WHERE handle = $1 AND state <> 'draft'"""
-FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v
+FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v,
+                          shared_json, template
                    FROM handles WHERE handle = ANY($1::text[]) AND state <> 'draft'"""
+# what resolution reads of a record: its public values (output-form JSON), its shared
+# values (the same, None: none) and the template it follows
+Fetched = tuple[bytes, bytes | None, str | None]
 
 # lookup by code (migration 0007's index), many at once: for each (prefix, type, value)
 # the identifiers, as spelled, that hold it in a public value; drafts are nobody's to find.
@@ -60,22 +66,22 @@ async def fetch_records(pool: asyncpg.Pool, keys: list[str]) -> dict[str, asyncp
     return {r["handle"]: r for r in rows}
 
 
-def _public(row: asyncpg.Record) -> bytes:
-    data: bytes = row["public_json"] if row["public_json"] is not None else public_json(row["v"])
-    return data
+def _fetched(row: asyncpg.Record) -> Fetched:
+    public: bytes = row["public_json"] if row["public_json"] is not None else public_json(row["v"])
+    return public, row["shared_json"], row["template"]
 
 
-async def fetch_public(pool: asyncpg.Pool, key: str) -> bytes | None:
-    """What anonymous clients see of one identifier, as output-form JSON bytes; None if
-    it does not exist. One primary-key lookup, nothing decoded."""
+async def fetch_public(pool: asyncpg.Pool, key: str) -> Fetched | None:
+    """What resolution reads of one identifier (:data:`Fetched`); None if it does not
+    exist. One primary-key lookup, nothing decoded."""
     row = await pool.fetchrow(FETCH_PUBLIC, key)  # network op
-    return None if row is None else _public(row)
+    return None if row is None else _fetched(row)
 
 
-async def fetch_publics(pool: asyncpg.Pool, keys: list[str]) -> dict[str, bytes]:
+async def fetch_publics(pool: asyncpg.Pool, keys: list[str]) -> dict[str, Fetched]:
     """:func:`fetch_public` for many identifiers in one query; absent keys are missing."""
     rows = await pool.fetch(FETCH_PUBLICS, keys)  # network op
-    return {r["handle"]: _public(r) for r in rows}
+    return {r["handle"]: _fetched(r) for r in rows}
 
 
 async def fetch_zone(pool: asyncpg.Pool) -> Zone:

@@ -29,7 +29,7 @@ from resolver.core.errors import BulkInvalid, IdentifierExists, StateConflict
 from resolver.core.identifier import Identifier
 
 COLUMNS = ["handle", "prefix", "values", "public_json", "spelling", "template",
-           "template_version"]
+           "template_version", "shared_json"]
 MAX_REPORTED = 100  # failing records named in the answer, at most
 
 
@@ -121,7 +121,8 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
                 # encoded once, for handles and audit; new records are active
                 stored, public = codec.encode_stored(rec.values)
                 rows.append((e.ident.key, e.ident.prefix.text, stored, public,
-                             spelling_of(e.ident), rec.template, rec.version))
+                             spelling_of(e.ident), rec.template, rec.version,
+                             codec.shared_json(rec.values)))
             codes = [c for rec in records for c in rec.codes]
             if not overwrite:
                 created, replaced = await _create(tx, principal, actor_id, rows), 0
@@ -165,7 +166,7 @@ async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
     await conn.execute(
         'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
         ' "values" jsonb, public_json bytea, spelling text, template text, '
-        "template_version integer) ON COMMIT DROP")
+        "template_version integer, shared_json bytea) ON COMMIT DROP")
     await conn.copy_records_to_table("_bulk", records=rows, columns=COLUMNS)  # network op
     replaced: int = await conn.fetchval(
         """WITH a AS (
@@ -178,11 +179,12 @@ async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
         actor_id, principal.name)  # network op
     await conn.execute(
         """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
-                                template_version)
-           SELECT handle, prefix, "values", public_json, spelling, template, template_version
+                                template_version, shared_json)
+           SELECT handle, prefix, "values", public_json, spelling, template, template_version,
+                  shared_json
            FROM _bulk
            ON CONFLICT (handle) DO UPDATE
            SET "values" = EXCLUDED."values", public_json = EXCLUDED.public_json,
                template = EXCLUDED.template, template_version = EXCLUDED.template_version,
-               updated_at = now()""")  # network op
+               shared_json = EXCLUDED.shared_json, updated_at = now()""")  # network op
     return replaced

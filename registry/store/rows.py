@@ -26,11 +26,12 @@ REQUIRING = "SELECT pg_advisory_xact_lock(hashtextextended('idres.template ' || 
 LOCKED = """SELECT "values", template, template_version, state, state_info FROM handles
             WHERE handle = $1 FOR UPDATE"""
 INSERT = """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
-                                 template_version, state, state_info)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 template_version, state, state_info, shared_json)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             ON CONFLICT (handle) DO NOTHING RETURNING true"""
 UPDATE = """UPDATE handles SET "values" = $2, public_json = $3, template = $4,
-                   template_version = $5, state = $6, state_info = $7, updated_at = now()
+                   template_version = $5, state = $6, state_info = $7, shared_json = $8,
+                   updated_at = now()
             WHERE handle = $1"""
 
 
@@ -88,12 +89,13 @@ class Plain:
 async def store(tx: WriteTx, ident: Identifier, rec: Typed, state: str,
                  info: dict[str, Any] | None, create: bool) -> bool:
     public = lifecycle.public_view(rec.values, state, info)
+    shared = lifecycle.shared_view(rec.values, state)
     if create:
         return bool(await tx.conn.fetchval(  # network op
             INSERT, ident.key, ident.prefix.text, rec.values, public, spelling_of(ident),
-            rec.template, rec.version, state, info))
+            rec.template, rec.version, state, info, shared))
     await tx.conn.execute(UPDATE, ident.key, rec.values, public, rec.template, rec.version,
-                          state, info)  # network op
+                          state, info, shared)  # network op
     return True
 
 

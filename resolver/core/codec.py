@@ -292,6 +292,15 @@ def public_json(values: Sequence[Stored]) -> bytes:
     return orjson.dumps([to_output(v) for v in visible(values)])
 
 
+def shared_json(values: Sequence[Stored]) -> bytes | None:
+    """The shared values of a record (resolver/core/sharing.py), in the output form, as a
+    JSON array; None when it has none. Stored next to the record (``handles.shared_json``)
+    and cached with its public values, for authorized answers."""
+    shared = [to_output(v) for v in values
+              if v.get("classification") == "shared" and v["permissions"][2] != "1"]
+    return orjson.dumps(shared) if shared else None
+
+
 _DEFAULT_PERMS = b',"permissions":"%s"' % DEFAULT_PERMISSIONS.encode()
 
 

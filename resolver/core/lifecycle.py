@@ -49,6 +49,13 @@ def public_view(values: Sequence[dict[str, Any]], state: str,
     return codec.public_json([{**value, "ttl": 86400, "timestamp": now, "permissions": "1110"}])
 
 
+def shared_view(values: Sequence[dict[str, Any]], state: str) -> bytes | None:
+    """The shared values granted readers may see of a record in ``state``: an active
+    record's (``codec.shared_json``); none in any other state (a draft is its owner's, a
+    retired or replaced record shows its tombstone or alias to everyone else)."""
+    return codec.shared_json(values) if state == "active" else None
+
+
 def tombstone(values: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The tombstone's content, when these (output-form) values are one."""
     for v in values:
