@@ -20,6 +20,7 @@ import orjson
 from registry.ownership import require
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
+from resolver.core.channel import SHARING_MARK
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import Prefix, parse, parse_prefix
 
@@ -58,6 +59,7 @@ async def set_log(db: Db, actor: Principal, scope: str, enabled: bool) -> dict[s
                                   "ON CONFLICT (scope) DO NOTHING", stored)
         else:
             await tx.conn.execute("DELETE FROM read_logs WHERE scope = $1", stored)
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "read_log_on" if enabled else "read_log_off",
                     prefix=prefix.text, after={"scope": stored})
     return {"scope": stored, "enabled": enabled}

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import secrets
 
+from resolver.core.sharing import token_hash
+
 TOKEN_PREFIX = "idr_"
 _SCHEME = "idres-sha256"
 
@@ -45,4 +47,4 @@ def verify_secret(secret: str, stored: str) -> bool:
 
 
 def hash_token(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return token_hash(token)

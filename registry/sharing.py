@@ -11,9 +11,10 @@ identifier's owner may read its shared values.
   whose type matches a pattern, optionally of one template's records, until an
   optional expiry. Grants are listed and revoked by the granter (or an administrator).
 
-Each change is in the audit trail, and takes effect on the next read of every process:
-the read paths ask the database for the caller's grants on each authenticated request
-(there is no copy of grants to go stale).
+Each change is in the audit trail, and takes effect on every process before it is
+acknowledged: it notifies ``*sharing`` in its transaction, and every resolver process
+drops its snapshot of readers and grants (resolver/sharing.py) before acknowledging, as
+for any write (the write waits for the acknowledgements).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from registry import secrets
 from registry.ownership import require
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
+from resolver.core.channel import SHARING_MARK
 from resolver.core.errors import BadRequest, InsufficientPermissions, PartyExists, PartyNotFound
 from resolver.core.identifier import Identifier, parse, parse_prefix
 from resolver.core.sharing import Grant, View
@@ -84,6 +86,7 @@ async def create_reader(db: Db, actor: Principal, name: object, description: str
                 secrets.hash_token(token), description[:500], when)
         except asyncpg.UniqueViolationError:
             raise PartyExists(f"a reader named {name} exists") from None
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "reader_create",
                     after={"reader": name, "expires": _iso(when)})
     return {"name": name, "owner": actor.name, "expires": _iso(when)}, token
@@ -119,6 +122,7 @@ async def revoke_reader(db: Db, actor: Principal, name: str) -> dict[str, Any]:
         reader_id = await _owned(tx.conn, actor, "readers", name, "reader")
         await tx.conn.execute("UPDATE readers SET revoked_at = coalesce(revoked_at, now()) "
                               "WHERE id = $1", reader_id)
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "reader_revoke", after={"reader": name})
     return {"name": name, "revoked": True}
 
@@ -149,6 +153,7 @@ async def create_group(db: Db, actor: Principal, name: object, description: str 
             raise PartyExists(f"a group named {name} exists") from None
         for member in members or []:
             await _add(tx.conn, group_id, member)
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "group_create", after={"group": name,
                                                            "members": members or []})
     return {"name": name, "owner": actor.name, "members": sorted(members or [])}
@@ -170,6 +175,7 @@ async def change_members(db: Db, actor: Principal, name: str, add: list[str],
             await _add(tx.conn, group_id, member)
         await tx.conn.execute("DELETE FROM reader_group_members WHERE group_id = $1 "
                               "AND member = ANY($2::text[])", group_id, remove)
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "group_members", after={"group": name, "added": add,
                                                             "removed": remove})
         members = await tx.conn.fetch("SELECT member FROM reader_group_members "
@@ -234,6 +240,7 @@ async def grant(db: Db, actor: Principal, grantee: object, scope: object, types:
             actor.operator_id, grantee, stored, types, template_key, when)
         body = {"id": grant_id, "grantee": grantee, "scope": stored, "types": types,
                 "template": template_key, "expires": _iso(when)}
+        await tx.notify([SHARING_MARK])
         await audit(conn, actor, "grant", prefix=prefix.text, after=body)
     return body
 
@@ -260,6 +267,7 @@ async def revoke_grant(db: Db, actor: Principal, grant_id: int) -> dict[str, Any
         if row is None or not (actor.is_admin or row["granter_id"] == actor.operator_id):
             raise PartyNotFound(f"no live grant {grant_id} of yours")
         await tx.conn.execute("UPDATE grants SET revoked_at = now() WHERE id = $1", grant_id)
+        await tx.notify([SHARING_MARK])
         await audit(tx.conn, actor, "grant_revoke", after={"id": grant_id, "scope": row["scope"]})
     return {"id": grant_id, "revoked": True}
 

@@ -34,6 +34,7 @@ from resolver.core.channel import (
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
     PRUNE_LEASES,
+    SHARING_MARK,
     Waiter,
     ack_payload,
     heartbeat_key,
@@ -317,6 +318,8 @@ class Invalidator(AckBook):
         self.notifications += 1
         keys, token = parse_payload(payload)
         keys, zone_prefixes, everything, beats = split_keys(keys)
+        if SHARING_MARK in keys:       # dropped before this notification is acknowledged
+            self.resolver.sharing.forget()
         self.resolver.coalescer.invalidate(keys)
         for listener, seq in beats:
             if listener == self.listener:

@@ -35,9 +35,10 @@ from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
-from resolver.core.sharing import View, shared_types
+from resolver.core.sharing import View, granted, shared_types
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
+from resolver.sharing import Sharing
 from resolver.store import (
     DATABASE_DOWN,
     fetch_public,
@@ -96,6 +97,7 @@ class Resolver:
                                    lambda keys: fetch_publics(pool, keys), db_timeout)
         self.codes = CodeFinder(lambda wanted, limit: find_codes(pool, wanted, limit),
                                 db_timeout)
+        self.sharing = Sharing(pool, cache, db_timeout)
         self.zone = zone or Zone()
         self.recursor = recursor
         self.recursive = recursive  # the node's default for requests that do not say
@@ -193,6 +195,22 @@ class Resolver:
             return values
         shown = view.visible(row["values"], ident, row["template"], time.time())
         return [codec.to_output(v) for v in shown]
+
+    @staticmethod
+    def derived(requested: str, ident: Identifier, entry: Entry,
+                view: View) -> tuple[Reply, list[str]] | None:
+        """What ``view`` (a reader's) sees of a cached record, without the database: its
+        public values and the cached shared values its grants cover, in index order, as
+        the database path answers them; with the shared types shown (for the read log).
+        None when that is what anyone sees (the anonymous reply serves)."""
+        if entry.public is None or entry.shared is None:
+            return None
+        shown = granted(orjson.loads(entry.shared), ident, entry.template, view.grants,
+                        time.time())
+        if not shown:
+            return None
+        values = sorted([*orjson.loads(entry.public), *shown], key=lambda v: v["index"])
+        return reply.selected(requested, values), [v["type"] for v in shown]
 
     async def authorize_batch(self, texts: Sequence[str], parts: list[Any], form: str,
                               view: View) -> tuple[list[Any], list[tuple[str, list[str]]]]:

@@ -88,6 +88,9 @@ class FrontCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield CounterMetricFamily("idres_http_fast_requests",
                                   "Resolutions read by the HTTP fast path", value=self.fast.requests)
+        yield CounterMetricFamily("idres_http_fast_authorized",
+                                  "Readers' resolutions answered by the HTTP fast path from "
+                                  "the cache and their grants", value=self.fast.authorized)
         yield CounterMetricFamily("idres_http_handoffs",
                                   "Connections handed from the fast path to aiohttp",
                                   value=self.fast.handoffs)

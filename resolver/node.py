@@ -17,6 +17,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from registry import readlog
 from registry.api.common import RegistryContext, log_reads, read_view
 from registry.api.routes import add_routes
 from resolver import metrics
@@ -67,6 +68,7 @@ class Node:
 
     async def start(self) -> None:
         await self.invalidator.start()   # loads the zone too
+        self.resolver.sharing.load_soon()  # readers and grants, for authorized answers
         if self.recursor is not None:
             await self.recursor.start()
 
@@ -159,7 +161,14 @@ class Listeners:
             return RequestHandler(server, loop=loop, head_timeout=settings.head_timeout,
                                   bad_input=bad_input, access_log=access, keepalive_timeout=75)
 
-        fast = self.fast = FastContext(node.resolver, handed_over, head_timeout=settings.head_timeout, bad_input=bad_input)
+        pool = node.resolver.pool
+
+        async def read_log(party: str, reads: list[tuple[str, list[str]]]) -> None:
+            await readlog.record(pool, party, reads)  # network op
+
+        fast = self.fast = FastContext(node.resolver, handed_over,
+                                       head_timeout=settings.head_timeout, bad_input=bad_input,
+                                       read_log=read_log)
         self.http = await _listen("HTTP (--port)", lambda: FastHTTP(fast), settings.host,
                                   settings.port, settings.workers > 1, _ssl_context(settings))
         self.sweeper = loop.create_task(_sweep(fast))

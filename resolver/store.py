@@ -103,3 +103,24 @@ async def find_codes(pool: asyncpg.Pool, wanted: list[tuple[str, str, str]],
     for r in rows:
         out[r["n"] - 1].append(r["spelled"])
     return out
+
+
+# the sharing tables (migration 0008), whole, for resolver/sharing.py's snapshot
+SHARING_READERS = """SELECT name, token_hash, extract(epoch FROM expires_at) AS expires,
+                            revoked_at IS NOT NULL AS revoked FROM readers"""
+SHARING_GRANTS = """SELECT id, grantee, scope, types, template,
+                           extract(epoch FROM expires_at) AS expires FROM grants
+                    WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"""
+SHARING_MEMBERS = """SELECT m.member, g.name FROM reader_group_members m
+                     JOIN reader_groups g ON g.id = m.group_id"""
+SHARING_LOGS = "SELECT scope FROM read_logs"
+
+
+async def fetch_sharing(pool: asyncpg.Pool) -> tuple[list[asyncpg.Record], list[asyncpg.Record],
+                                                     list[asyncpg.Record], list[asyncpg.Record]]:
+    """(readers, live grants, group memberships, read-log scopes), read in one
+    repeatable-read transaction so that they agree with each other."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):
+        return (await conn.fetch(SHARING_READERS), await conn.fetch(SHARING_GRANTS),  # network op
+                await conn.fetch(SHARING_MEMBERS), await conn.fetch(SHARING_LOGS))

@@ -51,6 +51,10 @@ CREATED_MARK = "*created"
 # (its identifiers and its descendants'); a bare "*zone" means "anything": clear all.
 ZONE_MARK = "*zone"
 HEARTBEAT_MARK = "*hb"
+# Sent when readers, groups, grants or read logs change: resolvers drop their snapshot of
+# them (resolver/sharing.py) before acknowledging, so that no answer after the change's
+# acknowledgement is derived from the old grants.
+SHARING_MARK = "*sharing"
 
 # $1 listener id, $2 lease seconds, $3 the payload (heartbeat_key): one commit renews the
 # lease row and sends the heartbeat through the invalidation channel

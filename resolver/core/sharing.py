@@ -16,6 +16,7 @@ records that follow one template. No grant ever reveals a private value.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ CLASSIFICATIONS: tuple[Classification, ...] = ("public", "shared", "private")
 # the permission bits each classification keeps (Handle: admin read, admin write, public
 # read, public write): shared and private values are not publicly readable
 PERMISSIONS: dict[str, str] = {"public": "1110", "shared": "1100", "private": "1100"}
+
+
+def token_hash(token: str) -> bytes:
+    """How a bearer token is kept (operators' and readers' alike): its SHA-256."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 def classification(value: dict[str, Any]) -> Classification:
@@ -110,18 +116,25 @@ class View:
         return shared_view(values, ident, template, self.grants, now)
 
 
+def granted(shared: Sequence[dict[str, Any]], ident: Identifier, template: str | None,
+            grants: Sequence[Grant], now: float) -> list[dict[str, Any]]:
+    """The values among ``shared`` (shared values of one record, either form) that
+    ``grants`` cover by scope, template and type."""
+    live = [g for g in grants if g.covers(ident, template, now)]
+    if not live:
+        return []
+    return [v for v in shared if any(type_matches(g.types, v["type"]) for g in live)]
+
+
 def shared_view(values: Sequence[dict[str, Any]], ident: Identifier, template: str | None,
                 grants: Sequence[Grant], now: float) -> list[dict[str, Any]]:
-    """The values (stored form) a reader with ``grants`` sees: the public ones, and the
-    shared ones a grant covers by scope, template and type. Never a private value."""
-    live = [g for g in grants if g.covers(ident, template, now)]
-    out = []
-    for v in values:
-        kind = classification(v)
-        if kind == "public" or (kind == "shared" and any(type_matches(g.types, v["type"])
-                                                         for g in live)):
-            out.append(v)
-    return out
+    """The values (stored form) a reader with ``grants`` sees, in index order: the
+    public ones, and the shared ones a grant covers by scope, template and type. Never a
+    private value."""
+    shown = granted([v for v in values if classification(v) == "shared"], ident, template,
+                    grants, now)
+    shown += [v for v in values if classification(v) == "public"]
+    return sorted(shown, key=lambda v: v["index"])
 
 
 def shared_types(values: Sequence[dict[str, Any]] | None) -> list[str]:

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,6 +37,7 @@ from resolver import reply
 from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError
 from resolver.core.identifier import Identifier, parse_prefix, parse_raw
+from resolver.core.sharing import View, shared_types
 from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
 from resolver.reply import Form
@@ -45,7 +46,8 @@ log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
 LOOKUP = b"/api/lookup?"
-_REFUSE = (b"authorization", b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+_REFUSE = (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+ReadLog = Callable[[str, list[tuple[str, list[str]]]], Awaitable[None]]
 _TOO_LARGE = reply.error(HeadersTooLarge())
 TOO_LARGE = reply.http_head(_TOO_LARGE) + b"Connection: close\r\n\r\n" + _TOO_LARGE.body
 
@@ -78,8 +80,11 @@ class FastContext:
 
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
                  max_head: int = 8190, keepalive: float = 75.0,
-                 head_timeout: float = 15.0, bad_input: BadInputLog | None = None) -> None:
+                 head_timeout: float = 15.0, bad_input: BadInputLog | None = None,
+                 read_log: ReadLog | None = None) -> None:
         self.resolver = resolver
+        self.read_log = read_log      # (party, reads): the registry's read log, if mounted
+        self.authorized = 0           # readers' resolutions answered here
         self.bad_input = bad_input or BadInputLog()
         self.lookup = resolver.coalescer.lookup
         self.fallback = fallback
@@ -199,6 +204,7 @@ class FastHTTP(TrackedProtocol):
                     self._hand_off()
                     return
             keep_alive = parts[2] == b"HTTP/1.1"
+            token: bytes | None = None
             for line in lines[1:]:
                 name, colon, value = line.partition(b":")
                 if not colon or not name or name[-1:] in b" \t" or line[0] in b" \t":
@@ -208,18 +214,32 @@ class FastHTTP(TrackedProtocol):
                 if lname in _REFUSE:
                     self._hand_off()
                     return
+                if lname == b"authorization":
+                    scheme, _, token = value.strip().partition(b" ")
+                    if token is not None and (code is not None or scheme.lower() != b"bearer"
+                                              or token in (None, b"")):
+                        self._hand_off()  # lookups with credentials, Basic: the registry's
+                        return
                 if lname == b"connection":
                     tokens = value.strip().lower()
                     if b"close" in tokens:
                         keep_alive = False
                     elif b"keep-alive" in tokens:
                         keep_alive = True
+            view = None
+            if token is not None:
+                view = self._reader(token)
+                if view is None:   # not a reader's (an operator's, revoked...): aiohttp
+                    self._hand_off()
+                    return
             self.buf = buf[end + 4:]
             if self.buf:
                 self.head_started = time.monotonic()  # what is left came with this head
             ctx.requests += 1
             if code is not None:
                 self._find_code(code, keep_alive)
+            elif view is not None:
+                self._request_as(parts[1], parts[0] == b"HEAD", keep_alive, view)
             else:
                 self._request(parts[1], parts[0] == b"HEAD", keep_alive)
             if not keep_alive:
@@ -249,6 +269,79 @@ class FastHTTP(TrackedProtocol):
             encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
+            encoded = reply.http_head(rep), rep.body
+        slot[0] = self._wire(encoded, head_only, slot[1])
+        self._flush()
+
+    # -- readers (resolver/sharing.py): authorized answers from the cache ----------------------
+
+    def _reader(self, token: bytes) -> View | None:
+        try:
+            text = token.strip().decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return self.ctx.resolver.sharing.reader(text) if text.isprintable() else None
+
+    def _request_as(self, target: bytes, head_only: bool, keep_alive: bool, view: View) -> None:
+        """A reader's resolution: what its grants show of the cached record; the public
+        reply when they show nothing more; a task on a miss."""
+        try:
+            shown, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
+        except IdresError:
+            self._request(target, head_only, keep_alive)   # the anonymous error reply
+            return
+        if not view.may_cover(ident):
+            self._request(target, head_only, keep_alive)
+            return
+        self.ctx.authorized += 1
+        resolver = self.ctx.resolver
+        entry = resolver.coalescer.fresh(ident.key)
+        if entry is not None:
+            out = resolver.derived(shown, ident, entry, view)
+            if out is None:
+                self._request(target, head_only, keep_alive)
+                return
+            if not self._logged(ident, entry.template):
+                rep = out[0]
+                self._queue(self._wire((reply.http_head(rep), rep.body), head_only, keep_alive),
+                            keep_alive)
+                return
+        slot: list[Any] = [None, keep_alive]
+        self.pending.append(slot)
+        asyncio.get_running_loop().create_task(
+            self._miss_as(target, shown, ident, head_only, slot, view))
+
+    def _logged(self, ident: Identifier, template: str | None) -> bool:
+        snap = self.ctx.resolver.sharing.current()
+        logged = snap.logged if snap is not None else frozenset()
+        return bool(logged) and self.ctx.read_log is not None and (
+            template in logged or any(p.text in logged for p in ident.prefix.lineage()))
+
+    async def _miss_as(self, target: bytes, shown: str, ident: Identifier, head_only: bool,
+                       slot: list[Any], view: View) -> None:
+        resolver = self.ctx.resolver
+        try:
+            resolution = await resolver.resolve(ident)  # network op
+            entry = resolution.entry
+            types: list[str] = []
+            out = None
+            if resolution.public is not None and entry is not None and not resolution.stale:
+                out = resolver.derived(shown, ident, entry, view)
+                if out is None:                 # it sees what anyone sees
+                    encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
+            elif resolution.public is None:
+                encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
+            else:   # not cached (tainted, the cache off) or stale: the database's path
+                values = await resolver.read_restricted(ident, view)  # network op
+                out = reply.selected(shown, values), shared_types(values)
+            if out is not None:
+                rep, types = out
+                encoded = reply.http_head(rep), rep.body
+            if types and self._logged(ident, entry.template if entry else None) \
+                    and self.ctx.read_log is not None:
+                await self.ctx.read_log(view.party, [(ident.key, types)])  # network op
+        except IdresError as exc:
+            rep = resolver.reply_for(shown, exc, ident.key)
             encoded = reply.http_head(rep), rep.body
         slot[0] = self._wire(encoded, head_only, slot[1])
         self._flush()
