@@ -215,27 +215,37 @@ class Resolver:
     async def authorize_batch(self, texts: Sequence[str], parts: list[Any], form: str,
                               view: View) -> tuple[list[Any], list[tuple[str, list[str]]]]:
         """A batch's replies (``resolve_batch``) for a caller with credentials: each
-        identifier ``view`` may see more of is read again from the database (one query
-        for all) and answered with what it sees; the others keep their public reply.
+        identifier ``view`` may see more of is answered with what it sees, derived from
+        the cached record (its shared values are cached beside its public ones), or read
+        again from the database (one query for all those not cached, and those the caller
+        administers: private values are never cached); the others keep their public reply.
         Also (key, the shared types shown) of each identifier that showed some, for the
         read log."""
         wanted: list[tuple[int, Identifier]] = []
+        render = _RENDER[form][0]
+        out, reads = list(parts), []
         for n, text in enumerate(texts):
             try:
                 ident = parse(text)
             except IdresError:
                 continue
-            if view.may_cover(ident):
-                wanted.append((n, ident))
+            if not view.may_cover(ident):
+                continue
+            entry = self.coalescer.fresh(ident.key)
+            if entry is None or view.administers(ident):
+                wanted.append((n, ident))        # the database's path
+                continue
+            derived = self.derived(text, ident, entry, view)   # from the cached record
+            if derived is not None:
+                out[n] = render(derived[0])
+                reads.append((ident.key, derived[1]))
         if not wanted:
-            return parts, []
+            return out, reads
         try:
             rows = await asyncio.wait_for(fetch_records(self.pool, [i.key for _, i in wanted]),
                                           self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
-        render = _RENDER[form][0]
-        out, reads = list(parts), []
         for n, ident in wanted:
             row = rows.get(ident.key)
             if row is not None:
