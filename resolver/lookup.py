@@ -212,8 +212,62 @@ class Resolver:
         values = sorted([*orjson.loads(entry.public), *shown], key=lambda v: v["index"])
         return reply.selected(requested, values), [v["type"] for v in shown]
 
+    def derived_encoded(self, form: str, requested: str, spelling: Any, ident: Identifier,
+                        entry: Entry, view: View, generation: int | None
+                        ) -> tuple[Any, list[str], str] | None:
+        """:meth:`derived`, encoded in ``form``, with the shared types shown and the
+        identifier's key (for the read log). Kept with the
+        cache entry under (``spelling``, the reader, the snapshot's ``generation``) when
+        the view's grants do not expire, so that the reader's next request spelled the
+        same is a dict lookup: a new entry (the record changed) or a new generation (the
+        grants changed) is a new key."""
+        render, size = _RENDER[form]
+
+        def make() -> tuple[Any, list[str], str] | None:
+            out = self.derived(requested, ident, entry, view)
+            return None if out is None else (render(out[0]), out[1], ident.key)
+        if generation is None or not view.timeless:
+            return make()
+        key = (spelling, view.party, generation)
+        kept = self.coalescer.cache.lookup(form, key)
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
+        made = make()
+        if made is not None:
+            self.coalescer.encode(entry, form, key, lambda: made, lambda v: size(v[0]))
+        return made
+
+    async def resolve_batch_as(self, texts: Sequence[str], form: str, view: View,
+                               generation: int | None
+                               ) -> tuple[list[Any], list[tuple[str, list[str]]]]:
+        """:meth:`resolve_batch` for a caller with credentials (:meth:`authorize_batch`);
+        the answers kept for this reader are taken first, the rest resolved."""
+        if generation is None or not view.timeless:
+            return await self.authorize_batch(
+                texts, await self.resolve_batch(texts, form), form, view)  # network op
+        lookup = self.coalescer.cache.lookup
+        out: list[Any] = [None] * len(texts)
+        reads: list[tuple[str, list[str]]] = []
+        rest: list[int] = []
+        for n, text in enumerate(texts):
+            kept = lookup(form, (text, view.party, generation))
+            if kept is None:
+                rest.append(n)
+            else:
+                out[n] = kept[0]
+                reads.append((kept[2], kept[1]))
+        if rest:
+            some = [texts[n] for n in rest]
+            parts, more = await self.authorize_batch(
+                some, await self.resolve_batch(some, form), form, view, generation)  # network op
+            for n, part in zip(rest, parts):
+                out[n] = part
+            reads += more
+        return out, reads
+
     async def authorize_batch(self, texts: Sequence[str], parts: list[Any], form: str,
-                              view: View) -> tuple[list[Any], list[tuple[str, list[str]]]]:
+                              view: View, generation: int | None = None,
+                              ) -> tuple[list[Any], list[tuple[str, list[str]]]]:
         """A batch's replies (``resolve_batch``) for a caller with credentials: each
         identifier ``view`` may see more of is answered with what it sees, derived from
         the cached record (its shared values are cached beside its public ones), or read
@@ -235,9 +289,9 @@ class Resolver:
             if entry is None or view.administers(ident):
                 wanted.append((n, ident))        # the database's path
                 continue
-            derived = self.derived(text, ident, entry, view)   # from the cached record
-            if derived is not None:
-                out[n] = render(derived[0])
+            derived = self.derived_encoded(form, text, text, ident, entry, view, generation)
+            if derived is not None:              # from the cached record
+                out[n] = derived[0]
                 reads.append((ident.key, derived[1]))
         if not wanted:
             return out, reads

@@ -126,10 +126,16 @@ class Sharing:
         finally:
             self._loading = None
 
-    def reader(self, token: str) -> View | None:
-        """The view of the reader whose bearer token this is, from a usable snapshot;
-        None when there is no usable snapshot (one is asked for), or the token is no
-        valid reader's (an operator's, revoked, expired, forged: the registry answers)."""
+    def no_read_logs(self) -> bool:
+        """Whether the snapshot knows that no read log is on (then no read needs a row)."""
+        snap = self.current()
+        return snap is not None and not snap.logged
+
+    def reader(self, token: str) -> tuple[View, int] | None:
+        """The view of the reader whose bearer token this is, and the generation of the
+        snapshot it comes from, from a usable snapshot; None when there is no usable
+        snapshot (one is asked for), or the token is no valid reader's (an operator's,
+        revoked, expired, forged: the registry answers)."""
         snap = self.current()
         if snap is None:
             self.load_soon()
@@ -137,5 +143,5 @@ class Sharing:
         found = snap.readers.get(token_hash(token))
         if found is None or found[2] or (found[1] is not None and found[1] <= time.time()):
             return None
-
-        return snap.views.get(found[0])
+        view = snap.views.get(found[0])
+        return None if view is None else (view, snap.generation)

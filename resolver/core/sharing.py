@@ -89,6 +89,12 @@ class View:
     grants: tuple[Grant, ...] = ()
     owns: frozenset[str] = frozenset()
 
+    @property
+    def timeless(self) -> bool:
+        """No grant of the view expires: what it shows of a record changes only when the
+        record or the grants do (an answer derived from it may be kept with the record)."""
+        return all(g.expires is None for g in self.grants)
+
     def owner_of(self, prefix: Prefix) -> bool:
         """Whether the caller administers ``prefix`` (owns it or an ancestor)."""
         return self.admin or (bool(self.owns) and any(p.text in self.owns

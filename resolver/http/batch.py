@@ -54,12 +54,19 @@ async def resolve_batch(request: web.Request) -> web.Response:
     handles = decode_request(body, use_msgpack)
     form = Form.MSGPACK if use_msgpack else Form.JSON
     resolver = request.app[RESOLVER]
-    parts = await resolver.resolve_batch(handles, form)  # network op
     if "Authorization" in request.headers:
-        view = await request.app[READ_AUTH](request, None)  # network op
-        parts, reads = await resolver.authorize_batch(handles, parts, form, view)  # network op
-        if reads:
+        scheme, _, token = request.headers["Authorization"].strip().partition(" ")
+        snap = resolver.sharing.reader(token.strip()) if scheme.lower() == "bearer" else None
+        if snap is not None:     # a reader, from this process's snapshot (its answers keep)
+            view, generation = snap
+        else:
+            view, generation = await request.app[READ_AUTH](request, None), None  # network op
+        parts, reads = await resolver.resolve_batch_as(handles, form, view,
+                                                       generation)  # network op
+        if reads and not resolver.sharing.no_read_logs():
             await request.app[READ_LOG](request, view.party, reads)  # network op
+    else:
+        parts = await resolver.resolve_batch(handles, form)  # network op
     if use_msgpack:
         packer = msgpack.Packer()
         out = b"".join([packer.pack_map_header(3), packer.pack("responseCode"), packer.pack(1),

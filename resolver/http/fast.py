@@ -275,16 +275,24 @@ class FastHTTP(TrackedProtocol):
 
     # -- readers (resolver/sharing.py): authorized answers from the cache ----------------------
 
-    def _reader(self, token: bytes) -> View | None:
+    def _reader(self, token: bytes) -> tuple[View, int] | None:
         try:
             text = token.strip().decode("ascii")
         except UnicodeDecodeError:
             return None
         return self.ctx.resolver.sharing.reader(text) if text.isprintable() else None
 
-    def _request_as(self, target: bytes, head_only: bool, keep_alive: bool, view: View) -> None:
-        """A reader's resolution: what its grants show of the cached record; the public
-        reply when they show nothing more; a task on a miss."""
+    def _request_as(self, target: bytes, head_only: bool, keep_alive: bool,
+                    reader: tuple[View, int]) -> None:
+        """A reader's resolution: what its grants show of the cached record (kept for
+        its next request spelled the same); the public reply when they show nothing
+        more; a task on a miss."""
+        view, generation = reader
+        kept = self.ctx.lookup(Form.HTTP, (target, view.party, generation))
+        if kept is not None and not (kept[1] and self._any_read_log()):
+            self.ctx.authorized += 1
+            self._queue(self._wire(kept[0], head_only, keep_alive), keep_alive)
+            return
         try:
             shown, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
         except IdresError:
@@ -297,19 +305,24 @@ class FastHTTP(TrackedProtocol):
         resolver = self.ctx.resolver
         entry = resolver.coalescer.fresh(ident.key)
         if entry is not None:
-            out = resolver.derived(shown, ident, entry, view)
+            out = resolver.derived_encoded(Form.HTTP, shown, target, ident, entry, view,
+                                           generation)
             if out is None:
                 self._request(target, head_only, keep_alive)
                 return
             if not self._logged(ident, entry.template):
-                rep = out[0]
-                self._queue(self._wire((reply.http_head(rep), rep.body), head_only, keep_alive),
-                            keep_alive)
+                self._queue(self._wire(out[0], head_only, keep_alive), keep_alive)
                 return
         slot: list[Any] = [None, keep_alive]
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(
             self._miss_as(target, shown, ident, head_only, slot, view))
+
+    def _any_read_log(self) -> bool:
+        """Whether some read log is on: then a kept answer that shows shared values takes
+        the path that checks whether its read must be logged."""
+        snap = self.ctx.resolver.sharing.current()
+        return bool(snap is not None and snap.logged and self.ctx.read_log is not None)
 
     def _logged(self, ident: Identifier, template: str | None) -> bool:
         snap = self.ctx.resolver.sharing.current()

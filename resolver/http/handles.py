@@ -99,7 +99,8 @@ async def _values(request: web.Request, query: Query,
         values = codec.select(values, query.indexes, query.types)
     if query.view is not None and not query.view.administers(query.ident):
         shown = shared_types(values)
-        if shown:   # the read log, where one is on, before the answer leaves
+        if shown and not request.app[RESOLVER].sharing.no_read_logs():
+            # the read log, where one is on, before the answer leaves
             await request.app[READ_LOG](request, query.view.party,
                                         [(query.ident.key, shown)])  # network op
     return values, resolution
