@@ -29,7 +29,7 @@ import orjson
 
 from resolver import reply
 from resolver.cache import AnswerCache, Entry
-from resolver.coalesce import Coalescer, Found
+from resolver.coalesce import Coalescer, Found, within
 from resolver.codes import CodeFinder
 from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
@@ -176,8 +176,7 @@ class Resolver:
         exist (or is a draft, to anyone but who administers it). Straight from the
         database: authenticated reads never use the cache, in either direction."""
         try:
-            row = await asyncio.wait_for(fetch_record(self.pool, ident.key),
-                                         self.db_timeout)  # network op
+            row = await within(fetch_record(self.pool, ident.key), self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
         return self._visible(ident, row, view)
@@ -296,8 +295,8 @@ class Resolver:
         if not wanted:
             return out, reads
         try:
-            rows = await asyncio.wait_for(fetch_records(self.pool, [i.key for _, i in wanted]),
-                                          self.db_timeout)  # network op
+            rows = await within(fetch_records(self.pool, [i.key for _, i in wanted]),
+                                self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
         for n, ident in wanted:

@@ -22,6 +22,7 @@ from registry.api.common import RegistryContext, log_reads, read_view
 from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
+from resolver.coalesce import within
 from resolver.config import Settings, StartupError
 from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
@@ -61,7 +62,8 @@ class Node:
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
-                              settings.max_bulk_records, read_body, sync=self.invalidator)
+                              settings.max_bulk_records, read_body, sync=self.invalidator,
+                              bounded=lambda aw: within(aw, settings.db_timeout))
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, log_reads)
         self.app[LISTENER] = self.invalidator

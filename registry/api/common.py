@@ -16,7 +16,7 @@ from registry.sharing import refuse_reader, view_of
 from registry.store import Db
 from resolver.core import codec
 from resolver.core.channel import CommitSync, NoSync
-from resolver.core.errors import AuthenticationFailed, AuthenticationNeeded
+from resolver.core.errors import AuthenticationFailed, AuthenticationNeeded, ServiceUnavailable
 from resolver.core.identifier import Identifier, parse_raw
 from resolver.core.sharing import View
 
@@ -35,6 +35,9 @@ class RegistryContext:
     max_bulk_records: int
     read_body: BodyReader
     sync: CommitSync = NoSync()
+    # awaits a database read for at most the node's --db-timeout (TimeoutError after);
+    # reads are not bounded without it
+    bounded: Callable[[Awaitable[Any]], Awaitable[Any]] = lambda aw: aw
 
     @property
     def db(self) -> Db:
@@ -91,12 +94,20 @@ def ok(status: int = 200, handle: str | None = None, **fields: object) -> web.Re
 
 async def read_view(request: web.Request, ident: Identifier | None) -> View:
     """Read hook for the resolver: what the credentials of a read may see of ``ident``
-    (None: of any identifier, for a batch). An operator that administers it sees
-    everything readable; any other operator or a reader (application identity) the
+    (None: of any identifier, for a batch). An operator sees everything readable under
+    the prefixes it owns; any other operator or a reader (application identity) the
     public values and the shared values its grants cover. Wrong, revoked or expired
-    credentials are an error (401)."""
-    header = request.headers.get("Authorization", "")
-    pool = context(request).pool
+    credentials are an error (401); a database that does not answer within the node's
+    --db-timeout, 503."""
+    ctx = context(request)
+    try:
+        view: View = await ctx.bounded(_view(ctx.pool, request.headers.get("Authorization", "")))
+    except TimeoutError:
+        raise ServiceUnavailable() from None
+    return view
+
+
+async def _view(pool: asyncpg.Pool, header: str) -> View:
     try:
         who = await authenticate(pool, header)  # network op
     except AuthenticationFailed:
@@ -107,6 +118,7 @@ async def read_view(request: web.Request, ident: Identifier | None) -> View:
             return await view_of(conn, f"reader:{reader}")  # network op
     async with pool.acquire() as conn:
         return await view_of(conn, f"operator:{who.name}", who)  # network op
+
 
 async def log_reads(request: web.Request, party: str, reads: list[tuple[str, list[str]]]) -> None:
     """Read-log hook for the resolver (registry/readlog.py)."""

@@ -215,3 +215,57 @@ def test_heartbeats_and_acknowledgements_take_turns(pg_dsn: str, tenant: Tenant)
         assert "did not confirm" not in srv.output()
     finally:
         assert srv.stop() == 0, srv.output()
+
+
+def test_a_revoked_grant_is_never_served_after_its_acknowledgement(cluster: Cluster,
+                                                                  tenant: Tenant) -> None:
+    """Readers' answers are derived from each process's cache and snapshot of grants
+    (resolver/sharing.py): with listeners terminated around the revocation, or the far
+    instance cut off or blackholed, no read sent after a revocation was acknowledged
+    shows the revoked value, on any process."""
+    c = cluster
+    prefix = tenant.prefix
+    r = requests.put(f"{c.workers.url}/api/handles/{prefix}/SHARED-R", headers=tenant.op.bearer,
+                     json=[{"index": 1, "type": "unit.name", "data": "unit 1"},
+                           {"index": 2, "type": "unit.area", "data": "80",
+                            "classification": "shared"}])
+    assert r.status_code == 201, r.text
+    tag = str(time.monotonic_ns())
+    token = requests.post(f"{c.workers.url}/api/readers", headers=tenant.op.bearer,
+                          json={"name": f"lease-reader-{tag}"}).json()["token"]
+    as_reader = {"Authorization": f"Bearer {token}", "Connection": "close"}
+    urls = [f"{srv.url}/api/handles/{prefix}/SHARED-R" for srv in (c.workers, c.far)]
+    leaks, granted_reads = [], 0
+    for step in ["none", "before", "during", "after", "far-cut", "far-blackhole"]:
+        g = requests.post(f"{c.workers.url}/api/grants", headers=tenant.op.bearer, json={
+            "grantee": f"reader:lease-reader-{tag}", "scope": prefix, "types": "unit.area"})
+        assert g.status_code == 201, g.text
+        for url in urls:                        # cached, and derived, everywhere
+            for _ in range(3):
+                got = requests.get(url, headers=as_reader, timeout=15)
+                if got.status_code == 200 and len(got.json()["values"]) == 2:
+                    granted_reads += 1
+        if step == "before":
+            c.terminate_listeners()
+        elif step == "far-cut":
+            c.proxy.cut()
+        elif step == "far-blackhole":
+            c.proxy.blackhole()
+        cutter = threading.Timer(0.002, c.terminate_listeners) if step == "during" else None
+        if cutter is not None:
+            cutter.start()
+        assert requests.delete(f"{c.workers.url}/api/grants/{g.json()['id']}",
+                               headers=tenant.op.bearer, timeout=30).status_code == 200
+        if cutter is not None:
+            cutter.join()
+        if step == "after":
+            c.terminate_listeners()
+        for url in urls:
+            for _ in range(3):
+                got = requests.get(url, headers=as_reader, timeout=15)
+                if got.status_code == 200 and any(v["type"] == "unit.area"
+                                                  for v in got.json()["values"]):
+                    leaks.append(f"{step}: {url} showed the revoked value")
+        c.proxy.restore()
+    assert leaks == [], leaks
+    assert granted_reads >= 6 * 3    # the workers at least answered with the grant each time
