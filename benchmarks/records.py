@@ -19,13 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +27,18 @@ from typing import Any
 import requests
 
 from benchmarks import dataset
-from benchmarks.run import HERE, PIN, REPO, Idres, loadgen, pin_postgres, scenario, table, wrk
+from benchmarks.run import (
+    HERE,
+    Idres,
+    bench_database,
+    loadgen,
+    pin_postgres,
+    save,
+    scenario,
+    started,
+    wrk,
+)
 from registry.store.codes import EXACT
-from resolver.pg.embedded import EmbeddedPostgres
-from resolver.pg.pool import _ensure_database, migrate_dsn
 
 UNCHECKED, PLAIN, INDEXED, LOOKUP = "88.300", "88.301", "88.302", "88.303"
 TEMPLATES = {PLAIN: f"{PLAIN}/TPL-ASSET", INDEXED: f"{INDEXED}/TPL-ASSET"}
@@ -177,23 +179,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
-    work.chmod(0o711)
-    results: dict[str, Any] = {"sizes": sizes, "pinned": PIN, "cores": os.cpu_count(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    pg = EmbeddedPostgres(work / "data")
-    dsn = pg.start()
-    servers: list[Idres] = []
-    try:
-        asyncio.run(_ensure_database(dsn))
-        asyncio.run(migrate_dsn(dsn))
-        env = {**os.environ, "IDRES_DSN": dsn}
-        token = json.loads(subprocess.run(
-            [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
-             "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
-        )["token"]
-        subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
-                        "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
+    results = started(sizes=sizes)
+    with bench_database() as (_, pg, dsn, token, servers):
         srv = Idres(dsn)
         servers.append(srv)
         auth = {"Authorization": f"Bearer {token}"}
@@ -219,18 +206,7 @@ def main() -> None:
             loaded = size
             pin_postgres(pg.pgdata, {0})
             lookup_scenario(results, srv, dsn, size, args.duration)
-    finally:
-        for s in servers:
-            s.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (args.out / f"records-{stamp}.json").write_text(json.dumps(results, indent=2))
-    text = table(results)
-    (args.out / f"records-{stamp}.md").write_text(text + "\n")
-    print("\n" + text)
-    print(f"\nresults: {args.out}/records-{stamp}.json")
+    save(results, args.out, "records")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +211,59 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def start_database() -> tuple[Path, EmbeddedPostgres, str, str]:
+    """A scratch folder and an embedded PostgreSQL in it, migrated, with an
+    administrator ``bench`` that owns prefix 88: (folder, server, DSN, bench's token).
+    The caller stops the server and removes the folder."""
+    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
+    work.chmod(0o711)
+    pg = EmbeddedPostgres(work / "data")
+    dsn = pg.start()
+    asyncio.run(_ensure_database(dsn))
+    asyncio.run(migrate_dsn(dsn))
+    env = {**os.environ, "IDRES_DSN": dsn}
+    token: str = json.loads(subprocess.run(
+        [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
+         "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
+    )["token"]
+    # data sets live under 88 (writes are refused under a prefix not served here)
+    subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
+                    "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
+    return work, pg, dsn, token
+
+
+@contextlib.contextmanager
+def bench_database() -> Iterator[tuple[Path, EmbeddedPostgres, str, str, list[Idres]]]:
+    """:func:`start_database`, and a list for the servers started on it: on the way out
+    they are stopped, the database too, and the folder removed."""
+    work, pg, dsn, token = start_database()
+    servers: list[Idres] = []
+    try:
+        yield work, pg, dsn, token, servers
+    finally:
+        for srv in servers:
+            srv.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def started(**extra: Any) -> dict[str, Any]:
+    """The head of a results record: what the machine was, when."""
+    return {**extra, "pinned": PIN, "cores": os.cpu_count(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def save(results: dict[str, Any], out: Path, name: str) -> None:
+    """``out/NAME-<stamp>.json`` and ``.md`` (the table), and the table printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"{name}-{stamp}.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (out / f"{name}-{stamp}.md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"\nresults: {out}/{name}-{stamp}.json")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--identifiers", type=int, default=1_000_000)
@@ -216,24 +271,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     n, d = args.identifiers, args.duration
-    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
-    work.chmod(0o711)
-    results: dict[str, Any] = {"identifiers": n, "pinned": PIN, "cores": os.cpu_count(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    pg = EmbeddedPostgres(work / "data")
-    dsn = pg.start()
-    servers: list[Idres] = []
-    try:
-        asyncio.run(_ensure_database(dsn))
-        asyncio.run(migrate_dsn(dsn))
-        env = {**os.environ, "IDRES_DSN": dsn}
-        token = json.loads(subprocess.run(
-            [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
-             "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
-        )["token"]
-        # the data set lives under 88 (writes are refused under a prefix not served here)
-        subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
-                        "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
+    results = started(identifiers=n)
+    with bench_database() as (work, pg, dsn, token, servers):
         # loading: a production-like server (2 workers, both cores, as PostgreSQL)
         loader = Idres(dsn, "--workers", "2", core=None)
         print(f"loading {n:,} identifiers through POST /api/bulk…", flush=True)
@@ -252,18 +291,7 @@ def main() -> None:
         # from here on the server side (idres and PostgreSQL) has core 0, the load core 1
         pin_postgres(pg.pgdata, {0})
         run_scenarios(results, dsn, token, main_srv, servers, work, n, d)
-    finally:
-        for s in servers:
-            s.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (args.out / f"run-{stamp}.json").write_text(json.dumps(results, indent=2))
-    text = table(results)
-    (args.out / f"run-{stamp}.md").write_text(text + "\n")
-    print("\n" + text)
-    print(f"\nresults: {args.out}/run-{stamp}.json")
+    save(results, args.out, "run")
 
 
 def run_scenarios(results: dict[str, Any], dsn: str, token: str, srv: Idres,

@@ -14,22 +14,22 @@ benchmarks.run; each pair alternates twice and keeps each side's best round.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from benchmarks.run import HERE, PIN, REPO, Idres, lua_batch, pin_postgres, scenario, table, wrk
-from resolver.pg.embedded import EmbeddedPostgres
-from resolver.pg.pool import _ensure_database, migrate_dsn
+from benchmarks.run import (
+    HERE,
+    Idres,
+    bench_database,
+    lua_batch,
+    pin_postgres,
+    save,
+    scenario,
+    started,
+    wrk,
+)
 
 PREFIX = "88.400"
 N = 1000
@@ -71,24 +71,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     d = args.duration
-    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
-    work.chmod(0o711)
-    results: dict[str, Any] = {"pinned": PIN, "cores": os.cpu_count(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    pg = EmbeddedPostgres(work / "data")
-    dsn = pg.start()
-    srv: Idres | None = None
-    try:
-        asyncio.run(_ensure_database(dsn))
-        asyncio.run(migrate_dsn(dsn))
-        env = {**os.environ, "IDRES_DSN": dsn}
-        token = json.loads(subprocess.run(
-            [sys.executable, "-m", "resolver.cli", "operator", "create", "bench", "--admin",
-             "--json"], env=env, capture_output=True, text=True, check=True, cwd=REPO).stdout
-        )["token"]
-        subprocess.run([sys.executable, "-m", "resolver.cli", "prefix", "create", "88",
-                        "--owner", "bench"], env=env, capture_output=True, check=True, cwd=REPO)
+    results = started()
+    with bench_database() as (_, pg, dsn, token, servers):
         srv = Idres(dsn)
+        servers.append(srv)
         auth = {"Authorization": f"Bearer {token}"}
         requests.post(srv.url + "/api/templates", headers=auth, json={
             "handle": f"{PREFIX}/TPL-UNIT", "items": ITEMS, "publish": True}).raise_for_status()
@@ -125,17 +111,7 @@ def main() -> None:
         pub, mine = best_of(pairs, 0), best_of(pairs, 1)
         scenario(results, "reader's batch of 1,000", {**mine, "per_second": mine["per_second"] * N},
                  {**pub, "per_second": pub["per_second"] * N}, "public batch", "ids/s")
-    finally:
-        if srv is not None:
-            srv.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (args.out / f"sharing-{stamp}.json").write_text(json.dumps(results, indent=2))
-    text = table(results)
-    (args.out / f"sharing-{stamp}.md").write_text(text + "\n")
-    print("\n" + text)
+    save(results, args.out, "sharing")
 
 
 if __name__ == "__main__":

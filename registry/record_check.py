@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import re2
@@ -235,19 +235,22 @@ def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> li
     return problems
 
 
+def _texts(values: Iterable[dict[str, Any]],
+           items: dict[str, Item]) -> Iterator[tuple[dict[str, Any], Item, str]]:
+    """(value, its item, its text) of the string values whose type is one of ``items``."""
+    for v in values:
+        item = items.get(v["type"].upper())
+        text = _text(v) if item is not None else None
+        if item is not None and text is not None:
+            yield v, item, text
+
+
 def reference_checks(values: Sequence[dict[str, Any]],
                      definition: Definition) -> list[tuple[dict[str, Any], str, str | None]]:
     """(value, referenced identifier key, template key it must follow or None) for the
     reference values whose target must exist."""
-    items = plan(definition).references
-    if not items:
-        return []
     out = []
-    for v in values:
-        item = items.get(v["type"].upper())
-        text = _text(v) if item is not None else None
-        if item is None or text is None:
-            continue
+    for v, item, text in _texts(values, plan(definition).references):
         try:
             target = parse(text).key
         except InvalidIdentifier:
@@ -263,10 +266,5 @@ def indexed(values: Iterable[dict[str, Any]],
     items = plan(definition).indexed
     if not items:
         return []
-    out = []
-    for v in values:
-        item = items.get(v["type"].upper())
-        text = _text(v) if item is not None else None
-        if item is not None and text is not None:
-            out.append((item.type, text, item.unique, v["permissions"][2] == "1"))
-    return out
+    return [(item.type, text, item.unique, v["permissions"][2] == "1")
+            for v, item, text in _texts(values, items)]

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from resolver.coalesce import within
+from resolver.core.errors import IdresError
+from resolver.core.identifier import parse_prefix
 
+LOOKUP = b"/api/lookup?"
 Wanted = tuple[str, str, str]                      # (prefix, type, value)
 FindMany = Callable[[list[Wanted], int], Awaitable[list[list[str]]]]
 LIMIT = 100             # identifiers per lookup: the registry route's default
@@ -70,3 +74,26 @@ class CodeFinder:
         for (_, future), handles in zip(part, found):
             if not future.done():
                 future.set_result(handles)
+
+
+def lookup_query(target: bytes) -> tuple[str, str, str] | None:
+    """(prefix, type, value) of ``/api/lookup?prefix=&type=&value=`` when the fast path
+    can answer it as the registry's route would: those three parameters once each, a
+    well-formed prefix, nothing to decode that is not UTF-8. Anything else (credentials
+    are refused earlier, ``start``, ``limit``) is the registry's."""
+    if not target.startswith(LOOKUP):
+        return None
+    try:
+        text = target[len(LOOKUP):].decode("ascii")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                          errors="strict", max_num_fields=3)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    got = dict(pairs)
+    if len(pairs) != 3 or set(got) != {"prefix", "type", "value"}:
+        return None
+    try:
+        prefix = parse_prefix(got["prefix"])
+    except IdresError:
+        return None
+    return prefix.text, got["type"], got["value"]

@@ -25,17 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import orjson
 
 from resolver import reply
+from resolver.authorized import derived, visible
 from resolver.cache import AnswerCache, Entry
 from resolver.coalesce import Coalescer, Found, within
 from resolver.codes import CodeFinder
-from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
-from resolver.core.sharing import View, granted, shared_types
+from resolver.core.sharing import View, shared_types
 from resolver.recursion.recursor import Recursor
 from resolver.reply import Form, Reply
 from resolver.sharing import Sharing
@@ -179,37 +178,7 @@ class Resolver:
             row = await within(fetch_record(self.pool, ident.key), self.db_timeout)  # network op
         except DATABASE_DOWN:
             raise ServiceUnavailable() from None
-        return self._visible(ident, row, view)
-
-    @staticmethod
-    def _visible(ident: Identifier, row: asyncpg.Record | None,
-                 view: View) -> list[dict[str, Any]] | None:
-        """What ``view`` sees of a stored row (``fetch_record``), output form."""
-        owner = view.administers(ident)
-        if row is None or (row["state"] == "draft" and not owner):
-            return None
-        if row["state"] != "active" and not owner and row["public_json"] is not None:
-            # retired or replaced: what everyone sees (a tombstone, an alias), no more
-            values: list[dict[str, Any]] = orjson.loads(row["public_json"])
-            return values
-        shown = view.visible(row["values"], ident, row["template"], time.time())
-        return [codec.to_output(v) for v in shown]
-
-    @staticmethod
-    def derived(requested: str, ident: Identifier, entry: Entry,
-                view: View) -> tuple[Reply, list[str]] | None:
-        """What ``view`` (a reader's) sees of a cached record, without the database: its
-        public values and the cached shared values its grants cover, in index order, as
-        the database path answers them; with the shared types shown (for the read log).
-        None when that is what anyone sees (the anonymous reply serves)."""
-        if entry.public is None or entry.shared is None:
-            return None
-        shown = granted(orjson.loads(entry.shared), ident, entry.template, view.grants,
-                        time.time())
-        if not shown:
-            return None
-        values = sorted([*orjson.loads(entry.public), *shown], key=lambda v: v["index"])
-        return reply.selected(requested, values), [v["type"] for v in shown]
+        return visible(ident, row, view)
 
     def derived_encoded(self, form: str, requested: str, spelling: Any, ident: Identifier,
                         entry: Entry, view: View, generation: int | None
@@ -223,7 +192,7 @@ class Resolver:
         render, size = _RENDER[form]
 
         def make() -> tuple[Any, list[str], str] | None:
-            out = self.derived(requested, ident, entry, view)
+            out = derived(requested, ident, entry, view)
             return None if out is None else (render(out[0]), out[1], ident.key)
         if generation is None or not view.timeless:
             return make()
@@ -302,7 +271,7 @@ class Resolver:
         for n, ident in wanted:
             row = rows.get(ident.key)
             if row is not None:
-                values = self._visible(ident, row, view)
+                values = visible(ident, row, view)
                 out[n] = render(reply.selected(texts[n], values))
                 shown = shared_types(values)
                 if shown and not view.administers(ident):

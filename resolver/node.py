@@ -28,7 +28,8 @@ from resolver.core.delegation import Server, Zone
 from resolver.core.signing import public_key_text
 from resolver.http.app import build_app
 from resolver.http.body import read_body
-from resolver.http.fast import FastContext, FastHTTP
+from resolver.http.fast import FastHTTP
+from resolver.http.fast_context import FastContext
 from resolver.http.handler import BadInputLog, RequestHandler
 from resolver.http.keys import LISTENER
 from resolver.invalidate import Invalidator

@@ -28,103 +28,24 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl
 
 from resolver import reply
+from resolver.authorized import derived
+from resolver.codes import lookup_query
 from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError
-from resolver.core.identifier import Identifier, parse_prefix, parse_raw
+from resolver.core.identifier import Identifier, parse_raw
 from resolver.core.sharing import View, shared_types
-from resolver.http.handler import BadInputLog
-from resolver.lookup import Resolver
+from resolver.http.fast_context import FastContext
 from resolver.reply import Form
 
 log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
-LOOKUP = b"/api/lookup?"
 _REFUSE = (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
-ReadLog = Callable[[str, list[tuple[str, list[str]]]], Awaitable[None]]
 _TOO_LARGE = reply.error(HeadersTooLarge())
 TOO_LARGE = reply.http_head(_TOO_LARGE) + b"Connection: close\r\n\r\n" + _TOO_LARGE.body
-
-
-def lookup_query(target: bytes) -> tuple[str, str, str] | None:
-    """(prefix, type, value) of ``/api/lookup?prefix=&type=&value=`` when the fast path
-    can answer it as the registry's route would: those three parameters once each, a
-    well-formed prefix, nothing to decode that is not UTF-8. Anything else (credentials
-    are refused earlier, ``start``, ``limit``) is the registry's."""
-    if not target.startswith(LOOKUP):
-        return None
-    try:
-        text = target[len(LOOKUP):].decode("ascii")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                          errors="strict", max_num_fields=3)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    got = dict(pairs)
-    if len(pairs) != 3 or set(got) != {"prefix", "type", "value"}:
-        return None
-    try:
-        prefix = parse_prefix(got["prefix"])
-    except IdresError:
-        return None
-    return prefix.text, got["type"], got["value"]
-
-
-class FastContext:
-    """What every fast connection shares: the resolver, limits, the clock, the fallback."""
-
-    def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
-                 max_head: int = 8190, keepalive: float = 75.0,
-                 head_timeout: float = 15.0, bad_input: BadInputLog | None = None,
-                 read_log: ReadLog | None = None) -> None:
-        self.resolver = resolver
-        self.read_log = read_log      # (party, reads): the registry's read log, if mounted
-        self.authorized = 0           # readers' resolutions answered here
-        self.bad_input = bad_input or BadInputLog()
-        self.lookup = resolver.coalescer.lookup
-        self.fallback = fallback
-        self.max_head = max_head
-        self.keepalive = keepalive
-        self.head_timeout = head_timeout
-        self.connections: set[FastHTTP] = set()
-        self.requests = 0
-        self.handoffs = 0
-        self.now = time.monotonic()
-        self.date = b""
-        self._date_second = -1
-        self.tick()
-
-    def tick(self) -> None:
-        """Refresh the clock and the Date header (once a second is enough)."""
-        self.now = time.monotonic()
-        second = int(time.time())
-        if second != self._date_second:
-            self._date_second = second
-            self.date = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
-
-    def sweep(self) -> None:
-        """Close connections idle past ``keepalive`` or stuck in a head past ``head_timeout``."""
-        self.tick()
-        for conn in list(self.connections):
-            conn.check_deadline(self.now)
-
-    async def drain(self, timeout: float) -> None:
-        """Graceful stop: idle connections close now, busy ones after their answers."""
-        for conn in list(self.connections):
-            conn.closing = True
-            if not conn.pending and conn.transport is not None:
-                conn.transport.close()
-        deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
 
 
 class FastHTTP(TrackedProtocol):
@@ -339,7 +260,7 @@ class FastHTTP(TrackedProtocol):
             types: list[str] = []
             out = None
             if resolution.public is not None and entry is not None and not resolution.stale:
-                out = resolver.derived(shown, ident, entry, view)
+                out = derived(shown, ident, entry, view)
                 if out is None:                 # it sees what anyone sees
                     encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
             elif resolution.public is None:
