@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from resolver.core.errors import IdresError, Referral, ServiceUnavailable, Upstr
 from resolver.core.identifier import Identifier, parse
 from resolver.core.sharing import View, shared_types
 from resolver.recursion.recursor import Recursor
-from resolver.reply import Form, Reply
+from resolver.reply import RENDER, Reply
 from resolver.sharing import Sharing
 from resolver.store import (
     DATABASE_DOWN,
@@ -65,24 +65,6 @@ class Resolution:
     homed: bool = True  # False: the prefix is neither allocated nor delegated here
 
 
-def _json(r: Reply) -> bytes:
-    return r.body
-
-
-def _msgpack(r: Reply) -> tuple[int, bytes]:
-    return r.wire, r.msgpack()
-
-
-def _http(r: Reply) -> tuple[bytes, bytes]:
-    return reply.http_head(r), r.body
-
-
-# what each form keeps of a reply, and its size for the cache's byte bound
-_RENDER: dict[str, tuple[Callable[[Reply], Any], Callable[[Any], int]]] = {
-    Form.JSON: (_json, len),
-    Form.MSGPACK: (_msgpack, lambda v: len(v[1])),
-    Form.HTTP: (_http, lambda v: len(v[0]) + len(v[1])),
-}
 
 
 class Resolver:
@@ -189,7 +171,7 @@ class Resolver:
         the view's grants do not expire, so that the reader's next request spelled the
         same is a dict lookup: a new entry (the record changed) or a new generation (the
         grants changed) is a new key."""
-        render, size = _RENDER[form]
+        render, size = RENDER[form]
 
         def make() -> tuple[Any, list[str], str] | None:
             out = derived(requested, ident, entry, view)
@@ -244,7 +226,7 @@ class Resolver:
         Also (key, the shared types shown) of each identifier that showed some, for the
         read log."""
         wanted: list[tuple[int, Identifier]] = []
-        render = _RENDER[form][0]
+        render = RENDER[form][0]
         out, reads = list(parts), []
         for n, text in enumerate(texts):
             try:
@@ -302,10 +284,10 @@ class Resolver:
 
     def encoded(self, resolution: Resolution, form: str, requested: str,
                 spelling: Any = None) -> Any:
-        """The reply of ``resolution`` for ``requested`` in ``form`` (see ``_RENDER``), kept
+        """The reply of ``resolution`` for ``requested`` in ``form`` (see ``reply.RENDER``), kept
         with its cache entry under ``spelling`` (the request as the front end read it;
         default ``requested``) so that the next request spelled the same is a hit."""
-        render, size = _RENDER[form]
+        render, size = RENDER[form]
         return self.coalescer.encode(
             resolution.entry, form, requested if spelling is None else spelling,
             lambda: render(reply.record(requested, resolution.public, stale=resolution.stale,
@@ -317,7 +299,7 @@ class Resolver:
         single resolution's reply for each (a malformed identifier gets its 102 reply, a
         delegated one its referral). Spellings answered before cost a dict lookup; all
         other local misses go in ONE query; other nodes' identifiers resolve concurrently."""
-        render = _RENDER[form][0]
+        render = RENDER[form][0]
         lookup = self.coalescer.lookup
         parsed: list[tuple[str, str | None, Any]] = []  # (text, key or None: answered)
         foreign: set[str] = set()

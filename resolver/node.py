@@ -177,7 +177,8 @@ class Listeners:
         self.sweeper = loop.create_task(_sweep(fast))
         port = settings.binary_port if binary_port is None else binary_port
         if port or binary_port == 0:
-            bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes)
+            bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes,
+                                             read_log)
             self.binary = await _listen("the binary protocol (--binary-port)",
                                         lambda: BinaryProtocol(bctx), settings.host, port,
                                         settings.workers > 1)

@@ -14,6 +14,7 @@ request gets the same answer on every path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
@@ -172,3 +173,23 @@ def http_head(reply: Reply) -> bytes:
     Connection and the blank line (added per request)."""
     lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in http_headers(reply))
     return _STATUS_LINE[reply.status] + lines + b"Content-Length: %d\r\n" % len(reply.body)
+
+
+def _json(r: Reply) -> bytes:
+    return r.body
+
+
+def _msgpack(r: Reply) -> tuple[int, bytes]:
+    return r.wire, r.msgpack()
+
+
+def _http(r: Reply) -> tuple[bytes, bytes]:
+    return http_head(r), r.body
+
+
+# what each form keeps of a reply, and its size for the cache's byte bound
+RENDER: dict[str, tuple[Callable[[Reply], Any], Callable[[Any], int]]] = {
+    Form.JSON: (_json, len),
+    Form.MSGPACK: (_msgpack, lambda v: len(v[1])),
+    Form.HTTP: (_http, lambda v: len(v[0]) + len(v[1])),
+}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from resolver.core.sharing import Grant, View, token_hash
 from resolver.store import DATABASE_DOWN, fetch_sharing
 
 log = logging.getLogger("idres.sharing")
+# the read log's hook (registry/readlog.py): (party, [(identifier key, shared types shown)])
+ReadLog = Callable[[str, list[tuple[str, list[str]]]], Awaitable[None]]
 MAX_ROWS = 200_000   # readers + grants + memberships a snapshot holds, at most
 
 
@@ -125,6 +128,18 @@ class Sharing:
                 # changed while loading: load again
         finally:
             self._loading = None
+
+    async def ready(self) -> Snapshot | None:
+        """A usable snapshot, loaded now if need be (None: it cannot be had: the
+        database is away, or the tables are too big for one)."""
+        snap = self.current()
+        if snap is None:
+            self.load_soon()
+            task = self._loading
+            if task is not None:
+                await asyncio.shield(task)  # network op
+            snap = self.current()
+        return snap
 
     def no_read_logs(self) -> bool:
         """Whether the snapshot knows that no read log is on (then no read needs a row)."""

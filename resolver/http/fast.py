@@ -31,12 +31,12 @@ from collections import deque
 from typing import Any
 
 from resolver import reply
-from resolver.authorized import derived
+from resolver.authorized import resolve_as
 from resolver.codes import lookup_query
 from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError
 from resolver.core.identifier import Identifier, parse_raw
-from resolver.core.sharing import View, shared_types
+from resolver.core.sharing import View
 from resolver.http.fast_context import FastContext
 from resolver.reply import Form
 
@@ -237,7 +237,7 @@ class FastHTTP(TrackedProtocol):
         slot: list[Any] = [None, keep_alive]
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(
-            self._miss_as(target, shown, ident, head_only, slot, view))
+            self._miss_as(target, shown, ident, head_only, slot, view, generation))
 
     def _any_read_log(self) -> bool:
         """Whether some read log is on: then a kept answer that shows shared values takes
@@ -252,27 +252,12 @@ class FastHTTP(TrackedProtocol):
             template in logged or any(p.text in logged for p in ident.prefix.lineage()))
 
     async def _miss_as(self, target: bytes, shown: str, ident: Identifier, head_only: bool,
-                       slot: list[Any], view: View) -> None:
+                       slot: list[Any], view: View, generation: int) -> None:
         resolver = self.ctx.resolver
         try:
-            resolution = await resolver.resolve(ident)  # network op
-            entry = resolution.entry
-            types: list[str] = []
-            out = None
-            if resolution.public is not None and entry is not None and not resolution.stale:
-                out = derived(shown, ident, entry, view)
-                if out is None:                 # it sees what anyone sees
-                    encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
-            elif resolution.public is None:
-                encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
-            else:   # not cached (tainted, the cache off) or stale: the database's path
-                values = await resolver.read_restricted(ident, view)  # network op
-                out = reply.selected(shown, values), shared_types(values)
-            if out is not None:
-                rep, types = out
-                encoded = reply.http_head(rep), rep.body
-            if types and self._logged(ident, entry.template if entry else None) \
-                    and self.ctx.read_log is not None:
+            encoded, types, template = await resolve_as(
+                resolver, ident, shown, target, Form.HTTP, view, generation)  # network op
+            if types and self._logged(ident, template) and self.ctx.read_log is not None:
                 await self.ctx.read_log(view.party, [(ident.key, types)])  # network op
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key)

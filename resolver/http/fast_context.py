@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
 from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
+from resolver.sharing import ReadLog
 
 if TYPE_CHECKING:
     from resolver.http.fast import FastHTTP
 
-ReadLog = Callable[[str, list[tuple[str, list[str]]]], Awaitable[None]]
 
 
 class FastContext:

@@ -21,6 +21,7 @@ from typing import Any
 from resolver.protocol.frames import (
     DEFAULT_MAX_FRAME,
     MAX_REQUEST_ID,
+    OP_AUTH,
     OP_BATCH,
     OP_PING,
     OP_RESOLVE,
@@ -82,13 +83,14 @@ class BinaryClient:
     """A pool of pipelined connections to one idres binary-protocol port."""
 
     def __init__(self, host: str, port: int, connections: int = 4,
-                 timeout: float | None = 5.0) -> None:
+                 timeout: float | None = 5.0, token: str | None = None) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
         self.host = host
         self.port = port
         self.size = connections
         self.timeout = timeout
+        self.token = token    # a reader's: each connection authenticates with it first
         self._conns: list[_Connection | None] = [None] * connections
         self._next = itertools.cycle(range(connections))
         self._opening: dict[int, asyncio.Task[_Connection]] = {}
@@ -122,6 +124,15 @@ class BinaryClient:
     async def _open(self, i: int) -> _Connection:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port)
+        if self.token is not None:
+            fut = conn.send(OP_AUTH, self.token)
+            try:
+                self._check(*(await fut if self.timeout is None
+                              else await asyncio.wait_for(fut, self.timeout)))
+            except BaseException:
+                if conn.transport is not None:
+                    conn.transport.close()
+                raise
         self._conns[i] = conn
         return conn
 

@@ -27,7 +27,8 @@ from resolver.core.errors import ProtocolError, UnknownOperation
 OP_PING = 0
 OP_RESOLVE = 1
 OP_BATCH = 2
-OPS = {OP_PING: "ping", OP_RESOLVE: "resolve", OP_BATCH: "batch"}
+OP_AUTH = 3     # a reader's bearer token: the connection's later answers are what it sees
+OPS = {OP_PING: "ping", OP_RESOLVE: "resolve", OP_BATCH: "batch", OP_AUTH: "auth"}
 
 STATUS_OK = 1
 STATUS_NOT_FOUND = 100
@@ -102,6 +103,8 @@ def decode_request(payload: bytes) -> Request:
     args = tuple(data[2:])
     if op == OP_RESOLVE and (len(args) != 1 or not isinstance(args[0], str)):
         raise ProtocolError("resolve takes one identifier string", rid)
+    if op == OP_AUTH and (len(args) != 1 or not isinstance(args[0], str) or not args[0]):
+        raise ProtocolError("auth takes one token string", rid)
     if op == OP_BATCH:
         if len(args) != 1 or not isinstance(args[0], list) \
                 or not all(isinstance(h, str) for h in args[0]):

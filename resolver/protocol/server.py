@@ -17,12 +17,16 @@ import asyncio
 import logging
 from collections import deque
 
+import msgpack
+
 from resolver import reply
+from resolver.authorized import resolve_as
 from resolver.connections import MAX_PENDING, TrackedProtocol
-from resolver.core.errors import IdresError, ProtocolError
+from resolver.core.errors import AuthenticationFailed, IdresError, ProtocolError
 from resolver.core.identifier import Identifier, parse
 from resolver.lookup import Resolver
 from resolver.protocol.frames import (
+    OP_AUTH,
     OP_BATCH,
     OP_PING,
     OP_RESOLVE,
@@ -34,6 +38,7 @@ from resolver.protocol.frames import (
     encode_response,
 )
 from resolver.reply import Form, Reply
+from resolver.sharing import ReadLog
 
 log = logging.getLogger("idres.binary")
 _NIL = b"\xc0"
@@ -44,8 +49,10 @@ def _frame(request_id: int, rep: Reply) -> bytes:
 
 
 class BinaryContext:
-    def __init__(self, resolver: Resolver, max_frame: int) -> None:
+    def __init__(self, resolver: Resolver, max_frame: int,
+                 read_log: ReadLog | None = None) -> None:
         self.resolver = resolver
+        self.read_log = read_log      # (party, reads): the registry's read log, if mounted
         self.max_frame = max_frame
         self.connections: set[BinaryProtocol] = set()
         self.requests = 0
@@ -60,6 +67,7 @@ class BinaryProtocol(TrackedProtocol):
         self.backlog: deque[bytes] = deque()  # payloads read, not yet handled
         self.fatal: ProtocolError | None = None
         self.inflight = 0
+        self.token: str | None = None   # a reader's, after an ``auth`` (docs/protocol.md)
 
     def busy(self) -> bool:
         return self.inflight >= MAX_PENDING
@@ -90,7 +98,8 @@ class BinaryProtocol(TrackedProtocol):
                 continue
             self.ctx.requests += 1
             if req.op == OP_RESOLVE:  # the hot one
-                hit = lookup(Form.MSGPACK, req.args[0])
+                hit = lookup(Form.MSGPACK, req.args[0]) if self.token is None else \
+                    self._kept(req.args[0])
                 if hit is not None:
                     out.append(encode_response(req.request_id, hit[0], hit[1]))
                     continue
@@ -107,6 +116,50 @@ class BinaryProtocol(TrackedProtocol):
             self.ctx.errors += 1
             self.transport.close()
 
+    def _kept(self, text: str) -> tuple[int, bytes] | None:
+        """A reader's answer kept with the cached record (resolver/authorized.py)."""
+        reader = self.ctx.resolver.sharing.reader(self.token or "")
+        if reader is None:
+            return None
+        kept = self.ctx.resolver.coalescer.lookup(Form.MSGPACK, (text, reader[0].party,
+                                                                 reader[1]))
+        if kept is None or (kept[1] and not self.ctx.resolver.sharing.no_read_logs()):
+            return None
+        encoded: tuple[int, bytes] = kept[0]
+        return encoded
+
+    async def _as_reader(self, req: Request) -> bytes:
+        """``auth``, or a resolution or batch of an authenticated connection."""
+        resolver = self.ctx.resolver
+        token = req.args[0] if req.op == OP_AUTH else self.token or ""
+        await resolver.sharing.ready()  # network op (when it must be loaded)
+        reader = resolver.sharing.reader(token)
+        if reader is None:
+            if req.op == OP_AUTH:
+                raise AuthenticationFailed("not a reader's token, or revoked, or expired (an "
+                                           "operator reads over HTTP)")
+            raise AuthenticationFailed("the connection's reader token is no longer valid")
+        view, generation = reader
+        if req.op == OP_AUTH:
+            self.token = token
+            return encode_response(req.request_id, STATUS_OK, msgpack.packb(
+                {"reader": view.party.partition(":")[2]}))
+        reads: list[tuple[str, list[str]]] = []
+        if req.op == OP_BATCH:
+            parts, reads = await resolver.resolve_batch_as(req.args[0], Form.MSGPACK, view,
+                                                           generation)  # network op
+            data = encode_batch(req.request_id, [b for _, b in parts])
+        else:
+            ident = parse(req.args[0])
+            (wire, body), types, _ = await resolve_as(
+                resolver, ident, req.args[0], req.args[0], Form.MSGPACK, view,
+                generation)  # network op
+            reads = [(ident.key, types)] if types else []
+            data = encode_response(req.request_id, wire, body)
+        if reads and self.ctx.read_log is not None and not resolver.sharing.no_read_logs():
+            await self.ctx.read_log(view.party, reads)  # network op
+        return data
+
     def _spawn(self, req: Request) -> None:
         self.inflight += 1
         asyncio.get_running_loop().create_task(self._slow(req))
@@ -116,7 +169,9 @@ class BinaryProtocol(TrackedProtocol):
         ident: Identifier | None = None
         requested = req.args[0] if req.op == OP_RESOLVE else None
         try:
-            if req.op == OP_BATCH:
+            if req.op == OP_AUTH or self.token is not None:
+                data = await self._as_reader(req)  # network op
+            elif req.op == OP_BATCH:
                 bodies = await resolver.resolve_batch(req.args[0], Form.MSGPACK)  # network op
                 data = encode_batch(req.request_id, [b for _, b in bodies])
             else:

@@ -129,3 +129,56 @@ def test_the_documented_example_is_what_the_code_sends() -> None:
     example = doc.split("## Example")[1].split("```")[1]
     hexes = " ".join(line.split("  ")[0] for line in example.strip().splitlines())
     assert bytes.fromhex(hexes) == encode_request(7, 1, "88.100.7/ORDER-1")
+
+
+def test_a_reader_authenticates_its_connection(tenant: Tenant, binary: Any) -> None:
+    """``auth`` with a reader's token: that connection's resolutions and batches answer
+    what the reader's grants show, as HTTP does; other tokens are refused; a revocation
+    is seen by the connection's next request."""
+    import time
+
+    _, port = binary
+    tag = str(time.monotonic_ns())
+    values = [{"index": 1, "type": "unit.name", "data": "unit 7"},
+              {"index": 2, "type": "unit.area", "data": "75", "classification": "shared"},
+              {"index": 3, "type": "unit.resident", "data": "x", "classification": "private"}]
+    ids = [f"{tenant.prefix}/BR{i}" for i in range(3)]
+    for h in ids:
+        assert requests.put(f"{tenant.url}/api/handles/{h}", headers=tenant.op.bearer,
+                            json=values).status_code == 201
+    made = requests.post(f"{tenant.url}/api/readers", headers=tenant.op.bearer,
+                         json={"name": f"bin-{tag}"}).json()
+    g = requests.post(f"{tenant.url}/api/grants", headers=tenant.op.bearer, json={
+        "grantee": f"reader:bin-{tag}", "scope": tenant.prefix, "types": "unit.*"}).json()
+
+    async def go() -> None:
+        async with BinaryClient("127.0.0.1", port, connections=1,
+                                token=made["token"]) as client:
+            for _ in range(2):                       # a miss, then the kept answer
+                one = await client.resolve(ids[0])
+                assert [v["type"] for v in one["values"]] == ["unit.name", "unit.area"]
+                many = await client.resolve_many(ids)
+                assert [[v["type"] for v in m["values"]] for m in many] == \
+                    [["unit.name", "unit.area"]] * 3
+            http = requests.get(f"{tenant.url}/api/handles/{ids[0]}", headers={
+                "Authorization": f"Bearer {made['token']}"}).json()
+            assert one["values"] == http["values"]
+            assert requests.delete(f"{tenant.url}/api/grants/{g['id']}",
+                                   headers=tenant.op.bearer).status_code == 200
+            one = await client.resolve(ids[0])
+            assert [v["type"] for v in one["values"]] == ["unit.name"]
+            assert requests.delete(f"{tenant.url}/api/readers/bin-{tag}",
+                                   headers=tenant.op.bearer).status_code == 200
+            with pytest.raises(RemoteError) as err:
+                await client.resolve(ids[0])
+            assert err.value.status == 402 and "no longer valid" in str(err.value)
+        async with BinaryClient("127.0.0.1", port, connections=1) as anonymous:
+            one = await anonymous.resolve(ids[0])
+            assert [v["type"] for v in one["values"]] == ["unit.name"]
+        with pytest.raises(RemoteError) as err:
+            async with BinaryClient("127.0.0.1", port, connections=1,
+                                    token=tenant.op.token) as operator:
+                await operator.ping()
+        assert err.value.status == 402
+
+    asyncio.run(go())
