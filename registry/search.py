@@ -22,6 +22,8 @@ answer alike; only the cost differs.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable, Sequence
 
 import asyncpg
@@ -30,7 +32,8 @@ from registry.store.codes import folded
 from registry.store.queries import match_handles
 from registry.templates import indexes_throughout
 from resolver.core.errors import BadRequest
-from resolver.core.identifier import parse_prefix
+from resolver.core.identifier import Prefix, parse, parse_prefix
+from resolver.core.sharing import View
 
 MAX_TERMS = 10
 MAX_PATTERN = 1024
@@ -143,3 +146,42 @@ async def _from_index(conn: asyncpg.Connection, scopes: list[str] | None,
                                  MAX_CANDIDATES + 1)  # network op
             return found if len(found) <= MAX_CANDIDATES else None
     return None
+
+
+def _matcher(pattern: str) -> re.Pattern[str]:
+    """The scan's match of an HRLS pattern (``*`` any text, case ignored), in Python."""
+    return re.compile(".*".join(re.escape(p) for p in pattern.split("*")) + r"\Z",
+                      re.IGNORECASE | re.DOTALL)
+
+
+async def search_as_reader(conn: asyncpg.Connection, view: View, prefix: Prefix | None,
+                           terms: Sequence[tuple[str, str]], limit: int,
+                           offset: int) -> list[str]:
+    """The reverse lookup of a reader (docs/sharing.md): under the prefixes its grants
+    reach (``prefix``: that one, if they reach it), the identifiers where every term
+    matches a value the reader may read. The scan (or the index) finds candidates over
+    every readable value; each candidate is kept only if the reader's own view of it
+    matches too, so that no identifier is found by a value the reader may not read."""
+    reach = {g.scope for g in view.grants if "/" not in g.scope}
+    if prefix is not None:
+        scopes = [prefix.text] if any(p.text in reach for p in prefix.lineage()) else []
+    else:
+        scopes = outermost(reach)
+    if not scopes:
+        return []
+    candidates = await search(conn, scopes, terms, offset + limit, 0)  # network op
+    if not candidates:
+        return []
+    rows = await conn.fetch('SELECT handle, coalesce(spelling, handle) AS spelled, "values", '
+                            "template FROM handles WHERE handle = ANY($1::text[]) "
+                            "AND state = 'active'",
+                            [parse(c).key for c in candidates])  # network op
+    wanted = [(t, _matcher(p)) for t, p in terms]
+    now, found = time.time(), []
+    for r in sorted(rows, key=lambda r: r["handle"]):
+        seen = [v for v in view.visible(r["values"], parse(r["spelled"]), r["template"], now)
+                if v["data"]["format"] == "string"]
+        if all(any(v["type"] == t and m.match(str(v["data"]["value"])) for v in seen)
+               for t, m in wanted):
+            found.append(r["spelled"])
+    return found[offset:offset + limit]

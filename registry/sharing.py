@@ -302,6 +302,10 @@ async def view_of(conn: asyncpg.Connection, party: str,
               None if r["expires"] is None else float(r["expires"])) for r in rows), owns=owns)
 
 
-def refuse_reader(name: str) -> InsufficientPermissions:
-    return InsufficientPermissions(f"this is the token of reader {name}: readers read "
-                                   "identifiers, they cannot write or manage anything")
+class ReaderToken(InsufficientPermissions):
+    """A reader's token where an operator's is needed (403)."""
+
+
+def refuse_reader(name: str) -> ReaderToken:
+    return ReaderToken(f"this is the token of reader {name}: readers read identifiers, they "
+                       "cannot write or manage anything")

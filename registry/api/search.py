@@ -7,8 +7,9 @@ import orjson
 from aiohttp import web
 
 from registry import search
-from registry.api.common import context, principal
+from registry.api.common import context, principal, read_view
 from registry.ownership import require
+from registry.sharing import ReaderToken
 from resolver.core import params
 from resolver.core.errors import NotSupported
 from resolver.core.identifier import parse_prefix
@@ -21,7 +22,10 @@ async def hrls_search(request: web.Request) -> web.Response:
     """``?TYPE=pattern[&TYPE=pattern...][&prefix=P][&limit=1000][&page=0]`` → a JSON
     array of identifiers (``limit`` up to 100,000, ``page`` counted from 0)."""
     ctx = context(request)
-    who = await principal(request)
+    try:
+        who = await principal(request)
+    except ReaderToken:                      # a reader: only what it may read
+        who = None
     q = request.rel_url.query
     limit = params.integer("limit", q.getall("limit", []), 1000, 1, 100_000)
     page = params.integer("page", q.getall("page", []), 0, 0, 10**6)
@@ -31,6 +35,13 @@ async def hrls_search(request: web.Request) -> web.Response:
     terms = [(k, v) for k, v in q.items() if k not in RESERVED]
     search.check_terms(terms)  # before any query: a bad search costs nothing
     prefix = parse_prefix(q["prefix"]) if "prefix" in q else None
+    if who is None:
+        view = await read_view(request, None)
+        async with ctx.pool.acquire() as conn:
+            found = await search.search_as_reader(conn, view, prefix, terms, limit,
+                                                  page * limit)
+        return web.Response(body=orjson.dumps(found), content_type="application/json",
+                            charset="utf-8")
     async with ctx.pool.acquire() as conn:
         if prefix is not None:
             await require(conn, who, [prefix], "search")

@@ -305,3 +305,36 @@ def test_batches_carry_referrals_and_recursive_answers(tree: Tree) -> None:
     r = requests.post(f"{tree.rec.url}/api/resolve", json=asked).json()["results"]
     assert r[0]["responseCode"] == 1 and r[0]["values"][0]["data"]["value"] == URL
     assert r[1]["responseCode"] == 2 and "does not verify" in r[1]["message"]
+
+
+def test_a_recursive_node_forwards_no_credentials_and_keeps_no_readers_answers(
+        tree: Tree) -> None:
+    """A reader of the enterprise node asks the recursive node with its token: the
+    recursive node knows no such reader (401) and never sends the token upstream (the
+    enterprise node's read log stays empty); anonymous answers through it show the
+    public values only, shared ones never reach its cache."""
+    ent, rec = tree.ent, tree.rec
+    r = requests.put(f"{ent.url}/api/handles/88.100.7/SHARED-1", headers=ent.auth(), json=[
+        {"index": 1, "type": "URL", "data": URL},
+        {"index": 2, "type": "order.due", "data": "2027-01-01", "classification": "shared"}])
+    assert r.status_code == 201, r.text
+    token = requests.post(f"{ent.url}/api/readers", headers=ent.auth(),
+                          json={"name": "carrier-app"}).json()["token"]
+    assert requests.post(f"{ent.url}/api/grants", headers=ent.auth(), json={
+        "grantee": "reader:carrier-app", "scope": "88.100.7"}).status_code == 201
+    assert requests.put(f"{ent.url}/api/readlogs/88.100.7", headers=ent.auth(),
+                        json={"enabled": True}).status_code == 200
+    as_reader = {"Authorization": f"Bearer {token}"}
+    direct = requests.get(f"{ent.url}/api/handles/88.100.7/SHARED-1", headers=as_reader).json()
+    assert [v["type"] for v in direct["values"]] == ["URL", "order.due"]
+    through = requests.get(f"{rec.url}/api/handles/88.100.7/SHARED-1", headers=as_reader)
+    assert through.status_code == 401, through.text
+    for _ in range(2):
+        anonymous = requests.get(f"{rec.url}/api/handles/88.100.7/SHARED-1").json()
+        assert [v["type"] for v in anonymous["values"]] == ["URL"]
+    batch = requests.post(f"{rec.url}/api/resolve", headers=as_reader,
+                          json={"handles": ["88.100.7/SHARED-1"]})
+    assert batch.status_code == 401
+    reads = requests.get(f"{ent.url}/api/reads", headers=ent.auth(),
+                         params={"prefix": "88.100.7"}).json()["entries"]
+    assert [e["party"] for e in reads] == ["reader:carrier-app"]     # the direct read only

@@ -462,3 +462,33 @@ def test_readers_are_answered_on_the_fast_path_as_aiohttp_answers_them(
     assert requests.delete(f"{tenant.url}/api/readers/fast-{tag}",
                            headers=tenant.op.bearer).status_code == 200
     assert requests.get(tenant.handle_url("FS-1"), headers=bearer(app)).status_code == 401
+
+
+def test_a_reader_searches_only_what_it_may_read(tenant: Tenant) -> None:
+    """Reverse lookup (pyhandle's search_handle) with a reader's token: identifiers under
+    the prefixes its grants reach, found only by values it may read."""
+    tag = str(time.monotonic_ns())
+    assert requests.put(tenant.handle_url(f"SR-{tag}"), headers=tenant.op.bearer, json=[
+        {"index": 1, "type": "unit.name", "data": f"Unit {tag}"},
+        {"index": 2, "type": "unit.area", "data": f"88-{tag}", "classification": "shared"},
+        {"index": 3, "type": "unit.owner", "data": f"Li-{tag}", "classification": "shared"},
+        {"index": 4, "type": "unit.resident", "data": f"Wang-{tag}",
+         "classification": "private"}]).status_code == 201
+    app = reader(tenant, f"search-{tag}")
+    assert grant(tenant, f"reader:search-{tag}", tenant.prefix, types="unit.area").status_code == 201
+
+    def hrls(**terms: str) -> Any:
+        r = requests.get(f"{tenant.url}/hrls/handles", headers=bearer(app), params=terms)
+        assert r.status_code == 200, r.text
+        return r.json()
+    mine = [f"{tenant.prefix}/SR-{tag}"]
+    assert hrls(**{"unit.name": f"*{tag}"}) == mine                     # public
+    assert hrls(**{"unit.area": f"*{tag}"}) == mine                     # shared, granted
+    assert hrls(**{"unit.owner": f"*{tag}"}) == []                      # shared, not granted
+    assert hrls(**{"unit.resident": f"Wang-{tag}"}) == []               # private
+    assert hrls(**{"unit.name": f"*{tag}", "unit.resident": "Wang*"}) == []
+    assert hrls(**{"unit.area": f"*{tag}", "prefix": tenant.prefix}) == mine
+    assert hrls(**{"unit.area": f"*{tag}", "prefix": "88.999998"}) == []  # not granted there
+    owner = requests.get(f"{tenant.url}/hrls/handles", headers=tenant.op.bearer,
+                         params={"unit.resident": f"Wang-{tag}"}).json()
+    assert owner == mine
