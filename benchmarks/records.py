@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
@@ -70,35 +71,66 @@ end
 """
 
 
+def server_cpu(srv: Idres, pgdata: Path) -> float:
+    """CPU seconds used so far by the idres process and every PostgreSQL process (the
+    server side of a write): unlike elapsed time, not moved by the disk's fsync delays
+    or by other work on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid in (srv.proc.pid, postmaster) or int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / tick    # utime + stime
+    return total
+
+
+def measured(srv: Idres, pgdata: Path, kind: str, n: int, **args: Any) -> dict[str, Any]:
+    """One load-generator round, with the server side's CPU per write."""
+    before = server_cpu(srv, pgdata)
+    got = loadgen(kind, 1, url=srv.url, n=n, **args)
+    got["cpu_us_per_write"] = (server_cpu(srv, pgdata) - before) / n * 1e6
+    return got
+
+
 def cost(results: dict[str, Any], name: str, variant: list[dict[str, Any]],
          base: list[dict[str, Any]], base_name: str, goal: float) -> None:
-    """``variant`` against ``base`` as the extra cost per write (time, not rate): the
-    median over rounds of each round's ratio (the two ran back to back in a round, so a
-    machine that drifts by tens of percent within minutes moves both)."""
+    """``variant`` against ``base`` as the extra cost per write, two ways: elapsed time
+    (the median over rounds of each round's ratio: the two ran back to back in a round)
+    and the server side's CPU per write (the median of the rounds' ratios too)."""
     ratios = sorted(b["per_second"] / v["per_second"] for v, b in zip(variant, base))
-    extra = statistics.median(ratios) - 1
+    cpu = sorted(v["cpu_us_per_write"] / b["cpu_us_per_write"] for v, b in zip(variant, base))
+    extra, extra_cpu = statistics.median(ratios) - 1, statistics.median(cpu) - 1
     best_v = max(variant, key=lambda r: r["per_second"])
     best_b = max(base, key=lambda r: r["per_second"])
     scenario(results, name, best_v, best_b, base_name, "writes/s")
-    results[name]["extra_cost"] = extra
-    results[name]["round_ratios"] = ratios
-    print(f"     cost per write {extra:+.0%}, median of {len(ratios)} rounds "
-          f"({', '.join(f'{r - 1:+.0%}' for r in ratios)}; goal ≤ {goal:+.0%})", flush=True)
+    results[name].update(extra_cost=extra, round_ratios=ratios, extra_cpu=extra_cpu,
+                         cpu_ratios=cpu)
+    print(f"     cost per write {extra:+.0%} elapsed, {extra_cpu:+.0%} server CPU "
+          f"({statistics.median(v['cpu_us_per_write'] for v in variant):.0f} against "
+          f"{statistics.median(b['cpu_us_per_write'] for b in base):.0f} µs); rounds: "
+          f"{', '.join(f'{r - 1:+.0%}' for r in ratios)} elapsed, "
+          f"{', '.join(f'{r - 1:+.0%}' for r in cpu)} CPU; goal ≤ {goal:+.0%}", flush=True)
 
 
-def write_scenarios(results: dict[str, Any], srv: Idres, token: str, rounds: int) -> None:
+def write_scenarios(results: dict[str, Any], srv: Idres, token: str, rounds: int,
+                    pgdata: Path) -> None:
     single: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: []}
     bulk: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: [], INDEXED: []}
     for r in range(rounds):
         for prefix in single:
-            single[prefix].append(loadgen("writes", 1, url=srv.url, token=token, prefix=prefix,
-                                          template=TEMPLATES.get(prefix), first=r * 1500,
-                                          n=1500, concurrency=16))
+            single[prefix].append(measured(srv, pgdata, "writes", 1500, token=token,
+                                           prefix=prefix, template=TEMPLATES.get(prefix),
+                                           first=r * 1500, concurrency=16))
         for prefix in bulk:
-            bulk[prefix].append(loadgen("bulk", 1, url=srv.url, token=token, assets=True,
-                                        prefix=prefix, template=TEMPLATES.get(prefix),
-                                        first=100_000 + r * 20_000, n=20_000, batch=5_000,
-                                        concurrency=2))
+            bulk[prefix].append(measured(srv, pgdata, "bulk", 20_000, token=token, assets=True,
+                                         prefix=prefix, template=TEMPLATES.get(prefix),
+                                         first=100_000 + r * 20_000, batch=5_000,
+                                         concurrency=2))
     results["write_rounds"] = {"single": single, "bulk": bulk}
     cost(results, "single PUT, checked", single[PLAIN], single[UNCHECKED], "unchecked PUT",
          0.20)
@@ -190,7 +222,7 @@ def main() -> None:
             r.raise_for_status()
         pin_postgres(pg.pgdata, {0})
         print("writes: one process on core 0 with PostgreSQL, load on core 1", flush=True)
-        write_scenarios(results, srv, token, args.rounds)
+        write_scenarios(results, srv, token, args.rounds, pg.pgdata)
         cpu_costs(results)
         loaded = 0
         for size in sizes:
