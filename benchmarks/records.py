@@ -72,19 +72,22 @@ end
 
 
 def server_cpu(srv: Idres, pgdata: Path) -> float:
-    """CPU seconds used so far by the idres process and every PostgreSQL process (the
-    server side of a write): unlike elapsed time, not moved by the disk's fsync delays
-    or by other work on the machine."""
+    """CPU seconds used so far by the idres process and the PostgreSQL backends serving
+    its connections (the server side of a write): unlike elapsed time, not moved by the
+    disk's fsync delays. PostgreSQL's background processes (autovacuum, checkpointer)
+    are left out: they run when they please, not per write."""
     tick = os.sysconf("SC_CLK_TCK")
     postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            pid = int(stat.parent.name)
+            ours = pid == srv.proc.pid or (int(fields[1]) == postmaster and b"(" in (
+                stat.parent / "cmdline").read_bytes())   # "postgres: user db host(port)"
+        except (OSError, ValueError):
             continue
-        pid = int(stat.parent.name)
-        if pid in (srv.proc.pid, postmaster) or int(fields[1]) == postmaster:
+        if ours:
             total += (int(fields[11]) + int(fields[12])) / tick    # utime + stime
     return total
 

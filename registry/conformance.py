@@ -143,9 +143,12 @@ async def check_references(conn: asyncpg.Connection, records: Sequence[Conformed
                                                f"template {template}"))
 
 
-async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed]) -> None:
+async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed],
+                      stored: bool = True) -> None:
     """A unique item's value may be held by one identifier of a prefix: not by another
-    one stored, nor by another record of the same request. Adds to the problems."""
+    one stored (``stored``: asked of the database here; otherwise the caller relies on
+    the unique index and asks only when it refuses), nor by another record of the same
+    request. Adds to the problems."""
     mine: dict[tuple[str, str, str], str] = {}
     holders: dict[str, Conformed] = {}
     for rec in records:
@@ -157,7 +160,7 @@ async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed]) ->
             if other != handle:
                 rec.problems.append(_taken(rec, type_, value, f"{other} of this request",
                                            "too"))
-    if not mine:
+    if not mine or not stored:
         return
     rows = await conn.fetch(
         """SELECT c.prefix, c.type, c.value, c.handle FROM codes c

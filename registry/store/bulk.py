@@ -69,8 +69,16 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
         out.append(await conform_one(conn, e.ident, e.values, e.requested, own,
                                      required.get(e.ident.prefix.text), known))
     await check_references(conn, out, {e.ident.key: r.template for e, r in zip(entries, out)})
-    await check_codes(conn, out)
-    failing = [(n, e, r) for n, (e, r) in enumerate(zip(entries, out)) if r.problems]
+    # codes taken by stored records: the unique index refuses them at the COPY, and only
+    # then are they looked for (bulk_put), so a request that takes none pays no query
+    await check_codes(conn, out, stored=False)
+    _raise_failing(entries, out)
+    return out
+
+
+def _raise_failing(entries: Sequence[Entry], records: Sequence[Conformed]) -> None:
+    """:raises BulkInvalid: naming each record with problems, and them."""
+    failing = [(n, e, r) for n, (e, r) in enumerate(zip(entries, records)) if r.problems]
     if failing:
         raise BulkInvalid(
             f"nothing was registered: {len(failing)} of {len(entries)} records do not conform "
@@ -78,7 +86,6 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
                 {"record": n, "handle": e.ident.spelling,
                  "errors": [p.to_json() for p in r.problems]}
                 for n, e, r in failing[:MAX_REPORTED]])
-    return out
 
 
 async def _old_codes(conn: asyncpg.Connection, existing: dict[str, asyncpg.Record],
@@ -110,6 +117,7 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
     actor_id = principal.operator_id or None
     # creating only: nothing positive can be cached for these, one notification will do
     changed = keys if overwrite else [CREATED_MARK]
+    records: list[Conformed] = []
     try:
         async with write_transaction(db) as tx:
             conn = tx.conn
@@ -134,6 +142,10 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
             await tx.notify(changed)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "codes_unique":
+            # nothing was stored; now say which records hold codes others have
+            async with db.pool.acquire() as conn:
+                await check_codes(conn, records)  # network op
+            _raise_failing(entries, records)
             raise IdentifierExists("nothing was registered: a unique code of these records "
                                    "was taken meanwhile by another identifier; try again"
                                    ) from None
