@@ -10,7 +10,7 @@ through the one write transaction, with its audit row and its invalidation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,40 @@ def _definition(handle: str, version: int, raw: Any) -> tm.Definition:
             del _DEFINITIONS[next(iter(_DEFINITIONS))]
         found = _DEFINITIONS[(handle, version)] = tm.decode_definition(raw)
     return found
+
+
+class Published:
+    """This process's copy of each template's newest published version, for the checks
+    of writes (one query fewer per typed write). Kept coherent as the answer cache is:
+    every change of a template rewrites the template's own record, whose notification
+    drops the copy before it is acknowledged (``forget``, a hook of the invalidation
+    listener); a copy read before a drop is never kept (the generation), and none is used
+    outside the cache's lease or across its epochs (``usable``, given by the node)."""
+
+    def __init__(self) -> None:
+        self.usable: Callable[[], tuple[bool, int]] = lambda: (False, 0)
+        self.generation = 0
+        self._kept: dict[str, tuple[Version, int]] = {}
+
+    def get(self, key: str) -> Version | None:
+        ok, epoch = self.usable()
+        kept = self._kept.get(key)
+        return kept[0] if ok and kept is not None and kept[1] == epoch else None
+
+    def keep(self, key: str, version: Version, generation: int) -> None:
+        ok, epoch = self.usable()
+        if ok and generation == self.generation:
+            if len(self._kept) >= _KEPT:
+                del self._kept[next(iter(self._kept))]
+            self._kept[key] = (version, epoch)
+
+    def forget(self, keys: list[str]) -> None:
+        self.generation += 1
+        for key in keys:
+            self._kept.pop(key, None)
+
+
+PUBLISHED = Published()
 
 
 def _version(row: asyncpg.Record) -> Version:
@@ -310,6 +344,11 @@ async def for_write(conn: asyncpg.Connection, text: str, version: int | None) ->
         ident = parse(text)
     except Exception:  # noqa: BLE001 - any malformed name is the client's error
         raise BadRequest(f"template {text!r} is not an identifier") from None
+    if version is None:
+        kept = PUBLISHED.get(ident.key)
+        if kept is not None:
+            return kept
+    generation = PUBLISHED.generation
     row = await (conn.fetchrow(GET_VERSION, ident.key, version) if version is not None
                  else conn.fetchrow(NEWEST, ident.key))  # network op
     if row is None:
@@ -319,6 +358,8 @@ async def for_write(conn: asyncpg.Connection, text: str, version: int | None) ->
     if found.state != "published":
         raise BadRequest(f"version {found.version} of template {text} is {found.state}: "
                          "records may follow published versions only")
+    if version is None:
+        PUBLISHED.keep(ident.key, found, generation)
     return found
 
 

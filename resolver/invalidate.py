@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -34,7 +35,6 @@ from resolver.core.channel import (
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
     PRUNE_LEASES,
-    SHARING_MARK,
     Waiter,
     ack_payload,
     heartbeat_key,
@@ -152,6 +152,9 @@ class Invalidator(AckBook):
         self.state = "disconnected"      # or "listening", "lapsed"
         self.notifications = 0
         self.reconnects = 0
+        # called with the keys of each notification, before it is acknowledged: the
+        # snapshot of readers and grants, the cache of published templates
+        self.hooks: list[Callable[[list[str]], None]] = []
         self.listener = ""
         self._conn: asyncpg.Connection | None = None
         self._closing = False
@@ -318,8 +321,8 @@ class Invalidator(AckBook):
         self.notifications += 1
         keys, token = parse_payload(payload)
         keys, zone_prefixes, everything, beats = split_keys(keys)
-        if SHARING_MARK in keys:       # dropped before this notification is acknowledged
-            self.resolver.sharing.forget()
+        for hook in self.hooks:         # before this notification is acknowledged
+            hook(keys)
         self.resolver.coalescer.invalidate(keys)
         for listener, seq in beats:
             if listener == self.listener:

@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from registry import readlog
+from registry import readlog, templates
 from registry.api.common import RegistryContext, log_reads, read_view
 from registry.api.routes import add_routes
 from resolver import metrics
@@ -60,6 +60,9 @@ class Node:
         self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive,
                                  self.key, settings.db_timeout)
         self.invalidator = Invalidator(dsn, self.resolver, settings.lease)
+        cache = self.resolver.cache
+        templates.PUBLISHED.usable = lambda: (cache.usable(), cache.epoch)
+        self.invalidator.hooks += [self.resolver.sharing.on_keys, templates.PUBLISHED.forget]
         self.collector = CollectorRegistry()
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,

@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from resolver.cache import AnswerCache
+from resolver.core.channel import SHARING_MARK
 from resolver.core.sharing import Grant, View, token_hash
 from resolver.store import DATABASE_DOWN, fetch_sharing
 
@@ -96,6 +97,12 @@ class Sharing:
         self.generation += 1
         self._snap = None
         self.load_soon()
+
+    def on_keys(self, keys: list[str]) -> None:
+        """The invalidation listener's hook: readers or grants changed when ``*sharing``
+        is among a notification's keys."""
+        if SHARING_MARK in keys:
+            self.forget()
 
     def load_soon(self) -> None:
         if self._loading is None and not self._too_big:
