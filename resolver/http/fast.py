@@ -136,9 +136,11 @@ class FastHTTP(TrackedProtocol):
                     self._hand_off()
                     return
                 if lname == b"authorization":
+                    if token is not None:   # twice: let the full parser judge which counts
+                        self._hand_off()
+                        return
                     scheme, _, token = value.strip().partition(b" ")
-                    if token is not None and (code is not None or scheme.lower() != b"bearer"
-                                              or token in (None, b"")):
+                    if code is not None or scheme.lower() != b"bearer" or not token:
                         self._hand_off()  # lookups with credentials, Basic: the registry's
                         return
                 if lname == b"connection":

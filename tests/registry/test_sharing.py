@@ -445,6 +445,13 @@ def test_readers_are_answered_on_the_fast_path_as_aiohttp_answers_them(
                 fast[1].pop("date"), slow[1].pop("date")
                 assert fast == slow, (path, method, fast, slow)
     assert metric("idres_http_fast_authorized_total") - before >= 8   # FS-1 and fs-1, 2x2 each
+    # two Authorization headers: the full parser decides (aiohttp reads the first)
+    twice = (f"GET /api/handles/{tenant.prefix}/FS-1 HTTP/1.1\r\nHost: x\r\n"
+             f"Authorization: Bearer {app}\r\nAuthorization: Bearer forged\r\n\r\n").encode()
+    handoffs = metric("idres_http_handoffs_total")
+    status, _, body = _raw(server.port, twice, handed_off=False)
+    assert status == 200 and b"order.due" in body
+    assert metric("idres_http_handoffs_total") - handoffs == 2     # it, and /metrics
     seen = requests.get(tenant.handle_url("FS-1"), headers=bearer(app)).json()["values"]
     assert [v["type"] for v in seen] == ["order.product", "order.due"]
     # the grant widens: the next read shows it (the snapshot was dropped before the ack)
