@@ -110,8 +110,10 @@ async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stor
     out = Conformed(values, found.handle, found.version, definition=found.definition)
     _apply_defaults(values, requested.raw, found.definition)
     out.problems = rc.check_record(values, found.definition)
-    out.codes = [(ident.prefix.text, t, v, ident.key, unique, public)
-                 for t, v, unique, public in rc.indexed(values, found.definition)]
+    # (a searchable item's value given twice is one code: the index holds it once)
+    out.codes = list(dict.fromkeys((ident.prefix.text, t, v, ident.key, unique, public)
+                                   for t, v, unique, public in rc.indexed(values,
+                                                                          found.definition)))
     return out
 
 

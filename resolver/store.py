@@ -36,7 +36,8 @@ Fetched = tuple[bytes, bytes | None, str | None]
 
 # lookup by code (migration 0007's index), many at once: for each (prefix, type, value)
 # the identifiers, as spelled, that hold it in a public value; drafts are nobody's to find.
-# (prefix, type, value, handle) is the index's key: no identifier twice, in key order
+# (prefix, type, value, slot) is the index's key, slot the identifier or '' for a unique
+# code (migration 0009): no identifier twice, in key order
 FIND_CODES = """SELECT q.n, f.spelled
                 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
                      AS q(prefix, type, value, n)
@@ -45,7 +46,7 @@ FIND_CODES = """SELECT q.n, f.spelled
                   FROM codes c JOIN handles h ON h.handle = c.handle
                   WHERE c.prefix = q.prefix AND c.type = q.type AND c.value = q.value
                     AND c.is_public AND h.state <> 'draft'
-                  ORDER BY c.handle LIMIT $4) f
+                  ORDER BY c.slot LIMIT $4) f
                 ORDER BY q.n, f.handle"""
 
 

@@ -1,5 +1,5 @@
 """The code index: the values of unique and searchable template items, for "which
-identifier under prefix P has T = V" in one primary-key lookup (migration 0007)."""
+identifier under prefix P has T = V" in one index lookup (migrations 0007, 0009)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ _FOUND = """SELECT {distinct} h.handle, coalesce(h.spelling, h.handle) AS spelle
             FROM codes c JOIN handles h ON h.handle = c.handle
             WHERE c.prefix = $1 AND c.type = $2 AND {match}
               AND (c.is_public OR $3) AND (h.state <> 'draft' OR $3)
-            ORDER BY h.handle LIMIT $4"""
-# the index's key is (prefix, type, value, handle): one value names an identifier once,
-# a range of values may name it under several
-EXACT = _FOUND.format(distinct="", match="c.value = $5")
-STARTS = _FOUND.format(distinct="DISTINCT", match="c.value >= $5 AND c.value < $6")
+            ORDER BY {order} LIMIT $4"""
+# the index's key is (prefix, type, value, slot), slot '' for a unique code and the
+# identifier for a searchable one (migration 0009): one value names an identifier once,
+# in key order; a range of values may name it under several
+EXACT = _FOUND.format(distinct="", match="c.value = $5", order="c.slot")
+STARTS = _FOUND.format(distinct="DISTINCT", match="c.value >= $5 AND c.value < $6",
+                       order="h.handle")
 # the scope: prefixes $1 and their descendants
 _SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
                                                  WHERE starts_with(prefix, s || '.')))"""
