@@ -22,18 +22,17 @@ answer alike; only the cost differs.
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterable, Sequence
 
 import asyncpg
 
+from registry.sharing import seen_by
 from registry.store.codes import folded
 from registry.store.queries import match_handles
 from registry.templates import indexes_throughout
 from resolver.core.errors import BadRequest
-from resolver.core.identifier import Prefix, parse, parse_prefix
-from resolver.core.sharing import View
+from resolver.core.identifier import Prefix, parse_prefix
+from resolver.core.sharing import View, glob
 
 MAX_TERMS = 10
 MAX_PATTERN = 1024
@@ -148,12 +147,6 @@ async def _from_index(conn: asyncpg.Connection, scopes: list[str] | None,
     return None
 
 
-def _matcher(pattern: str) -> re.Pattern[str]:
-    """The scan's match of an HRLS pattern (``*`` any text, case ignored), in Python."""
-    return re.compile(".*".join(re.escape(p) for p in pattern.split("*")) + r"\Z",
-                      re.IGNORECASE | re.DOTALL)
-
-
 async def search_as_reader(conn: asyncpg.Connection, view: View, prefix: Prefix | None,
                            terms: Sequence[tuple[str, str]], limit: int,
                            offset: int) -> list[str]:
@@ -172,16 +165,8 @@ async def search_as_reader(conn: asyncpg.Connection, view: View, prefix: Prefix 
     candidates = await search(conn, scopes, terms, offset + limit, 0)  # network op
     if not candidates:
         return []
-    rows = await conn.fetch('SELECT handle, coalesce(spelling, handle) AS spelled, "values", '
-                            "template FROM handles WHERE handle = ANY($1::text[]) "
-                            "AND state = 'active'",
-                            [parse(c).key for c in candidates])  # network op
-    wanted = [(t, _matcher(p)) for t, p in terms]
-    now, found = time.time(), []
-    for r in sorted(rows, key=lambda r: r["handle"]):
-        seen = [v for v in view.visible(r["values"], parse(r["spelled"]), r["template"], now)
-                if v["data"]["format"] == "string"]
-        if all(any(v["type"] == t and m.match(str(v["data"]["value"])) for v in seen)
-               for t, m in wanted):
-            found.append(r["spelled"])
+    wanted = [(t, glob(p)) for t, p in terms]
+    found = [spelled for spelled, seen in await seen_by(conn, view, candidates)  # network op
+             if all(any(v["type"] == t and m.match(str(v["data"]["value"])) for v in seen)
+                    for t, m in wanted)]
     return found[offset:offset + limit]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -300,6 +302,22 @@ async def view_of(conn: asyncpg.Connection, party: str,
     return View(party, grants=tuple(
         Grant(r["id"], r["scope"], r["types"], r["template"],
               None if r["expires"] is None else float(r["expires"])) for r in rows), owns=owns)
+
+
+async def seen_by(conn: asyncpg.Connection, view: View,
+                  found: Sequence[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(identifier as spelled, the string values ``view`` sees of it) for the active
+    records among ``found`` (identifiers a search or a lookup found over every readable
+    value), in key order: what their callers check again, so that a reader finds no
+    identifier by a value it may not read."""
+    rows = await conn.fetch('SELECT handle, coalesce(spelling, handle) AS spelled, "values", '
+                            "template FROM handles WHERE handle = ANY($1::text[]) "
+                            "AND state = 'active' ORDER BY handle",
+                            [parse(h).key for h in found])  # network op
+    now = time.time()
+    return [(r["spelled"], [v for v in view.visible(r["values"], parse(r["spelled"]),
+                                                    r["template"], now)
+                            if v["data"]["format"] == "string"]) for r in rows]
 
 
 class ReaderToken(InsufficientPermissions):

@@ -11,6 +11,7 @@ import gc
 import logging
 import signal
 import ssl
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from registry import readlog, templates
-from registry.api.common import RegistryContext, log_reads, read_view
+from registry.api.common import RegistryContext, read_view
 from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
@@ -68,8 +69,9 @@ class Node:
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator,
                               bounded=lambda aw: within(aw, settings.db_timeout))
+        self.read_log = partial(readlog.record, pool)   # (party, reads): every front end's
         self.app = build_app(settings, self.resolver, self.collector, self.key,
-                             lambda app: add_routes(app, ctx), read_view, log_reads)
+                             lambda app: add_routes(app, ctx), read_view, self.read_log)
         self.app[LISTENER] = self.invalidator
 
     async def start(self) -> None:
@@ -167,21 +169,16 @@ class Listeners:
             return RequestHandler(server, loop=loop, head_timeout=settings.head_timeout,
                                   bad_input=bad_input, access_log=access, keepalive_timeout=75)
 
-        pool = node.resolver.pool
-
-        async def read_log(party: str, reads: list[tuple[str, list[str]]]) -> None:
-            await readlog.record(pool, party, reads)  # network op
-
         fast = self.fast = FastContext(node.resolver, handed_over,
                                        head_timeout=settings.head_timeout, bad_input=bad_input,
-                                       read_log=read_log)
+                                       read_log=node.read_log)
         self.http = await _listen("HTTP (--port)", lambda: FastHTTP(fast), settings.host,
                                   settings.port, settings.workers > 1, _ssl_context(settings))
         self.sweeper = loop.create_task(_sweep(fast))
         port = settings.binary_port if binary_port is None else binary_port
         if port or binary_port == 0:
             bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes,
-                                             read_log)
+                                             node.read_log)
             self.binary = await _listen("the binary protocol (--binary-port)",
                                         lambda: BinaryProtocol(bctx), settings.host, port,
                                         settings.workers > 1)

@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from registry import readlog
 from registry.accounts import authenticate, authenticate_reader
 from registry.permissions import Principal
 from registry.sharing import refuse_reader, view_of
@@ -118,8 +117,3 @@ async def _view(pool: asyncpg.Pool, header: str) -> View:
             return await view_of(conn, f"reader:{reader}")  # network op
     async with pool.acquire() as conn:
         return await view_of(conn, f"operator:{who.name}", who)  # network op
-
-
-async def log_reads(request: web.Request, party: str, reads: list[tuple[str, list[str]]]) -> None:
-    """Read-log hook for the resolver (registry/readlog.py)."""
-    await readlog.record(context(request).pool, party, reads)  # network op

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import time
-
 import asyncpg
 import msgspec
 from aiohttp import web
@@ -24,6 +22,7 @@ from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
 from registry.ownership import require
 from registry.prefixes import require_template
+from registry.sharing import seen_by
 from registry.store.codes import lookup
 from registry.store.records import move
 from resolver.core import params
@@ -78,21 +77,9 @@ async def _readable(conn: asyncpg.Connection, view: View, found: list[str], type
                     wanted: str, start: bool) -> list[str]:
     """The identifiers among ``found`` where the caller may read the value that matched:
     nobody finds an identifier by a value it may not read."""
-    rows = await conn.fetch('SELECT handle, coalesce(spelling, handle) AS spelled, "values", '
-                            "template, state FROM handles WHERE handle = ANY($1::text[])",
-                            [parse(h).key for h in found])  # network op
-    now, out = time.time(), []
-    for r in sorted(rows, key=lambda r: r["handle"]):
-        ident = parse(r["spelled"])
-        if r["state"] == "draft":
-            continue
-        for v in view.visible(r["values"], ident, r["template"], now):
-            text = v["data"]["value"] if v["data"]["format"] == "string" else None
-            if v["type"] == type_ and isinstance(text, str) and (
-                    text.startswith(wanted) if start else text == wanted):
-                out.append(r["spelled"])
-                break
-    return out
+    return [spelled for spelled, seen in await seen_by(conn, view, found)  # network op
+            if any(v["type"] == type_ and (v["data"]["value"].startswith(wanted) if start
+                                           else v["data"]["value"] == wanted) for v in seen)]
 
 
 async def get_records(request: web.Request) -> web.Response:

@@ -44,7 +44,9 @@ def classification(value: dict[str, Any]) -> Classification:
 
 
 @functools.lru_cache(maxsize=4096)
-def _pattern(types: str) -> re.Pattern[str]:
+def glob(types: str) -> re.Pattern[str]:
+    """A pattern with ``*`` for any run of characters, everything else literal, case
+    ignored, matched whole: grants' value types, reverse-lookup terms."""
     return re.compile(".*".join(re.escape(part) for part in types.split("*")) + r"\Z",
                       re.IGNORECASE | re.DOTALL)
 
@@ -52,7 +54,7 @@ def _pattern(types: str) -> re.Pattern[str]:
 def type_matches(types: str, type_: str) -> bool:
     """Whether a value type matches a grant's pattern (``*``: any run of characters;
     case ignored, as value types are compared by the Handle System)."""
-    return types == "*" or _pattern(types).match(type_) is not None
+    return types == "*" or glob(types).match(type_) is not None
 
 
 @dataclass(frozen=True, slots=True)

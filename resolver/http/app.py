@@ -35,10 +35,10 @@ from resolver.http.keys import (
     SETTINGS,
     SIGNER,
     ReadAuth,
-    ReadLog,
 )
 from resolver.http.respond import respond
 from resolver.lookup import Resolver
+from resolver.sharing import ReadLog
 from resolver.store import DATABASE_DOWN
 
 log = logging.getLogger("idres.http")

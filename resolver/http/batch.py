@@ -64,7 +64,7 @@ async def resolve_batch(request: web.Request) -> web.Response:
         parts, reads = await resolver.resolve_batch_as(handles, form, view,
                                                        generation)  # network op
         if reads and not resolver.sharing.no_read_logs():
-            await request.app[READ_LOG](request, view.party, reads)  # network op
+            await request.app[READ_LOG](view.party, reads)  # network op
     else:
         parts = await resolver.resolve_batch(handles, form)  # network op
     if use_msgpack:

@@ -101,7 +101,7 @@ async def _values(request: web.Request, query: Query,
         shown = shared_types(values)
         if shown and not request.app[RESOLVER].sharing.no_read_logs():
             # the read log, where one is on, before the answer leaves
-            await request.app[READ_LOG](request, query.view.party,
+            await request.app[READ_LOG](query.view.party,
                                         [(query.ident.key, shown)])  # network op
     return values, resolution
 
@@ -193,8 +193,7 @@ async def _follow_aliases(request: web.Request, query: Query,
     return query.requested
 
 
-async def no_read_log(request: web.Request, party: str,
-                      reads: list[tuple[str, list[str]]]) -> None:
+async def no_read_log(party: str, reads: list[tuple[str, list[str]]]) -> None:
     """The read-log hook when no registry is mounted."""
 
 

@@ -14,6 +14,7 @@ from resolver.core.identifier import Identifier
 from resolver.core.sharing import View
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
+from resolver.sharing import ReadLog
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 RESOLVER = web.AppKey("resolver", Resolver)
@@ -25,7 +26,6 @@ LISTENER = web.AppKey("listener", Invalidator)  # set by the node: the cache's l
 # batch)? The registry supplies it (resolver/core/sharing.py says what a View is)
 ReadAuth = Callable[[web.Request, Identifier | None], Awaitable[View]]
 READ_AUTH: web.AppKey[ReadAuth] = web.AppKey("read_auth")
-# after a read that showed shared values to a party: (party, [(identifier key, the shared
-# types shown)]) → the read log, where one is on (the registry supplies it)
-ReadLog = Callable[[web.Request, str, list[tuple[str, list[str]]]], Awaitable[None]]
+# after a read that showed shared values to a party: the read log (resolver/sharing.py
+# ReadLog; the node supplies it)
 READ_LOG: web.AppKey[ReadLog] = web.AppKey("read_log")
