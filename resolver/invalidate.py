@@ -377,8 +377,8 @@ class Invalidator(AckBook):
                     await conn.execute(  # network op
                         "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL,
                         [ack_payload(t, self.listener) for t in tokens])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.debug("could not acknowledge invalidations: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - dead, it would keep the lease, ack nothing
+                log.debug("could not acknowledge invalidations: %r", exc)
 
     async def close(self) -> None:
         """Stop; the lease ends first here, then in the database (so that writers need
