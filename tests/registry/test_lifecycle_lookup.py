@@ -358,3 +358,48 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
         got = requests.get(f"{tenant.url}/api/lookup?{odd}")
         assert got.status_code in (200, 400), (odd, got.text)
         assert metric("idres_http_handoffs_total") - before == 2, odd   # it, and /metrics
+
+
+def test_lookups_wait_for_a_query_in_flight_and_go_together(pg_dsn: str,
+                                                             tenant: Tenant) -> None:
+    """At most ``MAX_IN_FLIGHT`` lookup queries run at once: lookups started while they
+    run are asked for together in the next one, and each gets its own answer."""
+    import asyncio
+
+    from resolver import store
+    from resolver.codes import MAX_IN_FLIGHT, CodeFinder
+    from resolver.pg.pool import create_pool
+
+    h = template(tenant, "META_WAVES", ASSET_ITEMS)
+    for n in range(1, 41):
+        assert put(tenant, f"W-{n}", asset(n), h).status_code == 201
+
+    async def go() -> None:
+        pool = await create_pool(pg_dsn)
+        running, most, sizes = 0, 0, []
+
+        async def find_many(wanted: list[tuple[str, str, str]], limit: int) -> list[list[str]]:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            sizes.append(len(wanted))
+            try:
+                return await store.find_codes(pool, wanted, limit)  # the real query
+            finally:
+                running -= 1
+
+        try:
+            finder = CodeFinder(find_many)
+            futures = []
+            for n in range(1, 41):          # a lookup each loop turn, as connections do
+                futures.append(finder.find(tenant.prefix, "asset.equipment_code",
+                                           f"EQ-CNC-5AX-{n:04d}"))
+                await asyncio.sleep(0)
+            got = await asyncio.gather(*futures)
+        finally:
+            await pool.close()
+        assert got == [[f"{tenant.prefix}/W-{n}"] for n in range(1, 41)]
+        assert most <= MAX_IN_FLIGHT and finder.in_flight == 0
+        assert len(sizes) < 40 and sum(sizes) == 40, sizes   # some went together
+
+    asyncio.run(go())
