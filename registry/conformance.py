@@ -19,6 +19,7 @@ import asyncpg
 from registry import record_check as rc
 from registry import template_model as tm
 from registry import templates
+from registry.store.codes import fold
 from resolver.core.errors import RecordInvalid
 from resolver.core.identifier import Identifier
 from resolver.core.sharing import PERMISSIONS
@@ -49,31 +50,6 @@ class Conformed:
     definition: tm.Definition | None = None
 
 
-def _apply_defaults(values: list[Stored], raw: Sequence[object],
-                    definition: tm.Definition) -> None:
-    """Give values the item's TTL and classification where the write gave none. ``raw``
-    are the entries as sent: usually ``values`` one for one, in order, else matched by
-    index."""
-    defaults = rc.plan(definition).defaults
-    pairs: Iterable[tuple[Stored, Any]]
-    if len(raw) == len(values) and all(type(e) is dict and e.get("index") == v["index"]
-                                       for v, e in zip(values, raw)):
-        pairs = zip(values, raw)
-    else:
-        given = {str(e["index"]): e for e in raw
-                 if isinstance(e, dict) and isinstance(e.get("index"), (int, str))}
-        pairs = ((v, given.get(str(v["index"]), {})) for v in values)
-    for v, sent in pairs:
-        ttl, classification = defaults.get(v["type"].upper(), _NO_DEFAULT)
-        if ttl is not None and "ttl" not in sent:
-            v["ttl"] = ttl
-        if "permissions" not in sent and "classification" not in sent:
-            v["permissions"] = PERMISSIONS[classification]
-            if classification == "shared":
-                v["classification"] = "shared"
-
-
-_NO_DEFAULT: tuple[int | None, tm.Classification] = (None, "public")
 
 
 Known = dict[tuple[str, int | None, bool], templates.Version]
@@ -108,12 +84,10 @@ async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stor
         if known is not None:
             known[(name, version, existing)] = found
     out = Conformed(values, found.handle, found.version, definition=found.definition)
-    _apply_defaults(values, requested.raw, found.definition)
-    out.problems = rc.check_record(values, found.definition)
+    out.problems, codes = rc.conform_values(values, requested.raw, found.definition)
     # (a searchable item's value given twice is one code: the index holds it once)
     out.codes = list(dict.fromkeys((ident.prefix.text, t, v, ident.key, unique, public)
-                                   for t, v, unique, public in rc.indexed(values,
-                                                                          found.definition)))
+                                   for t, v, unique, public in codes))
     return out
 
 
@@ -165,9 +139,11 @@ async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed],
     if not mine or not stored:
         return
     rows = await conn.fetch(
-        """SELECT c.prefix, c.type, c.value, c.handle FROM codes c
+        f"""SELECT c.prefix, c.type, c.value, c.handle FROM codes c
            JOIN unnest($1::text[], $2::text[], $3::text[]) AS w(prefix, type, value)
-             USING (prefix, type, value) WHERE c.is_unique""",
+             ON c.type = w.type AND {fold('c.value')} = {fold('w.value')}
+            AND c.prefix = w.prefix AND c.value = w.value
+           WHERE c.is_unique""",
         *map(list, zip(*mine)))  # network op
     for row in rows:
         holder = mine[(row["prefix"], row["type"], row["value"])]

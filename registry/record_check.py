@@ -19,6 +19,7 @@ import re2
 from registry.template_model import DIGESTS, SYSTEM_TYPE, Definition, Item, Problem
 from resolver.core.errors import InvalidIdentifier
 from resolver.core.identifier import parse
+from resolver.core.sharing import PERMISSIONS
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _INTEGER = re.compile(r"[-+]?[0-9]+\Z")
@@ -170,22 +171,24 @@ def checker(item: Item) -> Check:
 
 
 class Plan:
-    """What checking records against one definition needs, computed once: the items by
-    type (upper-cased), their compiled checks, the required items, the defaults and
-    the items that are indexed or reference other identifiers."""
+    """What checking records against one definition needs, computed once: for each item
+    (by upper-cased type) the item, its compiled check, its defaults (TTL, permissions,
+    whether it is shared) and whether it is indexed; the required items; the items
+    that are indexed or reference other identifiers."""
 
-    checks: dict[str, tuple[Item, Check | None]]
+    items: dict[str, tuple[Item, Check | None, int | None, str, bool, bool]]
     required: list[tuple[str, Item]]
-    __slots__ = ("items", "checks", "required", "defaults", "indexed", "references")
+    __slots__ = ("items", "required", "indexed", "references")
 
     def __init__(self, definition: Definition) -> None:
-        self.items = {i.type.upper(): i for i in definition.items}
-        self.checks = {key: (i, None if i.datatype == "handle" else checker(i))
-                       for key, i in self.items.items()}
-        self.required = [(key, i) for key, i in self.items.items() if i.required]
-        self.defaults = {key: (i.ttl, i.classification) for key, i in self.items.items()}
-        self.indexed = {key: i for key, i in self.items.items() if i.unique or i.searchable}
-        self.references = {key: i for key, i in self.items.items()
+        self.items = {
+            i.type.upper(): (i, None if i.datatype == "handle" else checker(i), i.ttl,
+                             PERMISSIONS[i.classification], i.classification == "shared",
+                             i.unique or i.searchable)
+            for i in definition.items}
+        self.required = [(key, i) for key, (i, *_) in self.items.items() if i.required]
+        self.indexed = {key: i for key, (i, *_) in self.items.items() if i.unique or i.searchable}
+        self.references = {key: i for key, (i, *_) in self.items.items()
                            if i.datatype == "reference"}
 
 
@@ -197,31 +200,67 @@ def plan(definition: Definition) -> Plan:
     return found
 
 
+Code = tuple[str, str, bool, bool]   # (type, value, unique, public) of a value to index
+_UNSENT: dict[str, Any] = {}
+_PUBLIC = PERMISSIONS["public"]
+
+
 def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> list[Problem]:
     """Every problem of a record (values in the stored form) against a template version:
     values of types the template does not have, missing required items, several values
     of a single item, and each value's data. References are checked for syntax here;
     whether they exist is the caller's business (:func:`reference_checks`)."""
+    return conform_values(values, None, definition)[0]
+
+
+def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | None,
+                   definition: Definition) -> tuple[list[Problem], list[Code]]:
+    """:func:`check_record`, and the codes to index (:func:`indexed`), in one pass over the
+    values; with ``sent`` (the entries as the write sent them: usually ``values`` one
+    for one, else matched by index), each value first gets its item's TTL and
+    classification where the write gave none (values of other types: public)."""
     compiled = plan(definition)
-    checks = compiled.checks
+    items = compiled.items
     problems: list[Problem] = []
+    codes: list[Code] = []
     seen: set[str] = set()
-    for v in values:
+    by_index: dict[str, Any] | None = None
+    positional = sent is not None and len(sent) == len(values)
+    for n, v in enumerate(values):
         key = v["type"].upper()
-        found = checks.get(key)
+        found = items.get(key)
+        if sent is not None:
+            e = sent[n] if positional else None
+            if type(e) is not dict or e.get("index") != v["index"]:
+                if by_index is None:
+                    by_index = {str(x["index"]): x for x in sent if isinstance(x, dict)
+                                and isinstance(x.get("index"), (int, str))}
+                e = by_index.get(str(v["index"]), _UNSENT)
+            if found is None:
+                if "permissions" not in e and "classification" not in e:
+                    v["permissions"] = _PUBLIC
+            else:
+                if found[2] is not None and "ttl" not in e:
+                    v["ttl"] = found[2]
+                if "permissions" not in e and "classification" not in e:
+                    v["permissions"] = found[3]
+                    if found[4]:
+                        v["classification"] = "shared"
         if found is None:
             if not SYSTEM_TYPE.match(key):
                 problems.append(Problem(v["index"], v["type"], "is not an item of the template"))
             continue
-        item, check = found
+        item, check = found[0], found[1]
         if key in seen:
             if not item.many:
                 problems.append(Problem(v["index"], v["type"], "may have one value only"))
         else:
             seen.add(key)
+        data = v["data"]
+        if found[5] and data["format"] == "string":
+            codes.append((item.type, data["value"], item.unique, v["permissions"][2] == "1"))
         if check is None:
             continue  # a "handle" item: any Handle format, the value's own checks apply
-        data = v["data"]
         if data["format"] != "string":
             problems.append(Problem(v["index"], v["type"],
                                     f"must be string data (a {item.datatype})"))
@@ -232,7 +271,7 @@ def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> li
     for key, item in compiled.required:
         if key not in seen:
             problems.append(Problem(None, item.type, "is required"))
-    return problems
+    return problems, codes
 
 
 def _texts(values: Iterable[dict[str, Any]],
@@ -259,8 +298,7 @@ def reference_checks(values: Sequence[dict[str, Any]],
     return out
 
 
-def indexed(values: Iterable[dict[str, Any]],
-            definition: Definition) -> list[tuple[str, str, bool, bool]]:
+def indexed(values: Iterable[dict[str, Any]], definition: Definition) -> list[Code]:
     """(type, value, unique, public) of the values to index for lookup by code: those of
     unique and searchable items."""
     items = plan(definition).indexed

@@ -1,5 +1,9 @@
 """The code index: the values of unique and searchable template items, for "which
-identifier under prefix P has T = V" in one index lookup (migrations 0007, 0009)."""
+identifier under prefix P has T = V" in one index lookup (migrations 0007, 0009, 0010).
+
+The table has one index, ``codes_unique (type, FOLD(value), prefix, value, slot)``:
+every query here names ``type``, and ``FOLD(value)`` (the value with its case folded
+as the database folds it) as well as the value, so that the index serves it."""
 
 from __future__ import annotations
 
@@ -12,10 +16,18 @@ from resolver.core.errors import IdentifierExists
 Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, unique, public)
 COLUMNS = ["prefix", "type", "value", "handle", "is_unique", "is_public"]
 
-DELETE = """DELETE FROM codes USING unnest($1::text[], $2::text[], $3::text[], $4::text[])
-              AS d(prefix, type, value, handle)
-            WHERE codes.prefix = d.prefix AND codes.type = d.type AND codes.value = d.value
-              AND codes.handle = d.handle"""
+
+
+def fold(expr: str) -> str:
+    """The SQL for ``expr`` with its case folded: the index's second column (0010)."""
+    return f'lower({expr} COLLATE "default") COLLATE "C"'
+
+
+DELETE = f"""DELETE FROM codes USING unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               AS d(prefix, type, value, handle)
+             WHERE codes.type = d.type AND {fold('codes.value')} = {fold('d.value')}
+               AND codes.prefix = d.prefix AND codes.value = d.value
+               AND codes.handle = d.handle"""
 INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                  $5::bool[], $6::bool[])"""
@@ -23,24 +35,27 @@ INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public
 # those who may see values that are not public)
 _FOUND = """SELECT {distinct} h.handle, coalesce(h.spelling, h.handle) AS spelled
             FROM codes c JOIN handles h ON h.handle = c.handle
-            WHERE c.prefix = $1 AND c.type = $2 AND {match}
+            WHERE c.type = $2 AND {match} AND c.prefix = $1
               AND (c.is_public OR $3) AND (h.state <> 'draft' OR $3)
             ORDER BY {order} LIMIT $4"""
-# the index's key is (prefix, type, value, slot), slot '' for a unique code and the
-# identifier for a searchable one (migration 0009): one value names an identifier once,
-# in key order; a range of values may name it under several
-EXACT = _FOUND.format(distinct="", match="c.value = $5", order="c.slot")
-STARTS = _FOUND.format(distinct="DISTINCT", match="c.value >= $5 AND c.value < $6",
-                       order="h.handle")
+# slot is '' for a unique code and the identifier for a searchable one (0009): one value
+# names an identifier once, in key order; a range of values may name it under several
+EXACT = _FOUND.format(distinct="", match=f"{fold('c.value')} = {fold('$5')} AND c.value = $5",
+                      order="c.slot")
+# a range of codes: the range of their folded forms ($6, $7), then the exact one
+STARTS = _FOUND.format(
+    distinct="DISTINCT", order="h.handle",
+    match=f"{fold('c.value')} >= $6 AND {fold('c.value')} < $7 AND starts_with(c.value, $5)")
 # the scope: prefixes $1 and their descendants
 _SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
                                                  WHERE starts_with(prefix, s || '.')))"""
-_FOLD = 'lower(value COLLATE "default") COLLATE "C"'
-FOLDED = f"""SELECT DISTINCT handle FROM codes WHERE type = $2 AND {_FOLD} >= $3 AND {_FOLD} < $4
-             AND {_SCOPED} ORDER BY handle LIMIT $5"""
-FOLDED_EXACT = f"""SELECT DISTINCT handle FROM codes WHERE type = $2
-                   AND {_FOLD} = lower($3 COLLATE "default") COLLATE "C" AND {_SCOPED}
+FOLDED = f"""SELECT DISTINCT handle FROM codes
+             WHERE type = $2 AND {fold('value')} >= $3 AND {fold('value')} < $4 AND {_SCOPED}
+             ORDER BY handle LIMIT $5"""
+FOLDED_EXACT = f"""SELECT DISTINCT handle FROM codes
+                   WHERE type = $2 AND {fold('value')} = {fold('$3')} AND {_SCOPED}
                    ORDER BY handle LIMIT $4"""
+FOLD = f"SELECT {fold('$1::text')}"
 
 
 def _columns(codes: Sequence[Code]) -> list[list[object]]:
@@ -76,11 +91,12 @@ async def lookup(conn: asyncpg.Connection, prefix: str, type_: str, value: str,
                  restricted: bool, limit: int = 100, start: bool = False) -> list[str]:
     """The identifiers (as spelled) of ``prefix`` with the code ``value`` of ``type_``
     (with ``start``: a code that begins so); with ``restricted``, codes of values that are
-    not public and drafts too. One lookup (or range scan) of the primary key, joined
+    not public and drafts too. One lookup (or range scan) of the code index, joined
     to the records."""
     if start:
-        rows = await conn.fetch(STARTS, prefix, type_, restricted, limit, value,
-                                _above(value))  # network op
+        low = await conn.fetchval(FOLD, value)  # network op
+        rows = await conn.fetch(STARTS, prefix, type_, restricted, limit, value, low,
+                                _above(low))  # network op
     else:
         rows = await conn.fetch(EXACT, prefix, type_, restricted, limit, value)  # network op
     return [r["spelled"] for r in rows]
@@ -102,12 +118,11 @@ async def folded(conn: asyncpg.Connection, prefixes: Sequence[str], type_: str, 
                  whole: bool, limit: int) -> list[str]:
     """The identifiers (keys) under ``prefixes`` (descendants included) with a code of ``type_`` equal to ``text``
     (``whole``) or beginning with it, ignoring case as ILIKE does: candidates for reverse
-    lookup, which checks them against every term. Index scans of ``codes_folded``."""
+    lookup, which checks them against every term. Range scans of the code index."""
     if whole:
         rows = await conn.fetch(FOLDED_EXACT, list(prefixes), type_, text, limit)  # network op
     else:
-        low = await conn.fetchval('SELECT lower($1::text COLLATE "default") COLLATE "C"',
-                                  text)  # network op
+        low = await conn.fetchval(FOLD, text)  # network op
         rows = await conn.fetch(FOLDED, list(prefixes), type_, low, _above(low),
                                 limit)  # network op
     return [r["handle"] for r in rows]

@@ -141,3 +141,39 @@ def test_a_database_with_case_twins_stays_case_sensitive(pg_dsn: str, tmp_path: 
             set_case_sensitive(False)
 
     asyncio.run(go())
+
+
+def test_the_code_index_migrates_a_database_of_the_previous_version(pg_dsn: str,
+                                                                     tmp_path: Path) -> None:
+    """0010 on codes written by 0009's version: every row kept, one index left, which
+    keeps codes unique as written (case-sensitive) and finds them ignoring case."""
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, _older(tmp_path, "0009_codes_one_key"))
+            await conn.execute("""INSERT INTO codes (prefix, type, value, handle, is_unique,
+                                                     is_public)
+                                  VALUES ('88.1', 'a.eq', 'EQ-1', '88.1/A', true, true),
+                                         ('88.1', 'a.eq', 'eq-1', '88.1/B', true, true),
+                                         ('88.1', 'a.site', 'Hall', '88.1/A', false, true),
+                                         ('88.1', 'a.site', 'Hall', '88.1/B', false, true)""")
+            assert await migrate(conn) == ["0010_codes_folded_key"]
+            rows = await conn.fetch("SELECT prefix, type, value, handle, slot FROM codes "
+                                    "ORDER BY handle, type")
+            assert [tuple(r) for r in rows] == [
+                ("88.1", "a.eq", "EQ-1", "88.1/A", ""), ("88.1", "a.site", "Hall", "88.1/A", "88.1/A"),
+                ("88.1", "a.eq", "eq-1", "88.1/B", ""), ("88.1", "a.site", "Hall", "88.1/B", "88.1/B")]
+            indexes = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'codes'")
+            assert [r[0] for r in indexes] == ["codes_unique"]
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute("INSERT INTO codes (prefix, type, value, handle, is_unique, "
+                                   "is_public) VALUES ('88.1', 'a.eq', 'EQ-1', '88.1/C', true, true)")
+            folded = await conn.fetch(
+                """SELECT handle FROM codes WHERE type = 'a.eq' AND lower(value COLLATE "default")
+                   COLLATE "C" = 'eq-1' ORDER BY handle""")
+            assert [r[0] for r in folded] == ["88.1/A", "88.1/B"]
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
