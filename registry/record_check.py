@@ -231,7 +231,7 @@ def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | No
         found = items.get(key)
         if sent is not None:
             e = sent[n] if positional else None
-            if type(e) is not dict or e.get("index") != v["index"]:
+            if e.__class__ is not dict or e.get("index") != v["index"]:
                 if by_index is None:
                     by_index = {str(x["index"]): x for x in sent if isinstance(x, dict)
                                 and isinstance(x.get("index"), (int, str))}
@@ -288,8 +288,11 @@ def reference_checks(values: Sequence[dict[str, Any]],
                      definition: Definition) -> list[tuple[dict[str, Any], str, str | None]]:
     """(value, referenced identifier key, template key it must follow or None) for the
     reference values whose target must exist."""
+    references = plan(definition).references
+    if not references:
+        return []
     out = []
-    for v, item, text in _texts(values, plan(definition).references):
+    for v, item, text in _texts(values, references):
         try:
             target = parse(text).key
         except InvalidIdentifier:
