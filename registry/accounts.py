@@ -18,6 +18,7 @@ from urllib.parse import unquote
 import asyncpg
 
 from registry import secrets
+from registry.bearers import Bearers
 from registry.permissions import Principal
 from registry.store import Db, audit, write_transaction
 from registry.store import identity as identities
@@ -154,8 +155,10 @@ async def list_operators(conn: asyncpg.Connection) -> list[dict[str, object]]:
              "created": r["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ")} for r in rows]
 
 
-async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
-    """Credentials from an ``Authorization`` header → the operator.
+async def authenticate(pool: asyncpg.Pool, header: str,
+                       bearers: Bearers | None = None) -> Principal:
+    """Credentials from an ``Authorization`` header → the operator (a bearer token
+    looked up with the others of its loop turn, through ``bearers``).
 
     ``Basic`` carries ``INDEX:HANDLE`` (colon percent-encoded, as pyhandle sends
     it; an unencoded colon is accepted too) and the secret; ``Bearer`` carries a
@@ -172,15 +175,10 @@ async def authenticate(pool: asyncpg.Pool, header: str) -> Principal:
     scheme = scheme.lower()
     credentials = credentials.strip()
     if scheme == "bearer" and credentials:
-        row = await pool.fetchrow(
-            """SELECT o.id, o.name, o.identity, o.is_admin FROM tokens t
-               JOIN operators o ON o.id = t.operator_id
-               WHERE t.token_hash = $1 AND t.revoked_at IS NULL""",
-            secrets.hash_token(credentials),
-        )
-        if row is None:
+        found = await (bearers or Bearers(pool)).find(secrets.hash_token(credentials))
+        if found is None:
             raise AuthenticationFailed("the bearer token is not valid")
-        return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+        return found
     if scheme == "basic" and credentials:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")

@@ -10,7 +10,7 @@ be taken. Nothing here writes; ``registry/store`` writes what it returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,6 @@ from registry import templates
 from registry.store.codes import fold
 from resolver.core.errors import RecordInvalid
 from resolver.core.identifier import Identifier
-from resolver.core.sharing import PERMISSIONS
 
 Stored = dict[str, Any]
 Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, unique, public)
@@ -120,11 +119,11 @@ async def check_references(conn: asyncpg.Connection, records: Sequence[Conformed
 
 
 async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed],
-                      stored: bool = True) -> None:
+                      stored: bool = True, others: str = "of this request") -> None:
     """A unique item's value may be held by one identifier of a prefix: not by another
     one stored (``stored``: asked of the database here; otherwise the caller relies on
     the unique index and asks only when it refuses), nor by another record of the same
-    request. Adds to the problems."""
+    request (``others`` says what they are, in the message). Adds to the problems."""
     mine: dict[tuple[str, str, str], str] = {}
     holders: dict[str, Conformed] = {}
     for rec in records:
@@ -134,7 +133,7 @@ async def check_codes(conn: asyncpg.Connection, records: Sequence[Conformed],
             holders[handle] = rec
             other = mine.setdefault((prefix, type_, value), handle)
             if other != handle:
-                rec.problems.append(_taken(rec, type_, value, f"{other} of this request",
+                rec.problems.append(_taken(rec, type_, value, f"{other} {others}",
                                            "too"))
     if not mine or not stored:
         return

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from registry import readlog, templates
 from registry.api.common import RegistryContext, read_view
+from registry.metrics import RegistryCollector
 from registry.api.routes import add_routes
 from resolver import metrics
 from resolver.cache import AnswerCache
@@ -69,6 +70,7 @@ class Node:
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator,
                               bounded=lambda aw: within(aw, settings.db_timeout))
+        self.collector.register(RegistryCollector(ctx))
         self.read_log = partial(readlog.record, pool)   # (party, reads): every front end's
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, self.read_log)

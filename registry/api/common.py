@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from registry.accounts import authenticate, authenticate_reader
+from registry.bearers import Bearers
 from registry.permissions import Principal
 from registry.sharing import refuse_reader, view_of
 from registry.store import Db
+from registry.store.group import WriteGroups
 from resolver.core import codec
 from resolver.core.channel import CommitSync, NoSync
 from resolver.core.errors import AuthenticationFailed, AuthenticationNeeded, ServiceUnavailable
@@ -37,10 +39,18 @@ class RegistryContext:
     # awaits a database read for at most the node's --db-timeout (TimeoutError after);
     # reads are not bounded without it
     bounded: Callable[[Awaitable[Any]], Awaitable[Any]] = lambda aw: aw
+    # whole-record writes of this node, committed in groups (registry/store/group.py)
+    groups: WriteGroups = field(default_factory=WriteGroups)
+    # bearer tokens of one loop turn looked up together (registry/bearers.py)
+    bearers: Bearers | None = None
+
+    def __post_init__(self) -> None:
+        if self.bearers is None:
+            object.__setattr__(self, "bearers", Bearers(self.pool))
 
     @property
     def db(self) -> Db:
-        return Db(self.pool, self.sync)
+        return Db(self.pool, self.sync, self.groups)
 
 
 REGISTRY = web.AppKey("registry", RegistryContext)
@@ -71,7 +81,8 @@ async def principal(request: web.Request) -> Principal:
             "or Authorization: Bearer <token>"
         )
     try:
-        return await authenticate(context(request).pool, header)  # network op
+        ctx = context(request)
+        return await authenticate(ctx.pool, header, ctx.bearers)  # network op
     except AuthenticationFailed:
         reader = await authenticate_reader(context(request).pool, header)  # network op
         if reader is not None:
@@ -100,15 +111,16 @@ async def read_view(request: web.Request, ident: Identifier | None) -> View:
     --db-timeout, 503."""
     ctx = context(request)
     try:
-        view: View = await ctx.bounded(_view(ctx.pool, request.headers.get("Authorization", "")))
+        view: View = await ctx.bounded(_view(ctx.pool, request.headers.get("Authorization", ""),
+                                             ctx.bearers))
     except TimeoutError:
         raise ServiceUnavailable() from None
     return view
 
 
-async def _view(pool: asyncpg.Pool, header: str) -> View:
+async def _view(pool: asyncpg.Pool, header: str, bearers: Bearers | None) -> View:
     try:
-        who = await authenticate(pool, header)  # network op
+        who = await authenticate(pool, header, bearers)  # network op
     except AuthenticationFailed:
         reader = await authenticate_reader(pool, header)  # network op
         if reader is None:

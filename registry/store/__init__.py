@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -34,6 +34,9 @@ from resolver.core.channel import (
 )
 from resolver.core.identifier import Identifier
 
+if TYPE_CHECKING:
+    from registry.store.group import WriteGroups
+
 Stored = dict[str, Any]
 
 # handle is the identifier's key (case folded unless the node is case-sensitive);
@@ -46,10 +49,12 @@ UPDATE_RECORD = """UPDATE handles SET "values" = $2, public_json = $3, updated_a
 
 @dataclass(frozen=True)
 class Db:
-    """Where writes go, and how to wait until this process has seen their invalidation."""
+    """Where writes go, how to wait until this process has seen their invalidation, and
+    the node's group commit of whole-record writes (``group.py``; None: each alone)."""
 
     pool: asyncpg.Pool
     sync: CommitSync = NoSync()
+    groups: WriteGroups | None = None
 
 
 @dataclass

@@ -11,8 +11,6 @@ from typing import Any
 
 import asyncpg
 
-from registry import record_check as rc
-from registry import templates
 from registry.conformance import (
     Conformed,
     Requested,
@@ -24,12 +22,20 @@ from registry.conformance import (
 from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, audit, write_transaction
-from registry.store.codes import Code, replace_codes
-from registry.store.rows import Current, Plain, locked, required_templates, store
+from registry.store.codes import replace_codes
+from registry.store.group import PutWrite, put_alone
+from registry.store.rows import (
+    Current,
+    Plain,
+    codes_of,
+    locked,
+    required_templates,
+    store,
+    writable,
+)
 from resolver.core import lifecycle
 from resolver.core.errors import (
     BadRequest,
-    IdentifierExists,
     IdentifierNotFound,
     StateConflict,
     ValueExists,
@@ -37,15 +43,6 @@ from resolver.core.errors import (
 )
 from resolver.core.identifier import Identifier, parse
 from resolver.core.record import check_record
-
-
-async def _codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None) -> list[Code]:
-    """The codes the record holds now (to replace)."""
-    if current is None or current.template is None:
-        return []
-    found = await templates.for_existing(conn, current.template, current.version or 0)
-    return [(ident.prefix.text, t, v, ident.key, u, p)
-            for t, v, u, p in rc.indexed(current.values, found.definition)]
 
 
 async def _conformed(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],
@@ -56,15 +53,6 @@ async def _conformed(conn: asyncpg.Connection, ident: Identifier, values: list[S
     await check_codes(conn, [rec])
     raise_problems(rec)
     return rec
-
-
-def _writable(ident: Identifier, current: Current | None) -> None:
-    if current is not None and current.state in ("retired", "replaced"):
-        raise StateConflict(
-            f"{ident.spelling} is {current.state}: a retired identifier is never changed or "
-            "reused" if current.state == "retired" else
-            f"{ident.spelling} is replaced by {(current.info or {}).get('successor')}: make it "
-            "active again first (POST /api/lifecycle)")
 
 
 async def put_record(
@@ -82,29 +70,10 @@ async def put_record(
     if state not in ("active", "draft"):
         raise BadRequest("a record is created active or draft; use POST /api/lifecycle to "
                          "retire or replace it")
-    async with write_transaction(db) as tx:
-        conn = tx.conn
-        await check_write(conn, principal, [ident.key], [ident.prefix])
-        current = await locked(conn, ident.key)
-        if current is not None and not overwrite:
-            raise IdentifierExists(f"handle {ident.key} already exists")
-        _writable(ident, current)
-        rec = await _conformed(conn, ident, values, requested, current)
-        keep = current.state if current is not None else state
-        created = current is None and await store(tx, ident, rec, keep, None, create=True)
-        if current is None and not created:  # created concurrently since our SELECT
-            if not overwrite:
-                raise IdentifierExists(f"handle {ident.key} already exists")
-            current = await locked(conn, ident.key)
-            _writable(ident, current)
-        if current is not None:
-            await store(tx, ident, rec, current.state, current.info, create=False)
-        await replace_codes(conn, await _codes_of(conn, ident, current), rec.codes)
-        await audit(conn, principal, "create" if current is None else "replace",
-                    handle=ident.key, prefix=ident.prefix.text,
-                    before=None if current is None else current.values, after=rec.values)
-        await tx.notify([ident.key])
-    return current is None
+    write = PutWrite(principal, ident, values, overwrite, requested, state)
+    if db.groups is None:
+        return await put_alone(db, write)  # network op
+    return await db.groups.put(db, write)  # network op (a group commit: group.py)
 
 
 async def _existing(tx: WriteTx, principal: Principal, ident: Identifier) -> Current:
@@ -135,7 +104,7 @@ async def put_values(
     async with write_transaction(db) as tx:
         conn = tx.conn
         current = await _existing(tx, principal, ident)
-        _writable(ident, current)
+        writable(ident, current)
         new = {v["index"]: v for v in values}
         taken = sorted(i for i in new if any(b["index"] == i for b in current.values))
         if taken and not overwrite:
@@ -144,7 +113,7 @@ async def put_values(
         check_record(after)
         rec = await _conformed(conn, ident, after, requested, current)
         await store(tx, ident, rec, current.state, current.info, create=False)
-        await replace_codes(conn, await _codes_of(conn, ident, current), rec.codes)
+        await replace_codes(conn, await codes_of(conn, ident, current), rec.codes)
         await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
                     before=current.values, after=rec.values)
         await tx.notify([ident.key])
@@ -162,8 +131,8 @@ async def delete(
     async with write_transaction(db) as tx:
         conn = tx.conn
         current = await _existing(tx, principal, ident)
-        _writable(ident, current)
-        old = await _codes_of(conn, ident, current)
+        writable(ident, current)
+        old = await codes_of(conn, ident, current)
         if not indexes:
             await conn.execute("DELETE FROM handles WHERE handle = $1", ident.key)
             await replace_codes(conn, old, [])

@@ -10,8 +10,12 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from registry import record_check as rc
+from registry import templates
 from registry.store import Stored, WriteTx, spelling_of
+from registry.store.codes import Code
 from resolver.core import lifecycle
+from resolver.core.errors import StateConflict
 from resolver.core.identifier import Identifier
 
 # the templates prefixes require, read under a shared lock per prefix of the lineage:
@@ -98,6 +102,27 @@ async def store(tx: WriteTx, ident: Identifier, rec: Typed, state: str,
                           state, info, shared)  # network op
     return True
 
+
+
+
+async def codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None) -> list[Code]:
+    """The codes the record holds now (to replace)."""
+    if current is None or current.template is None:
+        return []
+    found = await templates.for_existing(conn, current.template, current.version or 0)
+    return [(ident.prefix.text, t, v, ident.key, u, p)
+            for t, v, u, p in rc.indexed(current.values, found.definition)]
+
+
+def writable(ident: Identifier, current: Current | None) -> None:
+    """:raises StateConflict: a retired record is never changed or reused; a replaced
+    one is made active again first."""
+    if current is not None and current.state in ("retired", "replaced"):
+        raise StateConflict(
+            f"{ident.spelling} is {current.state}: a retired identifier is never changed or "
+            "reused" if current.state == "retired" else
+            f"{ident.spelling} is replaced by {(current.info or {}).get('successor')}: make it "
+            "active again first (POST /api/lifecycle)")
 
 
 

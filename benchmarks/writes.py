@@ -1,0 +1,134 @@
+"""The write path (issue 11), each against its reference in one run:
+
+* single ``PUT`` creating identifiers (the 8-value asset record, untyped) at 8 and 64
+  connections, against a ``pgbench`` script doing the same SQL work per write on the
+  same database: the row, the audit row, the notification, one commit (the reference
+  for what PostgreSQL itself does per write; ``-M prepared``, as many clients);
+* the server side's CPU per write (idres and the PostgreSQL backends serving it), and
+  how many writes a group commit carried (registry/store/group.py).
+
+    python -m benchmarks.writes              # ~1 minute
+
+The server side (idres, one process, and PostgreSQL) is pinned to core 0 and the load
+(the Python load generator, or pgbench) to core 1, as in benchmarks.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+
+from benchmarks import dataset
+from benchmarks.records import server_cpu
+from benchmarks.run import (
+    HERE,
+    Idres,
+    bench_database,
+    loadgen,
+    need,
+    pin_postgres,
+    pinned,
+    save,
+    scenario,
+    started,
+)
+from registry.records_input import parse_records
+from resolver.core import codec
+from resolver.core.channel import INVALIDATE_CHANNEL
+
+PREFIX = "88.310"
+
+
+def pgbench_script() -> str:
+    """One write's SQL work, as idres does it for a created asset: the record row (its
+    values, and the public view resolution reads), the audit row holding the values, a
+    notification, one commit."""
+    rec = dataset.asset(1, PREFIX, None)
+    entry = parse_records(codec.parse_json(orjson.dumps([rec])), 1)[0]
+    stored, public = codec.encode_stored(entry.values)
+    values = (stored if isinstance(stored, bytes) else orjson.dumps(stored)).decode()
+    values = values.replace("'", "''")
+    key = f"'{PREFIX}/PGB-' || :client_id || '-' || :i"
+    return f"""\\set i random(1, 2000000000)
+BEGIN;
+INSERT INTO handles (handle, prefix, "values", public_json)
+  VALUES ({key}, '{PREFIX}', '{values}'::jsonb, '\\x{bytes(public).hex()}'::bytea)
+  ON CONFLICT (handle) DO NOTHING;
+INSERT INTO audit (operator_id, actor, action, handle, prefix, after)
+  VALUES (NULL, 'bench', 'create', {key}, '{PREFIX}', '{values}'::jsonb);
+SELECT pg_notify('{INVALIDATE_CHANNEL}', {key});
+END;
+"""
+
+
+def pgbench(dsn: str, clients: int, seconds: int) -> dict[str, Any]:
+    u = urlsplit(dsn)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(pgbench_script())
+    try:
+        out = subprocess.run(pinned(1, [
+            need("pgbench", "postgresql-client"), "-n", "-h", str(u.hostname), "-p", str(u.port),
+            "-U", str(u.username), "-c", str(clients), "-j", "1", "-T", str(seconds),
+            "-M", "prepared", "-f", f.name, u.path.lstrip("/")]),
+            env={**os.environ, "PGPASSWORD": u.password or ""}, capture_output=True,
+            text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    fields = dict(line.split(" = ", 1) for line in out.splitlines() if " = " in line)
+    return {"per_second": float(fields["tps"].split()[0]),
+            "latency_ms": float(fields["latency average"].split()[0])}
+
+
+def group_metrics(srv: Idres) -> tuple[float, float]:
+    text = requests.get(srv.url + "/metrics", timeout=10).text
+    got = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines()
+           if line.startswith("idres_write_group")}
+    return got.get("idres_write_groups_total", 0.0), got.get("idres_write_group_writes_total", 0.0)
+
+
+def single_writes(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: Path,
+                  n: int, seconds: int) -> None:
+    first = 0
+    for conns in (8, 64):
+        ref = pgbench(dsn, conns, seconds)
+        groups, writes = group_metrics(srv)
+        before = server_cpu(srv, pgdata)
+        got = loadgen("writes", 1, url=srv.url, token=token, prefix=PREFIX, first=first, n=n,
+                      concurrency=conns)
+        got["cpu_us_per_write"] = (server_cpu(srv, pgdata) - before) / n * 1e6
+        groups2, writes2 = group_metrics(srv)
+        got["writes_per_group"] = (writes2 - writes) / max(1.0, groups2 - groups)
+        first += n
+        scenario(results, f"single PUT, {conns} connections", got, ref,
+                 "pgbench, same SQL per write", "writes/s")
+        print(f"     p50 {got['p50_ms']:.1f} ms, p99 {got['p99_ms']:.1f} ms; server CPU "
+              f"{got['cpu_us_per_write']:.0f} µs per write; {got['writes_per_group']:.1f} "
+              f"writes per group commit; pgbench latency {ref['latency_ms']:.1f} ms "
+              "(goals: ≥ 5,000/s with p99 ≤ 20 ms at 64, ≥ 0.5x pgbench)", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
+    p.add_argument("--duration", type=int, default=8, help="seconds of pgbench")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args()
+    results = started(writes=args.writes)
+    with bench_database() as (_, pg, dsn, token, servers):
+        srv = Idres(dsn)
+        servers.append(srv)
+        pin_postgres(pg.pgdata, {0})
+        single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
+    save(results, args.out, "writes")
+
+
+if __name__ == "__main__":
+    main()
