@@ -47,6 +47,7 @@ from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
 from registry.store.codes import Code, replace_codes
 from registry.store.rows import Current, codes_of, required_templates, writable
 from resolver.core import lifecycle
+from resolver.core.channel import INVALIDATE_CHANNEL, payloads
 from resolver.core.errors import IdentifierExists, IdresError
 from resolver.core.identifier import Identifier
 
@@ -55,19 +56,32 @@ IN_FLIGHT = 2     # group transactions running at once, at most
 
 LOCK = """SELECT handle, "values", template, template_version, state, state_info
           FROM handles WHERE handle = ANY($1::text[]) ORDER BY handle FOR UPDATE"""
-INSERT = """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
-                                 template_version, state, shared_json)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[],
-                                 $6::text[], $7::integer[], $8::text[], $9::bytea[])
-            ON CONFLICT (handle) DO NOTHING RETURNING handle"""
-UPDATE = """UPDATE handles h SET "values" = u.v, public_json = u.p, template = u.t,
-                   template_version = u.tv, shared_json = u.sh, updated_at = now()
-            FROM unnest($1::text[], $2::jsonb[], $3::bytea[], $4::text[], $5::integer[],
-                        $6::bytea[]) AS u(handle, v, p, t, tv, sh)
-            WHERE h.handle = u.handle"""
-AUDIT = """INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::jsonb[], $7::jsonb[])"""
+# every accepted record written, its audit row appended and the notification sent, in one
+# statement: the creates (a create that finds its identifier created meanwhile is left
+# out, and so is its audit row), the replaces, then the audit rows of what was written
+WRITE = """
+WITH ins AS (
+    INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
+                         template_version, state, shared_json)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[],
+                         $6::text[], $7::integer[], $8::text[], $9::bytea[])
+    ON CONFLICT (handle) DO NOTHING RETURNING handle),
+upd AS (
+    UPDATE handles h SET "values" = u.v, public_json = u.p, template = u.t,
+           template_version = u.tv, shared_json = u.sh, updated_at = now()
+    FROM unnest($10::text[], $11::jsonb[], $12::bytea[], $13::text[], $14::integer[],
+                $15::bytea[]) AS u(handle, v, p, t, tv, sh)
+    WHERE h.handle = u.handle RETURNING h.handle),
+aud AS (
+    INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
+    SELECT a.* FROM unnest($16::bigint[], $17::text[], $18::text[], $19::text[],
+                           $20::text[], $21::jsonb[], $22::jsonb[])
+                    AS a(operator_id, actor, action, handle, prefix, before, after)
+    WHERE a.handle IN (SELECT handle FROM ins UNION ALL SELECT handle FROM upd)
+    RETURNING 1),
+sent AS (SELECT pg_notify($23, p) FROM unnest($24::text[]) AS p)
+SELECT coalesce((SELECT array_agg(handle) FROM ins), '{}') AS inserted,
+       (SELECT count(*) FROM aud) AS audited, (SELECT count(*) FROM sent) AS sent"""
 
 # what may roll a group back whole though each write alone would have been decided:
 # a code or identifier taken by a transaction that committed meanwhile, a deadlock
@@ -134,20 +148,16 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
             out[n] = exc
     good = [n for n in recs if out[n] is None]
     creates = [n for n in good if currents[n] is None]
-    inserted = await _insert(conn, writes, recs, creates)  # network op
+    replaces = [n for n in good if currents[n] is not None]
+    inserted = await _write(tx, writes, recs, currents, creates, replaces)  # network op
     for n in creates:
         if writes[n].ident.key not in inserted:
             out[n] = _Raced()
     creates = [n for n in creates if out[n] is None]
-    replaces = [n for n in good if currents[n] is not None]
-    await _update(conn, writes, recs, currents, replaces)  # network op
     old: list[Code] = []
     for n in replaces:
         old += await codes_of(conn, writes[n].ident, currents[n])  # network op
     await replace_codes(conn, old, [c for n in creates + replaces for c in recs[n].codes])
-    await _audit(conn, writes, recs, currents, creates + replaces)  # network op
-    if creates or replaces:
-        await tx.notify([writes[n].ident.key for n in creates + replaces])  # network op
     for n in creates:
         out[n] = True
     for n in replaces:
@@ -159,53 +169,39 @@ def _json(value: object) -> bytes | None:
     return None if value is None else orjson.dumps(value)
 
 
-async def _insert(conn: asyncpg.Connection, writes: Sequence[PutWrite],
-                  recs: dict[int, Conformed], ns: list[int]) -> set[str]:
-    if not ns:
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+async def _write(tx: WriteTx, writes: Sequence[PutWrite], recs: dict[int, Conformed],
+                 currents: dict[int, Current | None], creates: list[int],
+                 replaces: list[int]) -> set[str]:
+    """:data:`WRITE` for the accepted writes; the keys it created."""
+    if not creates and not replaces:
         return set()
-    cols: list[list[object]] = [[] for _ in range(9)]
-    for n in ns:
-        w, rec = writes[n], recs[n]
-        for col, v in zip(cols, (
-                w.ident.key, w.ident.prefix.text, orjson.dumps(rec.values),
-                lifecycle.public_view(rec.values, w.state),
-                spelling_of(w.ident), rec.template, rec.version, w.state,
-                lifecycle.shared_view(rec.values, w.state))):
-            col.append(v)
-    return {r["handle"] for r in await conn.fetch(INSERT, *cols)}  # network op
-
-
-async def _update(conn: asyncpg.Connection, writes: Sequence[PutWrite],
-                  recs: dict[int, Conformed], currents: dict[int, Current | None],
-                  ns: list[int]) -> None:
-    if not ns:
-        return
-    cols: list[list[object]] = [[] for _ in range(6)]
-    for n in ns:
-        rec, current = recs[n], currents[n]
+    stored = {n: orjson.dumps(recs[n].values) for n in creates + replaces}
+    new = [(writes[n].ident.key, writes[n].ident.prefix.text, stored[n],
+            lifecycle.public_view(recs[n].values, writes[n].state), spelling_of(writes[n].ident),
+            recs[n].template, recs[n].version, writes[n].state,
+            lifecycle.shared_view(recs[n].values, writes[n].state)) for n in creates]
+    changed = []
+    for n in replaces:
+        current = currents[n]
         assert current is not None
-        for col, v in zip(cols, (
-                writes[n].ident.key, orjson.dumps(rec.values),
-                lifecycle.public_view(rec.values, current.state, current.info),
-                rec.template, rec.version, lifecycle.shared_view(rec.values, current.state))):
-            col.append(v)
-    await conn.execute(UPDATE, *cols)  # network op
-
-
-async def _audit(conn: asyncpg.Connection, writes: Sequence[PutWrite],
-                 recs: dict[int, Conformed], currents: dict[int, Current | None],
-                 ns: list[int]) -> None:
-    if not ns:
-        return
-    cols: list[list[object]] = [[] for _ in range(7)]
-    for n in ns:
-        w, current = writes[n], currents[n]
-        for col, v in zip(cols, (
-                w.principal.operator_id or None, w.principal.name,
-                "create" if current is None else "replace", w.ident.key, w.ident.prefix.text,
-                None if current is None else _json(current.values), orjson.dumps(recs[n].values))):
-            col.append(v)
-    await conn.execute(AUDIT, *cols)  # network op
+        changed.append((writes[n].ident.key, stored[n],
+                        lifecycle.public_view(recs[n].values, current.state, current.info),
+                        recs[n].template, recs[n].version,
+                        lifecycle.shared_view(recs[n].values, current.state)))
+    audit = [(writes[n].principal.operator_id or None, writes[n].principal.name,
+              "create" if currents[n] is None else "replace", writes[n].ident.key,
+              writes[n].ident.prefix.text, _json(getattr(currents[n], "values", None)),
+              stored[n]) for n in creates + replaces]
+    keys = [writes[n].ident.key for n in creates + replaces]
+    row = await tx.conn.fetchrow(
+        WRITE, *_columns(new, 9), *_columns(changed, 6), *_columns(audit, 7),
+        INVALIDATE_CHANNEL, payloads(keys, tx.token))  # network op
+    tx.notified = True
+    return set(row["inserted"])
 
 
 async def put_alone(db: Db, write: PutWrite) -> bool:
