@@ -198,7 +198,7 @@ async def binary(a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def mixed(a: dict[str, Any]) -> dict[str, Any]:
-    """95% resolutions, 5% updates; a read is stale if it shows a version older than the
+    """95% resolutions, 5% updates (``writes``: another share); a read is stale if it shows a version older than the
     newest one whose update was acknowledged before the read was sent. Writes to one
     identifier never overlap (a second writer reads instead), so versions commit in
     order and "newest acknowledged" is well defined."""
@@ -210,12 +210,13 @@ async def mixed(a: dict[str, Any]) -> dict[str, Any]:
     stats = {"reads": 0, "writes": 0, "stale": 0, "errors": 0}
     lat: list[float] = []
     deadline = math.inf  # set once every identifier holds version 0
+    share = a.get("writes", 0.05)
 
     async def worker(session: aiohttp.ClientSession, rnd: random.Random) -> None:
         while time.perf_counter() < deadline:
             h = rnd.choice(hot)
             t = time.perf_counter()
-            if rnd.random() < 0.05 and h not in writing:
+            if rnd.random() < share and h not in writing:
                 writing.add(h)
                 counter[h] += 1
                 version = counter[h]

@@ -5,7 +5,10 @@
   same database: the row, the audit row, the notification, one commit (the reference
   for what PostgreSQL itself does per write; ``-M prepared``, as many clients);
 * the server side's CPU per write (idres and the PostgreSQL backends serving it), and
-  how many writes a group commit carried (registry/store/group.py).
+  how many writes a group commit carried (registry/store/group.py);
+* mixed traffic over 500 identifiers, 95% GET / 5% PUT and 80% / 20% (32 clients; a read
+  is stale if it shows a version older than the newest acknowledged write issued before
+  it), against reads alone on the same identifiers.
 
     python -m benchmarks.writes              # ~1 minute
 
@@ -115,6 +118,20 @@ def single_writes(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgd
               "(goals: ≥ 5,000/s with p99 ≤ 20 ms at 64, ≥ 0.5x pgbench)", flush=True)
 
 
+def mixed(results: dict[str, Any], srv: Idres, token: str, seconds: int) -> None:
+    loadgen("bulk", None, url=srv.url, token=token, n=500, batch=500, concurrency=1)
+    reads = loadgen("mixed", 1, url=srv.url, token=token, hot=500, duration=seconds,
+                    concurrency=32, writes=0.0)
+    for share in (0.05, 0.20):
+        got = loadgen("mixed", 1, url=srv.url, token=token, hot=500, duration=seconds,
+                      concurrency=32, writes=share)
+        name = f"mixed {100 - share * 100:.0f}% GET / {share * 100:.0f}% PUT"
+        scenario(results, name, got, reads, "reads alone", "ops/s")
+        print(f"     {got['writes']:,} writes, {got['reads']:,} reads; stale answers: "
+              f"{got['stale']}, errors: {got['errors']} (goal 95/5: ≥ 40,000/s, 0 stale)",
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
@@ -127,6 +144,7 @@ def main() -> None:
         servers.append(srv)
         pin_postgres(pg.pgdata, {0})
         single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
+        mixed(results, srv, token, args.duration)
     save(results, args.out, "writes")
 
 

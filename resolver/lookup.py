@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
 from resolver import reply
 from resolver.authorized import derived, visible
 from resolver.cache import AnswerCache, Entry
 from resolver.coalesce import Coalescer, Found, within
 from resolver.codes import CodeFinder
+from resolver.core import codec
 from resolver.core.delegation import Delegation, Zone
 from resolver.core.errors import IdresError, Referral, ServiceUnavailable, UpstreamUnavailable
 from resolver.core.identifier import Identifier, parse
@@ -283,16 +285,24 @@ class Resolver:
         return reply.error(exc, requested)
 
     def encoded(self, resolution: Resolution, form: str, requested: str,
-                spelling: Any = None) -> Any:
+                spelling: Any = None, select: tuple[frozenset[int], tuple[str, ...]] | None = None
+                ) -> Any:
         """The reply of ``resolution`` for ``requested`` in ``form`` (see ``reply.RENDER``), kept
         with its cache entry under ``spelling`` (the request as the front end read it;
-        default ``requested``) so that the next request spelled the same is a hit."""
+        default ``requested``) so that the next request spelled the same is a hit. With
+        ``select`` (indexes, types: the Handle API's filters), only the values chosen."""
         render, size = RENDER[form]
+
+        def make() -> Any:
+            if select is None:
+                return render(reply.record(requested, resolution.public,
+                                           stale=resolution.stale, homed=resolution.homed))
+            values = None if resolution.public is None else codec.select(
+                orjson.loads(resolution.public), *select)
+            return render(reply.selected(requested, values, stale=resolution.stale,
+                                         homed=resolution.homed))
         return self.coalescer.encode(
-            resolution.entry, form, requested if spelling is None else spelling,
-            lambda: render(reply.record(requested, resolution.public, stale=resolution.stale,
-                                        homed=resolution.homed)),
-            size)
+            resolution.entry, form, requested if spelling is None else spelling, make, size)
 
     async def resolve_batch(self, texts: Sequence[str], form: str) -> list[Any]:
         """One encoded reply per identifier text (``form`` JSON or MSGPACK), in order: the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import parse_qsl
 
 from resolver.core.errors import BadRequest, InvalidValue
 from resolver.core.record import check_index
@@ -56,3 +57,26 @@ def integer(name: str, values: Sequence[str], default: int, low: int, high: int)
     if not low <= n <= high:
         raise BadRequest(f"parameter {name!r} must be between {low} and {high}, got {n}")
     return n
+
+
+Selection = tuple[bytes, frozenset[int], tuple[str, ...]]   # (path, indexes, types)
+
+
+def selection(target: bytes) -> Selection | None:
+    """(path, indexes, types) of a request target whose query string is only the Handle
+    API's value filters (``?index=N&type=T``, each repeatable, at least one), read as
+    aiohttp reads them (percent escapes, ``+`` a space); None for any other query string
+    or one that is not well formed, which the full parser then answers (its errors
+    included)."""
+    path, mark, query = target.partition(b"?")
+    if not mark or not query:
+        return None
+    try:
+        pairs = parse_qsl(query.decode("ascii"), keep_blank_values=True,
+                          strict_parsing=True, errors="strict", max_num_fields=64)
+        found = indexes([v for k, v in pairs if k == "index"])
+    except (UnicodeDecodeError, ValueError, BadRequest):
+        return None
+    if any(k not in ("index", "type") for k, _ in pairs):
+        return None
+    return path, found, tuple(v for k, v in pairs if k == "type")

@@ -1,7 +1,8 @@
 """The HTTP fast path: cached resolutions answered on the bare event loop.
 
 Every connection on the HTTP port starts with :class:`FastHTTP`. It reads request
-heads itself and answers ``GET``/``HEAD /api/handles/{id}`` (no query string, no
+heads itself and answers ``GET``/``HEAD /api/handles/{id}`` (no query string but the
+value filters ``?index=&type=``, whose replies are kept by their whole target; no
 credentials, no body) directly: a cache hit is one dict lookup and one write of
 bytes prepared when the entry was filled; a miss goes through the same
 ``Resolver`` as everything else. Answers leave in request order (pipelining).
@@ -9,7 +10,7 @@ bytes prepared when the entry was filled; a miss goes through the same
 It also answers anonymous lookups by code (``GET /api/lookup?prefix=&type=&value=``,
 ``resolver/codes.py``: batched, never cached).
 
-Anything else (another route, a query string, ``Authorization``, a body, an
+Anything else (another route, another query string, ``Authorization``, a body, an
 ``Upgrade``, a request line this sniffer does not like) hands the connection over
 to aiohttp for good: the bytes not yet answered are fed to an aiohttp
 ``RequestHandler``, which takes over the transport. aiohttp's full parser then
@@ -36,6 +37,7 @@ from resolver.codes import lookup_query
 from resolver.connections import MAX_PENDING, TrackedProtocol
 from resolver.core.errors import HeadersTooLarge, IdresError
 from resolver.core.identifier import Identifier, parse_raw
+from resolver.core.params import Selection, selection
 from resolver.core.sharing import View
 from resolver.http.fast_context import FastContext
 from resolver.reply import Form
@@ -118,10 +120,15 @@ class FastHTTP(TrackedProtocol):
                 self._hand_off()
                 return
             code: tuple[str, str, str] | None = None
-            if parts[0] not in (b"GET", b"HEAD") or not parts[1].startswith(PREFIX) \
-                    or b"?" in parts[1]:
+            select: Selection | None = None
+            if parts[0] not in (b"GET", b"HEAD") or not parts[1].startswith(PREFIX):
                 code = lookup_query(parts[1]) if parts[0] == b"GET" else None
                 if code is None:
+                    self._hand_off()
+                    return
+            elif b"?" in parts[1]:
+                select = selection(parts[1])   # ?index=&type= only: the value filters
+                if select is None:
                     self._hand_off()
                     return
             keep_alive = parts[2] == b"HTTP/1.1"
@@ -140,8 +147,9 @@ class FastHTTP(TrackedProtocol):
                         self._hand_off()
                         return
                     scheme, _, token = value.strip().partition(b" ")
-                    if code is not None or scheme.lower() != b"bearer" or not token:
-                        self._hand_off()  # lookups with credentials, Basic: the registry's
+                    if code is not None or select is not None or scheme.lower() != b"bearer" \
+                            or not token:
+                        self._hand_off()  # lookups or filters with credentials, Basic
                         return
                 if lname == b"connection":
                     tokens = value.strip().lower()
@@ -164,32 +172,36 @@ class FastHTTP(TrackedProtocol):
             elif view is not None:
                 self._request_as(parts[1], parts[0] == b"HEAD", keep_alive, view)
             else:
-                self._request(parts[1], parts[0] == b"HEAD", keep_alive)
+                self._request(parts[1], parts[0] == b"HEAD", keep_alive, select)
             if not keep_alive:
                 self.closing = True
 
-    def _request(self, target: bytes, head_only: bool, keep_alive: bool) -> None:
-        hit = self.ctx.lookup(Form.HTTP, target)
+    def _request(self, target: bytes, head_only: bool, keep_alive: bool,
+                 select: Selection | None = None) -> None:
+        hit = self.ctx.lookup(Form.HTTP, target)   # (a filtered reply is kept by its target)
         if hit is not None:
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
             return
         slot: list[Any] = [None, keep_alive]
         self.pending.append(slot)
-        asyncio.get_running_loop().create_task(self._miss(target, head_only, slot))
+        asyncio.get_running_loop().create_task(self._miss(target, head_only, slot, select))
 
     def _wire(self, encoded: tuple[bytes, bytes], head_only: bool, keep_alive: bool) -> bytes:
         head, body = encoded
         end = self.ctx.date + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         return head + end if head_only else head + end + body
 
-    async def _miss(self, target: bytes, head_only: bool, slot: list[Any]) -> None:
+    async def _miss(self, target: bytes, head_only: bool, slot: list[Any],
+                    select: Selection | None) -> None:
         resolver = self.ctx.resolver
-        shown = target[len(PREFIX):].decode("utf-8", "replace")
+        path = target if select is None else select[0]
+        shown = path[len(PREFIX):].decode("utf-8", "replace")
         ident: Identifier | None = None
         try:
-            shown, ident = parse_raw(target[len(PREFIX):].decode("utf-8", "surrogateescape"))
+            shown, ident = parse_raw(path[len(PREFIX):].decode("utf-8", "surrogateescape"))
             resolution = await resolver.resolve(ident)  # network op
-            encoded = resolver.encoded(resolution, Form.HTTP, shown, target)
+            encoded = resolver.encoded(resolution, Form.HTTP, shown, target,
+                                       None if select is None else select[1:])
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
             encoded = reply.http_head(rep), rep.body

@@ -131,9 +131,19 @@ def test_fast_path_and_aiohttp_send_the_same_reply(tenant: Tenant, server: Serve
     assert requests.post(f"{server.url}/api/delegations", headers=tenant.op.bearer, json={
         "prefix": delegated, "servers": [{"url": "http://127.0.0.1:9", "key": key}]}
     ).status_code == 201
+    assert requests.put(h("MULTI"), headers=tenant.op.bearer, json=[
+        {"index": 1, "type": "URL", "data": "https://example.org/m"},
+        {"index": 2, "type": "EMAIL", "data": "m@example.org"},
+        {"index": 3, "type": "order.status", "data": "open"}]).status_code == 201
+    multi = f"{tenant.prefix}/MULTI"
     paths = [f"{tenant.prefix}/SAME", f"{tenant.prefix}/same-not-here", f"{tenant.prefix}/HIDDEN",
              f"{delegated}/X", f"{tenant.prefix.lower()}/SAME", "88.1/%zz", "no-slash",
-             f"{tenant.prefix}/%E2%82%AC"]
+             f"{tenant.prefix}/%E2%82%AC",
+             # the value filters, answered on the fast path too
+             f"{multi}?index=2", f"{multi}?type=url", f"{multi}?index=1&index=3",
+             f"{multi}?type=order.&index=2", f"{multi}?type=NONE", f"{multi}?type=order%2Estatus",
+             f"{tenant.prefix}/same-not-here?index=1", f"{delegated}/X?type=URL",
+             f"{tenant.prefix}/HIDDEN?index=1"]
     for path in paths:
         for method in ("GET", "HEAD"):
             request = f"{method} /api/handles/{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -151,3 +161,17 @@ def test_fast_path_and_aiohttp_send_the_same_reply(tenant: Tenant, server: Serve
                 else:
                     assert fast[2] == slow[2], (path, method)
     assert fast[1]["server"] == "idres"
+    # the filters stayed on the fast path; other query strings (and bad filters) did not
+    text = requests.get(f"{server.url}/metrics").text
+    before = float(next(line.split()[-1] for line in text.splitlines()
+                        if line.startswith("idres_http_handoffs_total ")))
+    for query, handed in [("index=2", 0), ("type=URL&type=EMAIL", 0), ("index=x", 1),
+                          ("index=2&cert=true", 1), ("", 1), ("index", 1)]:
+        request = f"GET /api/handles/{multi}?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        status = _raw(server.port, request, handed_off=False)[0]
+        text = requests.get(f"{server.url}/metrics").text
+        now = float(next(line.split()[-1] for line in text.splitlines()
+                         if line.startswith("idres_http_handoffs_total ")))
+        assert now - before == handed + 1, (query, status)   # + the metrics request itself
+        assert status == (400 if query in ("index=x", "index") else 200), query
+        before = now
