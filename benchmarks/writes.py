@@ -8,7 +8,10 @@
   how many writes a group commit carried (registry/store/group.py);
 * mixed traffic over 500 identifiers, 95% GET / 5% PUT and 80% / 20% (32 clients; a read
   is stale if it shows a version older than the newest acknowledged write issued before
-  it), against reads alone on the same identifiers.
+  it), against reads alone on the same identifiers;
+* with ``--bytes N``: the bytes per identifier after a bulk load of N of benchmarks.run's
+  records (and a CHECKPOINT): table (heap and TOAST), indexes, audit, WAL and the whole
+  data directory, each apart.
 
     python -m benchmarks.writes              # ~1 minute
 
@@ -132,10 +135,54 @@ def mixed(results: dict[str, Any], srv: Idres, token: str, seconds: int) -> None
               flush=True)
 
 
+async def _sizes(dsn: str) -> dict[str, int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CHECKPOINT")
+        row = await conn.fetchrow(
+            """SELECT pg_table_size('handles') AS handles_table,
+                      pg_indexes_size('handles') AS handles_indexes,
+                      pg_table_size('audit') AS audit_table,
+                      pg_indexes_size('audit') AS audit_indexes,
+                      pg_total_relation_size('codes') AS codes,
+                      (SELECT sum(size) FROM pg_ls_waldir()) AS wal,
+                      pg_database_size(current_database()) AS database""")
+        return {k: int(v or 0) for k, v in dict(row).items()}
+    finally:
+        await conn.close()
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def storage(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: Path,
+            n: int) -> None:
+    import asyncio
+
+    pin_postgres(pgdata, {0, 1})
+    before = asyncio.run(_sizes(dsn))
+    got = loadgen("bulk", None, url=srv.url, token=token, n=n, first=1_000, batch=5_000,
+                  concurrency=4)   # (after the mixed set)
+    after = asyncio.run(_sizes(dsn))
+    per = {k: (after[k] - before[k]) / n for k in after}
+    per["data_directory"] = _du(pgdata) / n
+    results["bytes per identifier"] = {"identifiers": n, "load_per_second": got["per_second"],
+                                       **per}
+    print(f"  bytes per identifier after {n:,} ({got['per_second']:,.0f}/s loaded): "
+          + ", ".join(f"{k} {v:,.0f}" for k, v in per.items())
+          + " (goal: data directory ≤ 1,500)", flush=True)
+    pin_postgres(pgdata, {0})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
     p.add_argument("--duration", type=int, default=8, help="seconds of pgbench")
+    p.add_argument("--bytes", type=int, default=0,
+                   help="identifiers to bulk-load for the bytes per identifier (0: skip)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     results = started(writes=args.writes)
@@ -145,6 +192,8 @@ def main() -> None:
         pin_postgres(pg.pgdata, {0})
         single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
         mixed(results, srv, token, args.duration)
+        if args.bytes:
+            storage(results, srv, dsn, token, pg.pgdata, args.bytes)
     save(results, args.out, "writes")
 
 
