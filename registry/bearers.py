@@ -14,6 +14,7 @@ import asyncio
 import asyncpg
 
 from registry.permissions import Principal
+from resolver.core.waiters import fail_waiters
 
 FIND = """SELECT t.token_hash, o.id, o.name, o.identity, o.is_admin FROM tokens t
           JOIN operators o ON o.id = t.operator_id
@@ -53,10 +54,7 @@ class Bearers:
         try:
             rows = await self._pool.fetch(FIND, [h for h, _ in part])  # network op
         except BaseException as exc:
-            for _, future in part:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: no warning without waiters
+            fail_waiters((future for _, future in part), exc)
             if not isinstance(exc, Exception):
                 raise
             return

@@ -29,6 +29,7 @@ from resolver.cache import AnswerCache, Entry
 from resolver.core.channel import CREATED_MARK
 from resolver.core.codec import min_ttl
 from resolver.core.identifier import key_starts
+from resolver.core.waiters import fail_waiters
 
 Found = tuple[bytes | None, Entry | None]   # (public values or None: not found, entry)
 # (public values, shared values or None, template or None) of a record
@@ -266,9 +267,7 @@ class Coalescer:
             self.queries += 1
             found = await within(query(keys), self.timeout)  # network op
         except BaseException as exc:
-            for flight in flights:
-                flight.future.set_exception(exc)
-                flight.future.exception()  # retrieved: no warning without waiters
+            fail_waiters((flight.future for flight in flights), exc)
             raise
         finally:
             for flight in flights:

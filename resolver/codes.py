@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 from resolver.coalesce import within
 from resolver.core.errors import IdresError
 from resolver.core.identifier import parse_prefix
+from resolver.core.waiters import fail_waiters
 
 LOOKUP = b"/api/lookup?"
 Wanted = tuple[str, str, str]                      # (prefix, type, value)
@@ -81,10 +82,7 @@ class CodeFinder:
             found = await within(self._find_many([w for w, _ in part], LIMIT),
                                  self.timeout)  # network op
         except BaseException as exc:
-            for _, future in part:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: no warning without waiters
+            fail_waiters((future for _, future in part), exc)
             if not isinstance(exc, Exception):
                 raise
             return
