@@ -1,4 +1,5 @@
-"""Group commit of whole-record writes (``PUT`` of a record: create or replace).
+"""Group commit of record writes (``PUT`` of a record: create or replace; or of values
+at some indexes, ``?index=``).
 
 Single writes that arrive together share one transaction: while a group's transaction
 runs, the writes that arrive wait and go together in the next one (at most
@@ -48,8 +49,9 @@ from registry.store.codes import Code, replace_codes
 from registry.store.rows import Current, codes_of, required_templates, writable
 from resolver.core import lifecycle
 from resolver.core.channel import INVALIDATE_CHANNEL, payloads
-from resolver.core.errors import IdentifierExists, IdresError
+from resolver.core.errors import IdentifierExists, IdentifierNotFound, IdresError, ValueExists
 from resolver.core.identifier import Identifier
+from resolver.core.record import check_record
 
 MAX_GROUP = 256   # writes in one transaction, at most
 IN_FLIGHT = 2     # group transactions running at once, at most
@@ -91,14 +93,37 @@ _AGAIN_ALONE = (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetec
 
 @dataclass(frozen=True)
 class PutWrite:
-    """One whole-record write: create (or, with ``overwrite``, replace) ``ident``."""
+    """One write of a record: create (or, with ``overwrite``, replace) ``ident``; or, with
+    ``merge``, add ``values`` to the existing record (replacing those at the same indexes
+    when ``overwrite``)."""
 
     principal: Principal
     ident: Identifier
     values: list[Stored]
     overwrite: bool
     requested: Requested
-    state: str          # of a created record: "active" or "draft"
+    state: str = "active"   # of a created record: "active" or "draft"
+    merge: bool = False
+
+
+def _merged(write: PutWrite, current: Current | None) -> list[Stored]:
+    """The values ``write`` leaves the record with.
+
+    :raises IdentifierNotFound, StateConflict, ValueExists, IdentifierExists: why not."""
+    if write.merge and current is None:
+        raise IdentifierNotFound(f"handle {write.ident.key} not found")
+    if not write.merge and current is not None and not write.overwrite:
+        raise IdentifierExists(f"handle {write.ident.key} already exists")
+    writable(write.ident, current)
+    if not write.merge or current is None:
+        return write.values
+    new = {v["index"]: v for v in write.values}
+    taken = sorted(i for i in new if any(b["index"] == i for b in current.values))
+    if taken and not write.overwrite:
+        raise ValueExists(f"handle {write.ident.key} already has values at index {taken}")
+    after = [new.pop(b["index"], b) for b in current.values] + list(new.values())
+    check_record(after)
+    return after
 
 
 class _Raced(Exception):
@@ -129,11 +154,9 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
             row["values"], row["template"], row["template_version"], row["state"],
             row["state_info"])
         try:
-            if current is not None and not w.overwrite:
-                raise IdentifierExists(f"handle {w.ident.key} already exists")
-            writable(w.ident, current)
+            values = _merged(w, current)
             own = (current.template, current.version) if current else (None, None)
-            recs[n] = await conform(conn, w.ident, w.values, w.requested, own,
+            recs[n] = await conform(conn, w.ident, values, w.requested, own,
                                     required.get(w.ident.prefix.text), known)  # network op
         except IdresError as exc:
             out[n] = exc
@@ -193,7 +216,8 @@ async def _write(tx: WriteTx, writes: Sequence[PutWrite], recs: dict[int, Confor
                         recs[n].template, recs[n].version,
                         lifecycle.shared_view(recs[n].values, current.state)))
     audit = [(writes[n].principal.operator_id or None, writes[n].principal.name,
-              "create" if currents[n] is None else "replace", writes[n].ident.key,
+              "create" if currents[n] is None else "add_values" if writes[n].merge
+              else "replace", writes[n].ident.key,
               writes[n].ident.prefix.text, _json(getattr(currents[n], "values", None)),
               stored[n]) for n in creates + replaces]
     keys = [writes[n].ident.key for n in creates + replaces]

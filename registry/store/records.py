@@ -38,7 +38,6 @@ from resolver.core.errors import (
     BadRequest,
     IdentifierNotFound,
     StateConflict,
-    ValueExists,
     ValuesNotFound,
 )
 from resolver.core.identifier import Identifier, parse
@@ -70,10 +69,14 @@ async def put_record(
     if state not in ("active", "draft"):
         raise BadRequest("a record is created active or draft; use POST /api/lifecycle to "
                          "retire or replace it")
-    write = PutWrite(principal, ident, values, overwrite, requested, state)
+    return await _put(db, PutWrite(principal, ident, values, overwrite, requested, state))
+
+
+async def _put(db: Db, write: PutWrite) -> bool:
+    """``write`` in the node's next group commit (group.py), or alone; True if created."""
     if db.groups is None:
         return await put_alone(db, write)  # network op
-    return await db.groups.put(db, write)  # network op (a group commit: group.py)
+    return await db.groups.put(db, write)  # network op
 
 
 async def _existing(tx: WriteTx, principal: Principal, ident: Identifier) -> Current:
@@ -101,22 +104,7 @@ async def put_values(
     :raises RecordInvalid, StateConflict: as for :func:`put_record`.
     """
     check_record(values)
-    async with write_transaction(db) as tx:
-        conn = tx.conn
-        current = await _existing(tx, principal, ident)
-        writable(ident, current)
-        new = {v["index"]: v for v in values}
-        taken = sorted(i for i in new if any(b["index"] == i for b in current.values))
-        if taken and not overwrite:
-            raise ValueExists(f"handle {ident.key} already has values at index {taken}")
-        after = [new.pop(b["index"], b) for b in current.values] + list(new.values())
-        check_record(after)
-        rec = await _conformed(conn, ident, after, requested, current)
-        await store(tx, ident, rec, current.state, current.info, create=False)
-        await replace_codes(conn, await codes_of(conn, ident, current), rec.codes)
-        await audit(conn, principal, "add_values", handle=ident.key, prefix=ident.prefix.text,
-                    before=current.values, after=rec.values)
-        await tx.notify([ident.key])
+    await _put(db, PutWrite(principal, ident, values, overwrite, requested, merge=True))
 
 
 async def delete(

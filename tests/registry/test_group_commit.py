@@ -205,3 +205,32 @@ def _gone(pids: list[int], seconds: float) -> None:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_value_writes_share_transactions_too(tenant: Tenant, server: Server, sql: Any) -> None:
+    """``PUT ?index=`` (a status update) goes in groups as well: each adds or replaces
+    its values on its own record, a missing record or a taken index is refused alone."""
+    for n in range(20):
+        assert requests.put(tenant.handle_url(f"V-{n}"), json=_value(n),
+                            headers=tenant.op.bearer).status_code == 201
+    groups, writes = (_metric(server, "idres_write_groups_total"),
+                      _metric(server, "idres_write_group_writes_total"))
+    status = [{"index": 2, "type": "order.status", "data": "shipped"}]
+    calls = [(tenant.handle_url(f"V-{n}") + "?index=2", status, tenant.op.bearer)
+             for n in range(20)]
+    calls += [(tenant.handle_url("V-NONE") + "?index=2", status, tenant.op.bearer),
+              (tenant.handle_url("V-0") + "?index=1&overwrite=false",
+               [{"index": 1, "type": "URL", "data": "https://example.org/other"}],
+               tenant.op.bearer)]
+    got = asyncio.run(_put_all(calls))
+    assert [s for s, _ in got[:20]] == [200] * 20, got
+    assert got[20][0] == 404 and got[21][0] == 409, got[20:]
+    assert _metric(server, "idres_write_group_writes_total") - writes == 22
+    assert _metric(server, "idres_write_groups_total") - groups < 22
+    for n in (0, 19):
+        values = requests.get(tenant.handle_url(f"V-{n}")).json()["values"]
+        assert [(v["index"], v["data"]["value"]) for v in values] == [
+            (1, f"https://example.org/g/{n}"), (2, "shipped")]
+    rows = sql("SELECT count(*) AS n FROM audit WHERE prefix = $1 AND action = 'add_values'",
+               tenant.prefix)
+    assert rows[0]["n"] == 20
