@@ -36,7 +36,7 @@ import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from resolver.core.identifier import key_starts
@@ -53,9 +53,10 @@ class Entry:
     stale_until: float    # kept, for stale answers only, until
     epoch: int
     size: int
-    spellings: list[tuple[Hashable, Any]] = field(default_factory=list)
+    spellings: list[tuple[Hashable, Any]] | None = None   # (made on the first kept reply)
     shared: bytes | None = None   # the shared values (output-form JSON), for authorized reads
     template: str | None = None   # the template the record follows
+    asked: bool = False           # answered once already (replies kept from the second: coalesce.py)
 
 
 class AnswerCache:
@@ -153,6 +154,20 @@ class AnswerCache:
             return value
         return None
 
+    def held(self, key: str) -> Entry | None:
+        """The fresh entry holding values for ``key`` (a hit), or None, not counted as a
+        miss: for a text that may not be a key at all (a batch tries each identifier as
+        written before parsing it)."""
+        entry = self._pos.get(key)
+        if entry is None:
+            return None
+        now = self.clock()
+        if entry.expires > now and entry.epoch == self.epoch and now < self.lease_until:
+            self._pos.move_to_end(key)
+            self.hits += 1
+            return entry
+        return None
+
     def keys(self) -> list[str]:
         """A snapshot of the cached keys."""
         return [*self._pos, *self._neg]
@@ -195,6 +210,8 @@ class AnswerCache:
         if not self._holds(entry) or spelling in table:
             return
         table[spelling] = (entry, value)
+        if entry.spellings is None:
+            entry.spellings = []
         entry.spellings.append((form, spelling))
         added = size + ENCODING_OVERHEAD
         entry.size += added
@@ -272,7 +289,7 @@ class AnswerCache:
             del self._neg[entry.key]
         else:
             del self._pos[entry.key]
-        for form, spelling in entry.spellings:
+        for form, spelling in entry.spellings or ():
             table = self._encodings[form]
             kept = table.get(spelling)
             if kept is not None and kept[0] is entry:

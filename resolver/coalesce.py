@@ -86,6 +86,7 @@ class Coalescer:
         # the hit path of every front end: the encoded reply kept for a request spelling,
         # if its entry is fresh (bound here: one call, no indirection)
         self.lookup = cache.lookup
+        self.held = cache.held   # (a text that may not be a key: misses are not counted)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -163,17 +164,24 @@ class Coalescer:
     # -- encoded replies -------------------------------------------------------------------
 
     def encode(self, entry: Entry | None, form: Hashable, spelling: Any,
-               make: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+               make: Callable[[], Any], size: Callable[[Any], int],
+               from_second: bool = False) -> Any:
         """The encoded reply of ``entry`` in ``form`` for ``spelling``: the kept one, or
         ``make()``, kept with the entry while the cache holds it (``size`` of it counts in
-        the byte bound). Without an entry (not cached), ``make()``."""
+        the byte bound). Without an entry (not cached), ``make()``. With ``from_second``,
+        a reply is kept only once its entry was asked for before: an identifier cached and
+        asked for once holds its values once (a reply is another copy of them), one asked
+        for again is answered from a kept reply."""
         if entry is not None:
             kept = self.cache.encodings(form).get(spelling)
             if kept is not None and kept[0] is entry:
                 return kept[1]
         value = make()
         if entry is not None:
-            self.cache.keep(entry, form, spelling, value, size(value))
+            if from_second and not entry.asked:
+                entry.asked = True
+            else:
+                self.cache.keep(entry, form, spelling, value, size(value))
         return value
 
     # -- forgetting ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from resolver.core.errors import IdresError, Referral, ServiceUnavailable, Upstr
 from resolver.core.identifier import Identifier, parse
 from resolver.core.sharing import View, shared_types
 from resolver.recursion.recursor import Recursor
-from resolver.reply import RENDER, Reply
+from resolver.reply import RENDER, Form, Reply
 from resolver.sharing import Sharing
 from resolver.store import (
     DATABASE_DOWN,
@@ -301,8 +301,10 @@ class Resolver:
                 orjson.loads(resolution.public), *select)
             return render(reply.selected(requested, values, stale=resolution.stale,
                                          homed=resolution.homed))
+        # a batch's reply (JSON) is another copy of the values: kept from the second time
         return self.coalescer.encode(
-            resolution.entry, form, requested if spelling is None else spelling, make, size)
+            resolution.entry, form, requested if spelling is None else spelling, make, size,
+            from_second=form == Form.JSON)
 
     async def resolve_batch(self, texts: Sequence[str], form: str) -> list[Any]:
         """One encoded reply per identifier text (``form`` JSON or MSGPACK), in order: the
@@ -314,10 +316,18 @@ class Resolver:
         parsed: list[tuple[str, str | None, Any]] = []  # (text, key or None: answered)
         foreign: set[str] = set()
         remote: dict[str, Identifier] = {}
+        # JSON replies are kept from an entry's second answer (see encoded()): before, a
+        # text that is a cached key as written is answered from its entry without parsing
+        held = self.coalescer.held if form == Form.JSON else None
         for text in texts:
             kept = lookup(form, text)  # this spelling answered before: no parsing
             if kept is not None:
                 parsed.append((text, None, kept))
+                continue
+            entry = held(text) if held is not None else None
+            if entry is not None:   # fresh, so not stale
+                parsed.append((text, None, self.encoded(
+                    Resolution(entry.key, entry.public, entry), form, text)))
                 continue
             try:
                 ident = parse(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgpack
+import orjson
 import requests
 
 from tests.conftest import Server, Tenant
@@ -82,3 +83,32 @@ def test_batch_answers_follow_writes(tenant: Tenant, server: Server) -> None:
         assert results[1]["values"][0]["data"]["value"] == "https://example.org/moved"
         assert results[2]["responseCode"] == 100
         assert results[0]["values"][0]["data"]["value"] == "https://example.org/0"
+
+
+def test_a_batch_reply_is_kept_from_an_identifiers_second_answer(tenant: Tenant,
+                                                                   server: Server) -> None:
+    """A cached identifier holds its values once: its batch reply (another copy of them)
+    is kept only when it is asked for again; the answers are the same bytes each time."""
+    ids = register(tenant, 50)
+
+    def cache_bytes() -> float:
+        text = requests.get(f"{server.url}/metrics").text
+        return float(next(line.split()[-1] for line in text.splitlines()
+                          if line.startswith("idres_cache_bytes ")))
+
+    answers = []
+    sizes = [cache_bytes()]
+    for _ in range(3):
+        r = requests.post(f"{server.url}/api/resolve", json={"handles": ids})
+        assert r.status_code == 200
+        answers.append(r.content)
+        sizes.append(cache_bytes())
+    first, second, third = (b - a for a, b in zip(sizes, sizes[1:]))
+    assert first > 0 and second > 0 and third == 0, sizes   # cached; replies kept; nothing
+    assert answers[0] == answers[1] == answers[2]
+    # another spelling (parsed, not a key as written) gets its own reply, echoing it
+    spelled = [i.lower() for i in ids]
+    got = requests.post(f"{server.url}/api/resolve", json={"handles": spelled}).json()
+    assert [x["handle"] for x in got["results"]] == spelled
+    assert [x["values"] for x in got["results"]] == [x["values"] for x in
+                                                     orjson.loads(answers[0])["results"]]
