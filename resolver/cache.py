@@ -49,18 +49,29 @@ ENCODING_OVERHEAD = 100  # bytes: one kept encoding's dict slot and tuple
 class Entry:
     key: str
     public: bytes | None  # the public values, output-form JSON; None: does not exist
-    expires: float        # fresh until
-    stale_until: float    # kept, for stale answers only, until
+    expires: float        # fresh until (kept for stale answers ``stale_window`` longer)
     epoch: int
-    size: int
-    spellings: list[tuple[Hashable, Any]] | None = None   # (made on the first kept reply)
+    # the replies kept for it: (form, spelling, bytes counted), made on the first one
+    spellings: list[tuple[Hashable, Any, int]] | None = None
     shared: bytes | None = None   # the shared values (output-form JSON), for authorized reads
     template: str | None = None   # the template the record follows
     asked: bool = False           # answered once already (replies kept from the second: coalesce.py)
 
 
+def _size(entry: Entry) -> int:
+    """The bytes ``entry`` counts in the byte bound: its key and values, roughly its
+    objects, and the replies kept for it."""
+    return (len(entry.key) + (len(entry.public) if entry.public else 0)
+            + (len(entry.shared) if entry.shared else 0) + ENTRY_OVERHEAD
+            + sum(added for _, _, added in entry.spellings or ()))
+
+
 class AnswerCache:
     """Bounded TTL + LRU cache of resolutions (see module docstring)."""
+
+    def _until(self, entry: Entry) -> float:
+        """When ``entry`` goes: after its TTL, and the stale window for values."""
+        return entry.expires + (self.stale_window if entry.public is not None else 0.0)
 
     def __init__(self, max_entries: int = 1_000_000, max_bytes: int = 1 << 30,
                  max_ttl: float = 3600.0, negative_ttl: float = 5.0,
@@ -121,7 +132,7 @@ class AnswerCache:
                 and now < self.lease_until:
             self.hits += 1
             return entry
-        if entry.stale_until <= now:
+        if self._until(entry) <= now:
             self._drop(entry)
             self.expirations += 1
         self.misses += 1
@@ -131,7 +142,7 @@ class AnswerCache:
         """What is still kept of ``key`` for a stale answer (any epoch, past its TTL but
         within the stale window), or None."""
         entry = self._pos.get(key) or self._neg.get(key)
-        if entry is not None and self.clock() < entry.stale_until:
+        if entry is not None and self.clock() < self._until(entry):
             return entry
         return None
 
@@ -189,17 +200,15 @@ class AnswerCache:
         if ttl <= 0:
             return None
         self._drop_key(key)
-        size = len(key) + (len(public) if public else 0) + (len(shared) if shared else 0) \
-            + ENTRY_OVERHEAD
         if public is None:
-            entry = Entry(key, None, now + ttl, now + ttl, self.epoch, size)
+            entry = Entry(key, None, now + ttl, self.epoch)
             self._neg[key] = entry
         else:
-            entry = Entry(key, public, now + ttl, now + ttl + self.stale_window, self.epoch, size,
+            entry = Entry(key, public, now + ttl, self.epoch,
                           shared=shared, template=template)
             self._pos[key] = entry
-            self._wheel[int(entry.stale_until) + 1].append(entry)
-        self.bytes += size
+            self._wheel[int(self._until(entry)) + 1].append(entry)
+        self.bytes += _size(entry)
         self._make_room(now)
         return entry if self._holds(entry) else None
 
@@ -210,11 +219,10 @@ class AnswerCache:
         if not self._holds(entry) or spelling in table:
             return
         table[spelling] = (entry, value)
+        added = size + ENCODING_OVERHEAD
         if entry.spellings is None:
             entry.spellings = []
-        entry.spellings.append((form, spelling))
-        added = size + ENCODING_OVERHEAD
-        entry.size += added
+        entry.spellings.append((form, spelling, added))
         self.bytes += added
         self._make_room(self.clock())
 
@@ -264,7 +272,7 @@ class AnswerCache:
         second = int(now)
         while self._swept <= second:
             for entry in self._wheel.pop(self._swept, ()):
-                if self._pos.get(entry.key) is entry and entry.stale_until <= now:
+                if self._pos.get(entry.key) is entry and self._until(entry) <= now:
                     self._drop(entry)
                     self.expirations += 1
                     gone += 1
@@ -289,12 +297,12 @@ class AnswerCache:
             del self._neg[entry.key]
         else:
             del self._pos[entry.key]
-        for form, spelling in entry.spellings or ():
+        for form, spelling, _ in entry.spellings or ():
             table = self._encodings[form]
             kept = table.get(spelling)
             if kept is not None and kept[0] is entry:
                 del table[spelling]
-        self.bytes -= entry.size
+        self.bytes -= _size(entry)
 
     def _expire_negatives(self, now: float) -> int:
         gone = 0
