@@ -301,10 +301,10 @@ class Resolver:
                 orjson.loads(resolution.public), *select)
             return render(reply.selected(requested, values, stale=resolution.stale,
                                          homed=resolution.homed))
-        # a batch's reply (JSON) is another copy of the values: kept from the second time
+        # a reply is another copy of the values: kept from the entry's second answer on
         return self.coalescer.encode(
             resolution.entry, form, requested if spelling is None else spelling, make, size,
-            from_second=form == Form.JSON)
+            from_second=True)
 
     async def resolve_batch(self, texts: Sequence[str], form: str) -> list[Any]:
         """One encoded reply per identifier text (``form`` JSON or MSGPACK), in order: the
@@ -316,7 +316,7 @@ class Resolver:
         parsed: list[tuple[str, str | None, Any]] = []  # (text, key or None: answered)
         foreign: set[str] = set()
         remote: dict[str, Identifier] = {}
-        # JSON replies are kept from an entry's second answer (see encoded()): before, a
+        # replies are kept from an entry's second answer (see encoded()): until then, a
         # text that is a cached key as written is answered from its entry without parsing
         held = self.coalescer.held if form == Form.JSON else None
         for text in texts:
