@@ -177,12 +177,34 @@ def storage(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: P
     pin_postgres(pgdata, {0})
 
 
+def peer_writes(results: dict[str, Any], srv: Idres, token: str, url: str, auth: str,
+                prefix: str, n: int) -> None:
+    """The same PUTs against a Handle.Net server run by hand (benchmarks/README.md), and
+    against idres over the same number of connections, in one run."""
+    import base64
+
+    header = "Basic " + base64.b64encode(auth.encode()).decode()
+    for conns in (8, 64):
+        peer = loadgen("writes", 1, url=url, auth=header, insecure=True, prefix=prefix,
+                       first=1_000_000 + conns * n, n=n, concurrency=conns)
+        got = loadgen("writes", 1, url=srv.url, token=token, prefix=PREFIX,
+                      first=2_000_000 + conns * n, n=n, concurrency=conns)
+        scenario(results, f"single PUT, {conns} connections, against Handle.Net", got, peer,
+                 "Handle.Net server, HTTPS", "writes/s")
+        print(f"     Handle.Net p50 {peer['p50_ms']:.1f} ms, p99 {peer['p99_ms']:.1f} ms "
+              "(goal: idres ≥ 10x)", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
     p.add_argument("--duration", type=int, default=8, help="seconds of pgbench")
     p.add_argument("--bytes", type=int, default=0,
                    help="identifiers to bulk-load for the bytes per identifier (0: skip)")
+    p.add_argument("--peer", help="a Handle.Net server run by hand (https://host:port)")
+    p.add_argument("--peer-auth", default="300%3A88.300/ADMIN:secret123",
+                   help="its Basic credentials, INDEX%%3AHANDLE:SECRET")
+    p.add_argument("--peer-prefix", default="88.300", help="a prefix homed on it")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     results = started(writes=args.writes)
@@ -192,6 +214,9 @@ def main() -> None:
         pin_postgres(pg.pgdata, {0})
         single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
         mixed(results, srv, token, args.duration)
+        if args.peer:
+            peer_writes(results, srv, token, args.peer, args.peer_auth, args.peer_prefix,
+                        args.writes)
         if args.bytes:
             storage(results, srv, dsn, token, pg.pgdata, args.bytes)
     save(results, args.out, "writes")
