@@ -195,6 +195,91 @@ def peer_writes(results: dict[str, Any], srv: Idres, token: str, url: str, auth:
               "(goal: idres ≥ 10x)", flush=True)
 
 
+def lua_mixed(token: str, hot: int, share: float, threads: int) -> str:
+    """wrk, one connection per thread: ``share`` of requests PUT a new version (index 90)
+    of one of the thread's own identifiers (i % threads == its number), the others GET
+    ``?index=90`` of any identifier. A read of the thread's own identifier is stale if it
+    shows a version older than the thread's last acknowledged write of it (read-your-
+    writes per client; benchmarks.loadgen's mixed checks across clients)."""
+    return dataset.lua_tables() + f"""
+hot, share, nthreads = {hot}, {share}, {threads}
+local threads, made = {{}}, 0
+function setup(thread)
+  thread:set("me", made)
+  made = made + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  math.randomseed(me * 7919 + 1)
+  acked, sent, stale, errors, writes = {{}}, {{}}, 0, 0, 0
+  pending = nil
+end
+request = function()
+  if math.random() < share then
+    local i = me + nthreads * math.random(0, math.floor((hot - 1 - me) / nthreads))
+    local v = (sent[i] or 0) + 1
+    sent[i] = v
+    pending = {{"w", i, v}}
+    return wrk.format("PUT", "/api/handles/" .. ident(i) .. "?index=90",
+      {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/json"}},
+      '[{{"index":90,"type":"bench.version","data":"' .. v .. '"}}]')
+  end
+  local i = math.random(0, hot - 1)
+  pending = {{"r", i}}
+  return wrk.format("GET", "/api/handles/" .. ident(i) .. "?index=90")
+end
+response = function(status, headers, body)
+  local p = pending
+  if p == nil then return end
+  if status ~= 200 then errors = errors + 1 return end
+  if p[1] == "w" then
+    acked[p[2]] = p[3]
+    writes = writes + 1
+  elseif acked[p[2]] then
+    local seen = tonumber(string.match(body, '"value":"(%d+)"') or "0")
+    if seen < acked[p[2]] then stale = stale + 1 end
+  end
+end
+function done(summary, latency, requests)
+  local s, e, w = 0, 0, 0
+  for _, t in ipairs(threads) do
+    s = s + t:get("stale")
+    e = e + t:get("errors")
+    w = w + t:get("writes")
+  end
+  io.write(string.format("MIXED stale=%d errors=%d writes=%d\\n", s, e, w))
+end
+"""
+
+
+def mixed_wrk(results: dict[str, Any], srv: Idres, token: str, seconds: int) -> None:
+    """Mixed traffic through wrk (the Python client above bounds what it can show)."""
+    import re
+    import tempfile
+
+    threads = 16
+    auth = {"Authorization": f"Bearer {token}"}
+    for i in range(500):       # version 0 everywhere first (the set loaded by mixed())
+        requests.put(f"{srv.url}/api/handles/{dataset.identifier(i)}?index=90", headers=auth,
+                     json=[{"index": 90, "type": "bench.version", "data": "0"}]).raise_for_status()
+    for share in (0.0, 0.05, 0.20):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(lua_mixed(token, 500, share, threads))
+        out = subprocess.run(pinned(1, [need("wrk", "wrk"), f"-t{threads}", f"-c{threads}",
+                                        f"-d{seconds}s", "--latency", "-s", f.name, srv.url]),
+                             capture_output=True, text=True, check=True).stdout
+        os.unlink(f.name)
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        got = dict(re.findall(r"(stale|errors|writes)=(\d+)", out))
+        name = f"mixed {100 - share * 100:.0f}/{share * 100:.0f} (wrk, {threads} conns)"
+        results[name] = {"idres": {"per_second": rate, "stale": int(got.get("stale", 0)),
+                                   "errors": int(got.get("errors", 0))},
+                         "reference": None, "reference_name": "", "ratio": None,
+                         "unit": "ops/s"}
+        print(f"  {name:<34} {rate:>12,.0f} ops/s; {got.get('writes')} writes, stale "
+              f"{got.get('stale')}, errors {got.get('errors')}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
@@ -214,6 +299,7 @@ def main() -> None:
         pin_postgres(pg.pgdata, {0})
         single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
         mixed(results, srv, token, args.duration)
+        mixed_wrk(results, srv, token, args.duration)
         if args.peer:
             peer_writes(results, srv, token, args.peer, args.peer_auth, args.peer_prefix,
                         args.writes)
