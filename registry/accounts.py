@@ -9,6 +9,7 @@ value (index 100, publicly readable, so pyhandle's start-up check finds it) and 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -175,7 +176,9 @@ async def authenticate(pool: asyncpg.Pool, header: str,
     scheme = scheme.lower()
     credentials = credentials.strip()
     if scheme == "bearer" and credentials:
-        found = await (bearers or Bearers(pool)).find(secrets.hash_token(credentials))
+        # (shielded: the lookup is shared by the requests of the turn with this token)
+        found = await asyncio.shield((bearers or Bearers(pool)).find(
+            secrets.hash_token(credentials)))
         if found is None:
             raise AuthenticationFailed("the bearer token is not valid")
         return found

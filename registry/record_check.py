@@ -201,6 +201,9 @@ def plan(definition: Definition) -> Plan:
 
 
 Code = tuple[str, str, bool, bool]   # (type, value, unique, public) of a value to index
+# an indexed value's longest: the code index's key holds it twice (folded and as written,
+# migration 0010) with its type, prefix and identifier, within a B-tree entry's 2,704 bytes
+MAX_CODE_BYTES = 1000
 _UNSENT: dict[str, Any] = {}
 _PUBLIC = PERMISSIONS["public"]
 
@@ -258,7 +261,12 @@ def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | No
             seen.add(key)
         data = v["data"]
         if found[5] and data["format"] == "string":
-            codes.append((item.type, data["value"], item.unique, v["permissions"][2] == "1"))
+            if len(data["value"].encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+                problems.append(Problem(v["index"], v["type"], f"is indexed (unique or "
+                                        f"searchable) and may be at most {MAX_CODE_BYTES} bytes"))
+            else:
+                codes.append((item.type, data["value"], item.unique,
+                              v["permissions"][2] == "1"))
         if check is None:
             continue  # a "handle" item: any Handle format, the value's own checks apply
         if data["format"] != "string":

@@ -43,6 +43,7 @@ from resolver.core.identifier import key_starts
 
 ENTRY_OVERHEAD = 400  # bytes: the Entry, its dict slots and the key, roughly
 ENCODING_OVERHEAD = 100  # bytes: one kept encoding's dict slot and tuple
+MAX_REPLIES = 16         # replies kept for one entry (its spellings, forms and filters)
 
 
 @dataclass(slots=True, eq=False)
@@ -216,8 +217,9 @@ class AnswerCache:
         """Keep an encoded reply of ``entry`` for ``spelling`` (``size`` bytes, counted in
         the byte bound)."""
         table = self._encodings[form]
-        if not self._holds(entry) or spelling in table:
-            return
+        if not self._holds(entry) or spelling in table or \
+                len(entry.spellings or ()) >= MAX_REPLIES:
+            return   # (past MAX_REPLIES, further spellings and filters are made each time)
         table[spelling] = (entry, value)
         added = size + ENCODING_OVERHEAD
         if entry.spellings is None:

@@ -85,10 +85,12 @@ sent AS (SELECT pg_notify($23, p) FROM unnest($24::text[]) AS p)
 SELECT coalesce((SELECT array_agg(handle) FROM ins), '{}') AS inserted,
        (SELECT count(*) FROM aud) AS audited, (SELECT count(*) FROM sent) AS sent"""
 
-# what may roll a group back whole though each write alone would have been decided:
-# a code or identifier taken by a transaction that committed meanwhile, a deadlock
-_AGAIN_ALONE = (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError,
-                asyncpg.SerializationError, IdentifierExists)
+# what rolls a group back whole though each write alone would have been decided (a code
+# or identifier taken by a transaction that committed meanwhile, a deadlock, one write's
+# data the database refuses): its writes are then made alone. A database that is away
+# is every write's answer instead (alone, each would wait for it again).
+_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+         asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,16 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
         currents[n] = current
     checked = [recs[n] for n in recs]
     await check_references(conn, checked)  # network op
-    await check_codes(conn, checked, others="being written at the same time")  # network op
+    # a record refused already takes no code from another one of the group
+    await check_codes(conn, [r for r in checked if not r.problems],
+                      others="being written at the same time")  # network op
     for n, rec in recs.items():
         try:
             raise_problems(rec)
         except IdresError as exc:
             out[n] = exc
-    good = [n for n in recs if out[n] is None]
+    # in key order, as the rows were locked: two groups never take keys in opposite orders
+    good = sorted((n for n in recs if out[n] is None), key=lambda n: writes[n].ident.key)
     creates = [n for n in good if currents[n] is None]
     replaces = [n for n in good if currents[n] is not None]
     inserted = await _write(tx, writes, recs, currents, creates, replaces)  # network op
@@ -180,7 +185,7 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
     old: list[Code] = []
     for n in replaces:
         old += await codes_of(conn, writes[n].ident, currents[n])  # network op
-    await replace_codes(conn, old, [c for n in creates + replaces for c in recs[n].codes])
+    await replace_codes(conn, old, sorted(c for n in creates + replaces for c in recs[n].codes))
     for n in creates:
         out[n] = True
     for n in replaces:
@@ -304,9 +309,16 @@ class WriteGroups:
         try:
             async with write_transaction(db) as tx:
                 outcomes = await put_many(tx, writes)  # network op
-        except _AGAIN_ALONE:
-            return list(await asyncio.gather(
-                *(put_alone(db, w) for w in writes), return_exceptions=True))  # network op
+        except _DOWN:
+            raise
+        except (asyncpg.PostgresError, IdresError):
+            # rolled back whole: each write alone, one by one, as without grouping
+            outcomes = []
+            for w in writes:
+                try:
+                    outcomes.append(await put_alone(db, w))  # network op
+                except Exception as exc:  # noqa: BLE001 - its waiter receives it
+                    outcomes.append(exc)
         return outcomes
 
     async def _run(self, db: Db, group: list[tuple[PutWrite, asyncio.Future[bool]]]) -> None:
@@ -316,17 +328,17 @@ class WriteGroups:
         outcomes: list[Outcome]
         try:
             outcomes = await self._outcomes(db, writes)  # network op
+            for n, outcome in enumerate(outcomes):
+                if isinstance(outcome, _Raced):
+                    try:
+                        outcomes[n] = await put_alone(db, writes[n])  # network op
+                    except Exception as exc:  # noqa: BLE001 - its waiter receives it
+                        outcomes[n] = exc
         except BaseException as exc:
             for _, future in group:
                 if not future.done():
                     future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
             raise
-        for n, outcome in enumerate(outcomes):
-            if isinstance(outcome, _Raced):
-                try:
-                    outcomes[n] = await put_alone(db, writes[n])  # network op
-                except Exception as exc:  # noqa: BLE001 - its waiter receives it
-                    outcomes[n] = exc
         for (_, future), outcome in zip(group, outcomes):
             if future.done():
                 continue

@@ -111,6 +111,8 @@ def _check_data(index: int, fmt: str, value: Any) -> None:
     if fmt == "string":
         if not isinstance(value, str):
             raise InvalidValue(f"value {index}: string data must be a JSON string")
+        if "\x00" in value:   # (PostgreSQL's JSON cannot hold it)
+            raise InvalidValue(f"value {index}: string data must not contain U+0000 (NUL)")
         # a UTF-8 character takes at most 4 bytes: encode only when it could matter
         if len(value) * 4 > MAX_DATA_BYTES and \
                 len(value.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
@@ -129,7 +131,8 @@ def _check_data(index: int, fmt: str, value: Any) -> None:
     elif fmt == "admin":
         if not isinstance(value, dict) or set(value) != {"handle", "index", "permissions"}:
             raise InvalidValue(f"{where}: admin data must have handle, index and permissions")
-        if not isinstance(value["handle"], str) or "/" not in value["handle"]:
+        if not isinstance(value["handle"], str) or "/" not in value["handle"] \
+                or "\x00" in value["handle"]:
             raise InvalidValue(f"{where}: admin handle must be an identifier PREFIX/SUFFIX")
         check_index(value["index"], f"{where}: admin index")
         if not isinstance(value["permissions"], str) or not _BITS12.match(value["permissions"]):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import requests
 
 from tests.conftest import (
@@ -86,16 +87,17 @@ def test_concurrent_puts_share_transactions_and_each_keeps_its_outcome(
     assert len(rows) == 42 and all(r["n"] == 1 for r in rows)   # 40, G-TAKEN, G-TYPED
 
 
+@pytest.mark.parametrize("errcode", ["deadlock_detected", "string_data_right_truncation"])
 def test_a_group_the_database_refuses_is_made_write_by_write(
-        tenant: Tenant, server: Server, sql: Any) -> None:
-    """A refusal only the database can make (here a deadlock reported by a trigger, for
-    one identifier) rolls the group back whole; its writes are then made alone: that one
-    fails, every other succeeds, once."""
+        tenant: Tenant, server: Server, sql: Any, errcode: str) -> None:
+    """A refusal only the database can make (here a deadlock, or one write's data it will
+    not take, reported by a trigger for one identifier) rolls the group back whole; its
+    writes are then made alone: that one fails, every other succeeds, once."""
     doomed = f"{tenant.prefix}/G-DOOMED"
     sql(f"""CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF NEW.handle = '{doomed}' THEN
-                RAISE EXCEPTION 'injected' USING ERRCODE = 'deadlock_detected';
+                RAISE EXCEPTION 'injected' USING ERRCODE = '{errcode}';
               END IF;
               RETURN NEW;
             END $$""")
@@ -234,3 +236,33 @@ def test_value_writes_share_transactions_too(tenant: Tenant, server: Server, sql
     rows = sql("SELECT count(*) AS n FROM audit WHERE prefix = $1 AND action = 'add_values'",
                tenant.prefix)
     assert rows[0]["n"] == 20
+
+
+def test_a_refused_write_takes_no_code_and_bad_data_is_refused_alone(
+        tenant: Tenant, server: Server, sql: Any) -> None:
+    """Within a group, a write refused for its own problems does not hold a unique code
+    against another write; NUL characters and indexed values too long to index are clear
+    400s for that write only."""
+    h = template(tenant, "META_CODES", [{"type": "g.code", "unique": True, "required": True},
+                                        {"type": "g.qty", "datatype": "integer"}])
+
+    def rec(code: str, qty: str = "1") -> dict[str, Any]:
+        return {"template": h, "values": [{"index": 1, "type": "g.code", "data": code},
+                                          {"index": 2, "type": "g.qty", "data": qty}]}
+    calls = [(tenant.handle_url("C-BAD"), rec("C1", "many"), tenant.op.bearer),
+             (tenant.handle_url("C-GOOD"), rec("C1"), tenant.op.bearer),
+             (tenant.handle_url("C-NUL"), [{"index": 1, "type": "URL", "data": "a\u0000b"}],
+              tenant.op.bearer),
+             (tenant.handle_url("C-LONG"), rec("L" * 1500), tenant.op.bearer)]
+    calls += [(tenant.handle_url(f"C-{n}"), _value(n), tenant.op.bearer) for n in range(10)]
+    got = asyncio.run(_put_all(calls))
+    bad, good, nul, long_ = got[:4]
+    assert bad[0] == 400 and good[0] == 201, (bad, good)
+    assert nul[0] == 400 and "U+0000" in nul[1]["message"], nul
+    assert long_[0] == 400 and "at most 1000 bytes" in long_[1]["errors"][0]["message"], long_
+    assert [s for s, _ in got[4:]] == [201] * 10
+    stored = {r["handle"] for r in sql("SELECT handle FROM handles WHERE prefix = $1",
+                                       tenant.prefix)}
+    assert {f"{tenant.prefix}/C-BAD", f"{tenant.prefix}/C-NUL",
+            f"{tenant.prefix}/C-LONG"}.isdisjoint(stored)
+    assert f"{tenant.prefix}/C-GOOD" in stored
