@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 from resolver.core.errors import InvalidIdentifier, InvalidPrefix
@@ -37,7 +37,7 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 _case_sensitive = False
 
 
-def set_case_sensitive(flag: bool) -> None:
+def set_case_sensitive(flag: bool) -> None:  # (for identifiers parsed from then on)
     """The node's mode for suffixes (the database's, read at start-up)."""
     global _case_sensitive
     _case_sensitive = flag
@@ -92,12 +92,12 @@ class Identifier:
 
     prefix: Prefix
     suffix: str
+    # made once, in the case mode of the process (a write reads it a dozen times)
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        if _case_sensitive:
-            return f"{self.prefix.text}/{self.suffix}"
-        return f"{self.prefix.text}/{fold(self.suffix)}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.prefix.text}/{self.suffix}" if _case_sensitive
+                           else f"{self.prefix.text}/{fold(self.suffix)}")
 
     @property
     def spelling(self) -> str:
