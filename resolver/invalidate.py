@@ -14,13 +14,13 @@
   invalidations may have been missed).
 
 :class:`AckBook` is the writer's half (a ``CommitSync``): tokens, acknowledgements by
-listener, and the wait that outlasts every lease that was not acknowledged.
-:class:`AckListener` is the one of a process that caches nothing (the CLI).
-"""
+listener, the wait that outlasts every lease not acknowledged; :class:`AckListener` is
+the one of a process that caches nothing (the CLI)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -69,6 +69,7 @@ class _Acks:
             if leases is None:
                 log.warning("could not read the listeners' leases after a write: waiting a "
                             "whole lease (%.1f s)", self.owner.lease)
+                self.owner.lease_waits += 1
                 await asyncio.sleep(self.owner.lease)
                 return
             now = time.monotonic()
@@ -80,12 +81,11 @@ class _Acks:
                 if not open_:
                     break
                 self.changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.changed.wait(), min(open_.values()) - now)
-                except TimeoutError:
-                    pass
             silent = [lid for lid in deadlines if lid not in self.acked]
             if silent:
+                self.owner.lease_waits += 1
                 log.warning("%d of %d resolver processes did not confirm a write; waited for "
                             "their leases to run out", len(silent), len(deadlines))
         finally:
@@ -103,11 +103,11 @@ class AckBook:
     def __init__(self, lease: float = DEFAULT_LEASE) -> None:
         self.lease = lease
         self._acks: dict[str, _Acks] = {}
+        self.lease_waits = 0   # writes that waited for a listener's lease to run out
 
     def _on_ack(self, conn: object, pid: int, channel: str, payload: str) -> None:
         token, listener = parse_ack(payload)
-        acks = self._acks.get(token)
-        if acks is not None:
+        if (acks := self._acks.get(token)) is not None:
             acks.add(listener)
 
     def expect(self) -> Waiter:

@@ -64,6 +64,10 @@ class ResolverCollector(Collector):
             for name in ("listening", "lapsed", "disconnected"):
                 state.add_metric([name], 1 if self.invalidator.state == name else 0)
             yield state
+            yield CounterMetricFamily("idres_invalidate_lease_waits",
+                                      "Writes that waited for a listener's lease to run out "
+                                      "(it did not acknowledge, or the leases were unknown)",
+                                      value=self.invalidator.lease_waits)
             yield CounterMetricFamily("idres_invalidate_reconnects",
                                       "LISTEN connections made again after a failure",
                                       value=self.invalidator.reconnects)

@@ -210,7 +210,16 @@ def test_heartbeats_and_acknowledgements_take_turns(pg_dsn: str, tenant: Tenant)
 
         with ThreadPoolExecutor(8) as pool:
             waits = list(pool.map(one, range(1, 241)))
-        assert max(waits) < 0.35, (sorted(waits)[-5:], run_sql(
+        # no write outwaited a lease (the counter says so exactly; eight writers of one
+        # record queue behind each other, so a slow machine alone makes a write slow)
+        metrics = requests.get(f"{srv.url}/metrics").text
+        counted = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith(("idres_invalidate_lease_waits_total",
+                                       "idres_invalidate_reconnects_total"))}
+        assert counted == {"idres_invalidate_lease_waits_total": 0.0,
+                           "idres_invalidate_reconnects_total": 0.0}, counted
+        assert "did not confirm a write" not in srv.output()
+        assert max(waits) < 2.0, (sorted(waits)[-5:], run_sql(
             pg_dsn, "SELECT listener, expires - clock_timestamp() AS left FROM listener_leases "
             "WHERE expires > clock_timestamp()"), srv.output()[-2000:])
         assert "another operation is in progress" not in srv.output()
