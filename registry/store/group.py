@@ -193,10 +193,6 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
     return [o if o is not None else RuntimeError("no outcome") for o in out]
 
 
-def _json(value: object) -> bytes | None:
-    return None if value is None else orjson.dumps(value)
-
-
 def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
     return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]
 
@@ -220,11 +216,13 @@ async def _write(tx: WriteTx, writes: Sequence[PutWrite], recs: dict[int, Confor
                         lifecycle.public_view(recs[n].values, current.state, current.info),
                         recs[n].template, recs[n].version,
                         lifecycle.shared_view(recs[n].values, current.state)))
-    audit = [(writes[n].principal.operator_id or None, writes[n].principal.name,
-              "create" if currents[n] is None else "add_values" if writes[n].merge
-              else "replace", writes[n].ident.key,
-              writes[n].ident.prefix.text, _json(getattr(currents[n], "values", None)),
-              stored[n]) for n in creates + replaces]
+    audit = []
+    for n in creates + replaces:
+        w, current = writes[n], currents[n]
+        action = "create" if current is None else "add_values" if w.merge else "replace"
+        before = None if current is None else orjson.dumps(current.values)
+        audit.append((w.principal.operator_id or None, w.principal.name, action, w.ident.key,
+                      w.ident.prefix.text, before, stored[n]))
     keys = [writes[n].ident.key for n in creates + replaces]
     row = await tx.conn.fetchrow(
         WRITE, *_columns(new, 9), *_columns(changed, 6), *_columns(audit, 7),
