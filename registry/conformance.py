@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -28,18 +28,19 @@ Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, un
 
 
 
-@dataclass(frozen=True)
-class Requested:
+class Requested(NamedTuple):
     """What a write says beyond the values: the template (``""``: none; None: keep the
     record's own or the prefix's), its version (None: the newest published), and the
-    entries as sent (to tell a default TTL or permission from one the client gave)."""
+    entries as sent (to tell a default TTL or permission from one the client gave).
+    (A named tuple: a bulk request makes one per record, and a frozen dataclass costs
+    five times as much to make.)"""
 
     template: str | None = None
     version: int | None = None
     raw: Sequence[object] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Conformed:
     values: list[Stored]
     template: str | None = None
@@ -49,21 +50,18 @@ class Conformed:
     definition: tm.Definition | None = None
 
 
-
-
 Known = dict[tuple[str, int | None, bool], templates.Version]
+Choice = tuple[str, int | None, bool]   # (template, version or None: newest, already followed)
 
 
-async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],
-                  requested: Requested, own: tuple[str | None, int | None] = (None, None),
-                  required: str | None = None, known: Known | None = None) -> Conformed:
-    """The record as it will be written, or every problem at once.
+def choose(ident: Identifier, requested: Requested, own: tuple[str | None, int | None],
+           required: str | None) -> Choice | None:
+    """Which template version the write must follow (None: none).
 
     ``own`` is the template and version the record follows now (None: new or untyped);
     ``required`` the template its prefix requires.
 
-    :raises RecordInvalid: with the problems (index, type, message), nothing written.
-    :raises BadRequest: the template named is unknown, a draft or retired.
+    :raises RecordInvalid: the prefix requires another template (or one, and none is named).
     """
     name = requested.template if requested.template is not None else own[0] or required
     if required and name != required:
@@ -71,23 +69,55 @@ async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stor
                             f"{required}", problems=[tm.Problem(None, None,
                                                                 f"must follow {required}")])
     if not name:
-        return Conformed(values)
+        return None
     version = requested.version
     if version is None and requested.template is None and own[0] == name:
         version = own[1]                     # a record keeps its version unless told
-    existing = version is not None and own == (name, version)
-    found = (known or {}).get((name, version, existing))
+    return name, version, version is not None and own == (name, version)
+
+
+async def version_of(conn: asyncpg.Connection, choice: Choice,
+                     known: Known | None = None) -> templates.Version:
+    """The template version of a :func:`choose` answer (kept in ``known``, when given, for
+    the other records of a request).
+
+    :raises BadRequest: the template named is unknown, a draft or retired."""
+    found = known.get(choice) if known is not None else None
     if found is None:
+        name, version, existing = choice
         found = await (templates.for_existing(conn, name, version) if existing and version
                        else templates.for_write(conn, name, version))  # network op
         if known is not None:
-            known[(name, version, existing)] = found
+            known[choice] = found
+    return found
+
+
+def conform_to(ident: Identifier, values: list[Stored], requested: Requested,
+               found: templates.Version) -> Conformed:
+    """The record as it will be written against ``found``, with its problems and codes."""
     out = Conformed(values, found.handle, found.version, definition=found.definition)
     out.problems, codes = rc.conform_values(values, requested.raw, found.definition)
-    # (a searchable item's value given twice is one code: the index holds it once)
-    out.codes = list(dict.fromkeys((ident.prefix.text, t, v, ident.key, unique, public)
-                                   for t, v, unique, public in codes))
+    if codes:
+        prefix, key = ident.prefix.text, ident.key
+        # (a searchable item's value given twice is one code: the index holds it once)
+        out.codes = list(dict.fromkeys((prefix, t, v, key, unique, public)
+                                       for t, v, unique, public in codes))
     return out
+
+
+async def conform(conn: asyncpg.Connection, ident: Identifier, values: list[Stored],
+                  requested: Requested, own: tuple[str | None, int | None] = (None, None),
+                  required: str | None = None, known: Known | None = None) -> Conformed:
+    """The record as it will be written, or every problem at once (:func:`choose`,
+    :func:`version_of`, :func:`conform_to`).
+
+    :raises RecordInvalid: with the problems (index, type, message), nothing written.
+    :raises BadRequest: the template named is unknown, a draft or retired.
+    """
+    choice = choose(ident, requested, own, required)
+    if choice is None:
+        return Conformed(values)
+    return conform_to(ident, values, requested, await version_of(conn, choice, known))
 
 
 async def check_references(conn: asyncpg.Connection, records: Sequence[Conformed],

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import re2
 
+from registry.patterns import deterministic
 from registry.template_model import DIGESTS, SYSTEM_TYPE, Definition, Item, Problem
 from resolver.core.errors import InvalidIdentifier
 from resolver.core.identifier import parse
@@ -44,10 +46,18 @@ def _numeric(item: Item) -> list[Check]:
     high = None if item.maximum is None else decimal.Decimal(str(item.maximum))
     wrong = f"must be {'an integer' if integer else 'a decimal number'}"
 
+    # a float comparison settles a value clearly inside the limits (float parsing errs
+    # by far less than the margin); only values near a limit are compared exactly
+    low_f = -math.inf if low is None else float(low) + abs(float(low)) * 1e-9 + 1e-9
+    high_f = math.inf if high is None else float(high) - abs(float(high)) * 1e-9 - 1e-9
+
     def number(text: str) -> str | None:
         if not shape.match(text):
             return wrong
         if low is None and high is None:
+            return None
+        rough = float(text)
+        if low_f < rough < high_f:
             return None
         value = decimal.Decimal(text)
         if low is not None and value < low:
@@ -124,11 +134,17 @@ def _kind(item: Item) -> list[Check]:
 
 
 def _pattern(pattern: str) -> Check:
-    """A whole-text match of an RE2 pattern, on UTF-8 bytes (the binding's str path maps
+    """A whole-text match of a pattern: by ``re`` when it is deterministic
+    (``registry/patterns.py``); else by RE2, on UTF-8 bytes (the binding's str path maps
     offsets in Python: 2.5x the cost). The binding's match object is not needed: where
     the compiled RE2 object is reachable (google-re2 1.1), it is asked directly (a
     third of the cost again); tests/registry/test_templates.py compares both ways."""
-    rx, said = re2.compile(pattern), f"must match the pattern {pattern}"
+    said = f"must match the pattern {pattern}"
+    simple = deterministic(pattern)   # one way to match at most: re is linear too
+    if simple is not None:
+        whole = simple.fullmatch
+        return lambda text: None if whole(text) is not None else said
+    rx = re2.compile(pattern)
     raw, anchors = getattr(rx, "_regexp", None), getattr(re2, "_Anchor", None)
     if raw is None or not hasattr(raw, "Match") or anchors is None:
         return lambda text: None if rx.fullmatch(text.encode()) is not None else said
@@ -171,25 +187,32 @@ def checker(item: Item) -> Check:
 
 
 class Plan:
-    """What checking records against one definition needs, computed once: for each item
-    (by upper-cased type) the item, its compiled check, its defaults (TTL, permissions,
-    whether it is shared) and whether it is indexed; the required items; the items
-    that are indexed or reference other identifiers."""
+    """What checking records against one definition needs, computed once: each item's
+    slot (:data:`Slot`), found by its type as declared and upper-cased (value types match
+    ignoring case; the declared spelling is the usual one and saves folding), the
+    required items, the items that are indexed or reference other identifiers."""
 
-    items: dict[str, tuple[Item, Check | None, int | None, str, bool, bool]]
-    required: list[tuple[str, Item]]
-    __slots__ = ("items", "required", "indexed", "references")
+    __slots__ = ("slots", "required", "indexed", "references")
 
     def __init__(self, definition: Definition) -> None:
-        self.items = {
-            i.type.upper(): (i, None if i.datatype == "handle" else checker(i), i.ttl,
-                             PERMISSIONS[i.classification], i.classification == "shared",
-                             i.unique or i.searchable)
-            for i in definition.items}
-        self.required = [(key, i) for key, (i, *_) in self.items.items() if i.required]
-        self.indexed = {key: i for key, (i, *_) in self.items.items() if i.unique or i.searchable}
-        self.references = {key: i for key, (i, *_) in self.items.items()
-                           if i.datatype == "reference"}
+        slots = [_slot(i) for i in definition.items]
+        self.slots = {s[0]: s for s in slots} | {s[1].type: s for s in slots}
+        self.required = [s[1] for s in slots if s[1].required]
+        self.indexed = {s[0]: s[1] for s in slots if s[5]}
+        self.references = {s[0]: s[1] for s in slots if s[1].datatype == "reference"}
+
+
+# one item as checking needs it (a tuple: the loop over a bulk request's values unpacks
+# it in one step): its key (upper-cased type), the item, its compiled check (None: a
+# "handle" item, any Handle format), default TTL and permissions, whether it is indexed,
+# shared, or may have many values
+Slot = tuple[str, Item, "Check | None", "int | None", str, bool, bool, bool]
+
+
+def _slot(item: Item) -> Slot:
+    return (item.type.upper(), item, None if item.datatype == "handle" else checker(item),
+            item.ttl, PERMISSIONS[item.classification], item.unique or item.searchable,
+            item.classification == "shared", item.many)
 
 
 def plan(definition: Definition) -> Plan:
@@ -216,68 +239,79 @@ def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> li
     return conform_values(values, None, definition)[0]
 
 
+def _sent_as(values: Sequence[dict[str, Any]], sent: Sequence[object]) -> Sequence[Any]:
+    """The entry each value was sent as, matched by position where the indexes agree,
+    else by index (an entry not found: :data:`_UNSENT`)."""
+    if len(sent) == len(values):
+        n = 0
+        for e in sent:
+            if e.__class__ is not dict or e.get("index") != values[n]["index"]:
+                break
+            n += 1
+        else:
+            return sent
+    by_index = {str(x["index"]): x for x in sent
+                if isinstance(x, dict) and isinstance(x.get("index"), (int, str))}
+    return [by_index.get(str(v["index"]), _UNSENT) for v in values]
+
+
 def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | None,
                    definition: Definition) -> tuple[list[Problem], list[Code]]:
     """:func:`check_record`, and the codes to index (:func:`indexed`), in one pass over the
-    values; with ``sent`` (the entries as the write sent them: usually ``values`` one
-    for one, else matched by index), each value first gets its item's TTL and
-    classification where the write gave none (values of other types: public)."""
+    values; with ``sent`` (the entries as the write sent them), each value first gets its
+    item's TTL and classification where the write gave none (values of other types:
+    public). A bulk request runs this for every value it holds: the loop is kept plain."""
     compiled = plan(definition)
-    items = compiled.items
+    slots = compiled.slots
     problems: list[Problem] = []
     codes: list[Code] = []
     seen: set[str] = set()
-    by_index: dict[str, Any] | None = None
-    positional = sent is not None and len(sent) == len(values)
-    for n, v in enumerate(values):
-        key = v["type"].upper()
-        found = items.get(key)
-        if sent is not None:
-            e = sent[n] if positional else None
-            if e.__class__ is not dict or e.get("index") != v["index"]:
-                if by_index is None:
-                    by_index = {str(x["index"]): x for x in sent if isinstance(x, dict)
-                                and isinstance(x.get("index"), (int, str))}
-                e = by_index.get(str(v["index"]), _UNSENT)
-            if found is None:
+    entries = _sent_as(values, sent) if sent is not None else None
+    n = -1
+    for v in values:
+        n += 1
+        type_ = v["type"]
+        slot = slots.get(type_) or slots.get(type_.upper())
+        if slot is None:
+            if entries is not None:
+                e = entries[n]
                 if "permissions" not in e and "classification" not in e:
                     v["permissions"] = _PUBLIC
-            else:
-                if found[2] is not None and "ttl" not in e:
-                    v["ttl"] = found[2]
-                if "permissions" not in e and "classification" not in e:
-                    v["permissions"] = found[3]
-                    if found[4]:
-                        v["classification"] = "shared"
-        if found is None:
-            if not SYSTEM_TYPE.match(key):
-                problems.append(Problem(v["index"], v["type"], "is not an item of the template"))
+            if not SYSTEM_TYPE.match(type_.upper()):
+                problems.append(Problem(v["index"], type_, "is not an item of the template"))
             continue
-        item, check = found[0], found[1]
-        if key in seen:
-            if not item.many:
-                problems.append(Problem(v["index"], v["type"], "may have one value only"))
-        else:
+        key, item, check, ttl, permissions, indexed, shared, many = slot
+        if entries is not None:
+            e = entries[n]
+            if ttl is not None and "ttl" not in e:
+                v["ttl"] = ttl
+            if "permissions" not in e and "classification" not in e:
+                v["permissions"] = permissions
+                if shared:
+                    v["classification"] = "shared"
+        if key not in seen:
             seen.add(key)
+        elif not many:
+            problems.append(Problem(v["index"], type_, "may have one value only"))
         data = v["data"]
-        if found[5] and data["format"] == "string":
-            if len(data["value"].encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
-                problems.append(Problem(v["index"], v["type"], f"is indexed (unique or "
+        if data["format"] != "string":
+            if check is not None:
+                problems.append(Problem(v["index"], type_,
+                                        f"must be string data (a {item.datatype})"))
+            continue                # a "handle" item: any Handle format, its own checks
+        text = data["value"]
+        if indexed:
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+                problems.append(Problem(v["index"], type_, f"is indexed (unique or "
                                         f"searchable) and may be at most {MAX_CODE_BYTES} bytes"))
             else:
-                codes.append((item.type, data["value"], item.unique,
-                              v["permissions"][2] == "1"))
-        if check is None:
-            continue  # a "handle" item: any Handle format, the value's own checks apply
-        if data["format"] != "string":
-            problems.append(Problem(v["index"], v["type"],
-                                    f"must be string data (a {item.datatype})"))
-            continue
-        wrong = check(data["value"])
-        if wrong is not None:
-            problems.append(Problem(v["index"], v["type"], wrong))
-    for key, item in compiled.required:
-        if key not in seen:
+                codes.append((item.type, text, item.unique, v["permissions"][2] == "1"))
+        if check is not None:
+            wrong = check(text)
+            if wrong is not None:
+                problems.append(Problem(v["index"], type_, wrong))
+    for item in compiled.required:
+        if item.type.upper() not in seen:
             problems.append(Problem(None, item.type, "is required"))
     return problems, codes
 

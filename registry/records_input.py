@@ -32,8 +32,6 @@ def requested_template(body: Any, q: Any, raw: list[object]) -> Requested:
     return Requested(template, version, raw)
 
 
-NO_TEMPLATE = Requested()
-
 
 def _entries(body: Any) -> list[tuple[object, object, dict[str, Any]]]:
     if isinstance(body, dict) and isinstance(body.get("handleRecords"), dict):
@@ -75,8 +73,13 @@ def parse_records(body: Any, limit: int) -> list[Entry]:
                 raise InvalidValue("'values' must be an array")
             parsed = codec.parse_values(values, now)
             check_record(parsed)
-            requested = requested_template(fields, {}, values) if "template" in fields \
-                else NO_TEMPLATE
+            # (the entries as sent go with it: a template's defaults fill in only what
+            # an entry left out)
+            named = fields.get("template")
+            if "templateVersion" in fields or not (named is None or named.__class__ is str):
+                requested = requested_template(fields, {}, values)
+            else:
+                requested = Requested(named, None, values)     # the usual: a name or none
         except IdresError as exc:
             exc.message = f"record {n} ({str(handle)[:100]!s}): {exc.message}"
             raise

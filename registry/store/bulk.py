@@ -10,14 +10,22 @@ records go in with their rows, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
 from registry import record_check as rc
 from registry import templates
-from registry.conformance import Conformed, Known, Requested, check_codes, check_references
-from registry.conformance import conform as conform_one
+from registry.conformance import (
+    Conformed,
+    Known,
+    Requested,
+    check_codes,
+    check_references,
+    choose,
+    conform_to,
+    version_of,
+)
 from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
@@ -33,8 +41,9 @@ COLUMNS = ["handle", "prefix", "values", "public_json", "spelling", "template",
 MAX_REPORTED = 100  # failing records named in the answer, at most
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One record of a bulk request, as parsed (a named tuple: one per record)."""
+
     ident: Identifier
     values: list[Stored]
     requested: Requested = Requested()
@@ -66,8 +75,14 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
         if row is not None and row["state"] in ("retired", "replaced"):
             raise StateConflict(f"nothing was registered: {e.ident.spelling} is {row['state']}")
         own = (row["template"], row["template_version"]) if row is not None else (None, None)
-        out.append(await conform_one(conn, e.ident, e.values, e.requested, own,
-                                     required.get(e.ident.prefix.text), known))
+        choice = choose(e.ident, e.requested, own, required.get(e.ident.prefix.text))
+        if choice is None:
+            out.append(Conformed(e.values))
+            continue
+        found = known.get(choice)
+        if found is None:        # once per template version of the request
+            found = await version_of(conn, choice, known)
+        out.append(conform_to(e.ident, e.values, e.requested, found))
     await check_references(conn, out, {e.ident.key: r.template for e, r in zip(entries, out)})
     # codes taken by stored records: the unique index refuses them at the COPY, and only
     # then are they looked for (bulk_put), so a request that takes none pays no query

@@ -244,6 +244,20 @@ def test_a_prefix_can_require_a_template(tenant: Tenant, server: Server) -> None
     r = requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer,
                       json=[{"handle": f"{tenant.prefix}/R-3", "values": order(61)[1:]}])
     assert r.status_code == 400 and r.json()["failing"] == 1
+    # a bulk record naming no template follows the prefix's; its own TTLs stand, the
+    # template's default fills only the value that gave none
+    values = order(62)
+    values[3]["ttl"] = 7
+    r = requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer,
+                      json=[{"handle": f"{tenant.prefix}/R-4", "values": values}])
+    assert r.status_code == 201, r.text
+    ttls = {v["type"]: v["ttl"] for v in requests.get(tenant.handle_url("R-4")).json()["values"]}
+    assert ttls["order.status"] == 7 and ttls["order.product"] == 86400
+    values = order(63)
+    r = requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer,
+                      json=[{"handle": f"{tenant.prefix}/R-5", "values": values}])
+    ttls = {v["type"]: v["ttl"] for v in requests.get(tenant.handle_url("R-5")).json()["values"]}
+    assert r.status_code == 201 and ttls["order.status"] == 60
     r = requests.put(f"{server.url}/api/prefixes/{tenant.prefix}", headers=tenant.op.bearer,
                      json={"template": None})
     assert r.status_code == 200
