@@ -34,21 +34,21 @@ FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THE
 # values (the same, None: none) and the template it follows
 Fetched = tuple[bytes, bytes | None, str | None]
 
-# lookup by code (the code index, migrations 0007, 0009, 0010), many at once: for each
+# lookup by code (the code index, migrations 0007, 0009-0011), many at once: for each
 # (prefix, type, value) the identifiers, as spelled, that hold it in a public value;
-# drafts are nobody's to find. The index's key is (type, folded value, prefix, value,
-# slot), slot the identifier or '' for a unique code: no identifier twice, in key order
+# drafts are nobody's to find (their codes are not public). The index's key is (type,
+# folded value, prefix, value, slot), slot the identifier or '' for a unique code: no
+# identifier twice, in key order; it includes what the answer needs (index-only)
 FIND_CODES = """SELECT q.n, f.spelled
                 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
                      AS q(prefix, type, value, n)
                 CROSS JOIN LATERAL (
-                  SELECT c.handle, coalesce(h.spelling, h.handle) AS spelled
-                  FROM codes c JOIN handles h ON h.handle = c.handle
+                  SELECT c.handle, coalesce(c.spelled, c.handle) AS spelled
+                  FROM codes c
                   WHERE c.type = q.type
                     AND lower(c.value COLLATE "default") COLLATE "C"
                         = lower(q.value COLLATE "default") COLLATE "C"
-                    AND c.prefix = q.prefix AND c.value = q.value
-                    AND c.is_public AND h.state <> 'draft'
+                    AND c.prefix = q.prefix AND c.value = q.value AND c.is_public
                   ORDER BY c.slot LIMIT $4) f
                 ORDER BY q.n, f.handle"""
 

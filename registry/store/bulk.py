@@ -29,7 +29,7 @@ from registry.conformance import (
 from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
-from registry.store.codes import Code, copy_codes, replace_codes
+from registry.store.codes import Code, as_stored, copy_codes, replace_codes
 from registry.store.rows import required_templates
 from resolver.core import codec
 from resolver.core.channel import CREATED_MARK
@@ -111,8 +111,9 @@ async def _old_codes(conn: asyncpg.Connection, existing: dict[str, asyncpg.Recor
         if row["template"] is None:
             continue
         found = await templates.for_existing(conn, row["template"], row["template_version"])
-        out += [(prefixes[key], t, v, key, u, p)
-                for t, v, u, p in rc.indexed(row["values"], found.definition)]
+        out += as_stored([(prefixes[key], t, v, key, u, p)
+                          for t, v, u, p in rc.indexed(row["values"], found.definition)],
+                         row["state"])
     return out
 
 
@@ -146,10 +147,13 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
                 rows.append((e.ident.key, e.ident.prefix.text, stored, public,
                              spelling_of(e.ident), rec.template, rec.version,
                              codec.shared_json(rec.values)))
-            codes = [c for rec in records for c in rec.codes]
+            codes = [c for e, rec in zip(entries, records) for c in as_stored(
+                rec.codes, existing[e.ident.key]["state"] if e.ident.key in existing
+                else "active")] if any(rec.codes for rec in records) else []
             if not overwrite:
                 created, replaced = await _create(tx, principal, actor_id, rows), 0
-                await copy_codes(conn, codes)
+                await copy_codes(conn, codes, {e.ident.key: spelling_of(e.ident)
+                                               for e in entries})
             else:
                 replaced = await _replace(tx, principal, actor_id, rows)
                 created = len(rows) - replaced

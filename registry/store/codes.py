@@ -1,9 +1,14 @@
 """The code index: the values of unique and searchable template items, for "which
-identifier under prefix P has T = V" in one index lookup (migrations 0007, 0009, 0010).
+identifier under prefix P has T = V" in one index lookup (migrations 0007, 0009-0011).
 
-The table has one index, ``codes_unique (type, FOLD(value), prefix, value, slot)``:
-every query here names ``type``, and ``FOLD(value)`` (the value with its case folded
-as the database folds it) as well as the value, so that the index serves it."""
+The table has one index, ``codes_unique (type, FOLD(value), prefix, value, slot)
+INCLUDE (handle, is_public, spelled)``: every query here names ``type``, and
+``FOLD(value)`` (the value with its case folded as the database folds it) as well as
+the value, so that the index serves it, and reads nothing the index does not hold.
+
+A code row is what a lookup needs to answer: ``is_public`` is true when the value is
+public and the record is not a draft (:func:`as_stored`), ``spelled`` the record's
+spelling (taken from the record when the code is written; NULL: its key)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,15 @@ import asyncpg
 from resolver.core.errors import IdentifierExists
 
 Code = tuple[str, str, str, str, bool, bool]  # (prefix, type, value, handle, unique, public)
-COLUMNS = ["prefix", "type", "value", "handle", "is_unique", "is_public"]
+COLUMNS = ["prefix", "type", "value", "handle", "is_unique", "is_public", "spelled"]
+
+
+def as_stored(codes: Sequence[Code], state: str) -> list[Code]:
+    """A record's codes as its state has them stored: a draft's are not public (nobody's
+    to find without the right to see what is not public)."""
+    if state != "draft":
+        return list(codes)
+    return [(p, t, v, h, u, False) for p, t, v, h, u, _ in codes]
 
 
 
@@ -28,15 +41,16 @@ DELETE = f"""DELETE FROM codes USING unnest($1::text[], $2::text[], $3::text[], 
              WHERE codes.type = d.type AND {fold('codes.value')} = {fold('d.value')}
                AND codes.prefix = d.prefix AND codes.value = d.value
                AND codes.handle = d.handle"""
-INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                 $5::bool[], $6::bool[])"""
-# one query: the codes, then the records they belong to (their spelling; drafts only for
-# those who may see values that are not public)
-_FOUND = """SELECT {distinct} h.handle, coalesce(h.spelling, h.handle) AS spelled
-            FROM codes c JOIN handles h ON h.handle = c.handle
-            WHERE c.type = $2 AND {match} AND c.prefix = $1
-              AND (c.is_public OR $3) AND (h.state <> 'draft' OR $3)
+# (written after the record, in its transaction: the spelling is the record's own)
+INSERT = """INSERT INTO codes (prefix, type, value, handle, is_unique, is_public, spelled)
+            SELECT d.*, h.spelling
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                        $6::bool[]) AS d(prefix, type, value, handle, is_unique, is_public)
+            LEFT JOIN handles h ON h.handle = d.handle"""
+# one probe of the code index: it holds the answer (drafts' codes are not public)
+_FOUND = """SELECT {distinct} c.handle, coalesce(c.spelled, c.handle) AS spelled
+            FROM codes c
+            WHERE c.type = $2 AND {match} AND c.prefix = $1 AND (c.is_public OR $3)
             ORDER BY {order} LIMIT $4"""
 # slot is '' for a unique code and the identifier for a searchable one (0009): one value
 # names an identifier once, in key order; a range of values may name it under several
@@ -44,7 +58,7 @@ EXACT = _FOUND.format(distinct="", match=f"{fold('c.value')} = {fold('$5')} AND 
                       order="c.slot")
 # a range of codes: the range of their folded forms ($6, $7), then the exact one
 STARTS = _FOUND.format(
-    distinct="DISTINCT", order="h.handle",
+    distinct="DISTINCT", order="c.handle",
     match=f"{fold('c.value')} >= $6 AND {fold('c.value')} < $7 AND starts_with(c.value, $5)")
 # the scope: prefixes $1 and their descendants
 _SCOPED = """(prefix = ANY($1::text[]) OR EXISTS (SELECT 1 FROM unnest($1::text[]) s
@@ -75,24 +89,27 @@ async def replace_codes(conn: asyncpg.Connection, old: Sequence[Code],
         await conn.execute(DELETE, *_columns(gone)[:4])  # network op
     if added:
         try:
-            await conn.execute(INSERT, *_columns(added))  # network op
+            await conn.execute(INSERT, *_columns(added)[:6])  # network op
         except asyncpg.UniqueViolationError:
             raise IdentifierExists("a unique code of this record was taken meanwhile by "
                                    "another identifier; try again") from None
 
 
-async def copy_codes(conn: asyncpg.Connection, codes: Sequence[Code]) -> None:
-    """Many records' codes at once (bulk registration), in the caller's transaction."""
+async def copy_codes(conn: asyncpg.Connection, codes: Sequence[Code],
+                     spellings: dict[str, str | None]) -> None:
+    """Many new records' codes at once (bulk registration), in the caller's transaction;
+    ``spellings`` maps their keys to their spellings (None: as the key)."""
     if codes:
-        await conn.copy_records_to_table("codes", records=codes, columns=COLUMNS)  # network op
+        await conn.copy_records_to_table(
+            "codes", records=[(*c, spellings[c[3]]) for c in codes],
+            columns=COLUMNS)  # network op
 
 
 async def lookup(conn: asyncpg.Connection, prefix: str, type_: str, value: str,
                  restricted: bool, limit: int = 100, start: bool = False) -> list[str]:
     """The identifiers (as spelled) of ``prefix`` with the code ``value`` of ``type_``
     (with ``start``: a code that begins so); with ``restricted``, codes of values that are
-    not public and drafts too. One lookup (or range scan) of the code index, joined
-    to the records."""
+    not public and drafts too. One lookup (or range scan) of the code index."""
     if start:
         low = await conn.fetchval(FOLD, value)  # network op
         rows = await conn.fetch(STARTS, prefix, type_, restricted, limit, value, low,

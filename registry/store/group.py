@@ -45,7 +45,7 @@ from registry.conformance import (
 from registry.ownership import write_refusals
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, spelling_of, write_transaction
-from registry.store.codes import Code, replace_codes
+from registry.store.codes import Code, as_stored, replace_codes
 from registry.store.rows import Current, codes_of, required_templates, writable
 from resolver.core import lifecycle
 from resolver.core.channel import INVALIDATE_CHANNEL, payloads
@@ -185,7 +185,11 @@ async def put_many(tx: WriteTx, writes: Sequence[PutWrite]) -> list[Outcome]:
     old: list[Code] = []
     for n in replaces:
         old += await codes_of(conn, writes[n].ident, currents[n])  # network op
-    await replace_codes(conn, old, sorted(c for n in creates + replaces for c in recs[n].codes))
+    new = [c for n in creates for c in as_stored(recs[n].codes, writes[n].state)]
+    for n in replaces:
+        state = currents[n].state  # type: ignore[union-attr]  # (replaces have a current)
+        new += as_stored(recs[n].codes, state)
+    await replace_codes(conn, old, sorted(new))
     for n in creates:
         out[n] = True
     for n in replaces:

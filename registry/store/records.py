@@ -22,7 +22,7 @@ from registry.conformance import (
 from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, Stored, WriteTx, audit, write_transaction
-from registry.store.codes import replace_codes
+from registry.store.codes import as_stored, replace_codes
 from registry.store.group import PutWrite, put_alone
 from registry.store.rows import (
     Current,
@@ -135,7 +135,7 @@ async def delete(
                                                  if v["index"] not in indexes],
                                    Requested(), current)
             await store(tx, ident, rec, current.state, current.info, create=False)
-            await replace_codes(conn, old, rec.codes)
+            await replace_codes(conn, old, as_stored(rec.codes, current.state))
             after = rec.values
             action = "remove_values"
         await audit(conn, principal, action, handle=ident.key, prefix=ident.prefix.text,
@@ -176,6 +176,9 @@ async def move(db: Db, principal: Principal, ident: Identifier, state: str,
             info["successor"] = target.spelling
         rec = Plain(current.values, current.template, current.version)
         await store(tx, ident, rec, state, info, create=False)
+        if current.state == "draft":     # its codes become anybody's to find
+            await replace_codes(conn, await codes_of(conn, ident, current),
+                                await codes_of(conn, ident, current, state))
         await audit(conn, principal, f"state_{state}", handle=ident.key,
                     prefix=ident.prefix.text, before={"state": current.state}, after=info)
         await tx.notify([ident.key])

@@ -13,7 +13,7 @@ import asyncpg
 from registry import record_check as rc
 from registry import templates
 from registry.store import Stored, WriteTx, spelling_of
-from registry.store.codes import Code
+from registry.store.codes import Code, as_stored
 from resolver.core import lifecycle
 from resolver.core.errors import StateConflict
 from resolver.core.identifier import Identifier
@@ -105,13 +105,16 @@ async def store(tx: WriteTx, ident: Identifier, rec: Typed, state: str,
 
 
 
-async def codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None) -> list[Code]:
-    """The codes the record holds now (to replace)."""
+async def codes_of(conn: asyncpg.Connection, ident: Identifier, current: Current | None,
+                   state: str | None = None) -> list[Code]:
+    """The codes the record holds now (to replace), as stored for its state (or, with
+    ``state``, as they are to be stored for that one)."""
     if current is None or current.template is None:
         return []
     found = await templates.for_existing(conn, current.template, current.version or 0)
-    return [(ident.prefix.text, t, v, ident.key, u, p)
-            for t, v, u, p in rc.indexed(current.values, found.definition)]
+    return as_stored([(ident.prefix.text, t, v, ident.key, u, p)
+                      for t, v, u, p in rc.indexed(current.values, found.definition)],
+                     state or current.state)
 
 
 def writable(ident: Identifier, current: Current | None) -> None:

@@ -75,7 +75,7 @@ def test_an_applied_migration_must_not_change(pg_dsn: str, tmp_path: Path) -> No
 
 def _older(tmp: Path, upto: str) -> Path:
     """The migrations folder as a previous version shipped it (up to ``upto``)."""
-    folder = tmp / "old"
+    folder = tmp / f"old-{upto}"
     folder.mkdir()
     for path in sorted(migrations_dir().glob("*.sql")):
         if path.stem <= upto:
@@ -158,7 +158,8 @@ def test_the_code_index_migrates_a_database_of_the_previous_version(pg_dsn: str,
                                          ('88.1', 'a.eq', 'eq-1', '88.1/B', true, true),
                                          ('88.1', 'a.site', 'Hall', '88.1/A', false, true),
                                          ('88.1', 'a.site', 'Hall', '88.1/B', false, true)""")
-            assert await migrate(conn) == ["0010_codes_folded_key"]
+            assert await migrate(conn, _older(tmp_path, "0010_codes_folded_key")) == [
+                "0010_codes_folded_key"]
             rows = await conn.fetch("SELECT prefix, type, value, handle, slot FROM codes "
                                     "ORDER BY handle, type")
             assert [tuple(r) for r in rows] == [
@@ -173,6 +174,44 @@ def test_the_code_index_migrates_a_database_of_the_previous_version(pg_dsn: str,
                 """SELECT handle FROM codes WHERE type = 'a.eq' AND lower(value COLLATE "default")
                    COLLATE "C" = 'eq-1' ORDER BY handle""")
             assert [r[0] for r in folded] == ["88.1/A", "88.1/B"]
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_codes_carry_what_a_lookup_answers_after_0011(pg_dsn: str, tmp_path: Path) -> None:
+    """0011 on a database of 0010's version: each code row takes its record's spelling,
+    a draft's codes stop being public, and an exact lookup (the fast path's query) then
+    reads the code index alone."""
+    from resolver.store import FIND_CODES
+
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, _older(tmp_path, "0010_codes_folded_key"))
+            await conn.execute("""INSERT INTO handles (handle, prefix, "values", spelling, state)
+                                  VALUES ('88.1/A', '88.1', '[]', '88.1/a', 'active'),
+                                         ('88.1/B', '88.1', '[]', NULL, 'draft'),
+                                         ('88.1/C', '88.1', '[]', NULL, 'active')""")
+            await conn.execute("""INSERT INTO codes (prefix, type, value, handle, is_unique,
+                                                     is_public)
+                                  VALUES ('88.1', 'a.eq', 'EQ-1', '88.1/A', true, true),
+                                         ('88.1', 'a.eq', 'EQ-2', '88.1/B', true, true),
+                                         ('88.1', 'a.eq', 'EQ-3', '88.1/C', true, false)""")
+            assert await migrate(conn) == ["0011_codes_index_only"]
+            rows = await conn.fetch("SELECT handle, spelled, is_public FROM codes ORDER BY handle")
+            assert [tuple(r) for r in rows] == [("88.1/A", "88.1/a", True),
+                                                ("88.1/B", None, False),
+                                                ("88.1/C", None, False)]
+            await conn.execute("VACUUM ANALYZE codes")
+            await conn.execute("SET enable_seqscan = off")
+            args = (["88.1"], ["a.eq"], ["EQ-1"], 100)
+            assert [r["spelled"] for r in await conn.fetch(FIND_CODES, *args)] == ["88.1/a"]
+            assert await conn.fetch(FIND_CODES, ["88.1"], ["a.eq"], ["EQ-2"], 100) == []
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + FIND_CODES, *args))
+            assert "Index Only Scan using codes_unique" in plan and "handles" not in plan, plan
         finally:
             await conn.close()
 

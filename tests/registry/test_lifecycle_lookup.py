@@ -348,6 +348,12 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
     assert lookup(tenant, "asset.label", "工位 7+A").json()["handles"] == [f"{tenant.prefix}/F-1"]
     found = lookup(tenant, "asset.site", "Plant 2, hall B").json()["handles"]
     assert found == [f"{tenant.prefix}/F-1", f"{tenant.prefix}/f-two"]   # the draft is not
+    mine = lookup(tenant, "asset.site", "Plant 2, hall B", auth=True).json()["handles"]
+    assert mine == [f"{tenant.prefix}/F-1", f"{tenant.prefix}/F-DRAFT", f"{tenant.prefix}/f-two"]
+    assert move(tenant, "F-DRAFT", "active").status_code == 200   # its codes become public
+    for key in ("value", "start"):
+        found = lookup(tenant, "asset.equipment_code", "EQ-CNC-5AX-0003", key=key).json()
+        assert found["handles"] == [f"{tenant.prefix}/F-DRAFT"], (key, found)
     plus = f"prefix={tenant.prefix}&type=asset.label&value=%E5%B7%A5%E4%BD%8D+7%2BA"
     assert requests.get(f"{tenant.url}/api/lookup?{plus}").json()["handles"] == \
         [f"{tenant.prefix}/F-1"]                               # '+' is a space, as in aiohttp
