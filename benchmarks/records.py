@@ -8,11 +8,12 @@
 
     python -m benchmarks.records                          # sizes 1,000,000 (~4 minutes)
     python -m benchmarks.records --sizes 1000000,10000000 # and 10,000,000 (~25 minutes)
+    python -m benchmarks.records --rounds 0 --sizes 1000000,10000000   # lookups only
 
 The server side (idres, one process, and PostgreSQL) is pinned to core 0 and the load to
 core 1, as in benchmarks.run, except while the lookup data set is loaded (both cores).
-Write rounds alternate the variants, five times; a cost is the median of the rounds'
-ratios.
+Write rounds alternate the variants, six times (every other round in the opposite order);
+a cost is the median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -125,11 +126,14 @@ def write_scenarios(results: dict[str, Any], srv: Idres, token: str, rounds: int
     single: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: []}
     bulk: dict[str, list[dict[str, Any]]] = {UNCHECKED: [], PLAIN: [], INDEXED: []}
     for r in range(rounds):
-        for prefix in single:
+        # every other round in the opposite order: a checkpoint or autovacuum set off by
+        # one variant's writes falls on each variant alike
+        turn = 1 if r % 2 == 0 else -1
+        for prefix in list(single)[::turn]:
             single[prefix].append(measured(srv, pgdata, "writes", 1500, token=token,
                                            prefix=prefix, template=TEMPLATES.get(prefix),
                                            first=r * 1500, concurrency=16))
-        for prefix in bulk:
+        for prefix in list(bulk)[::turn]:
             bulk[prefix].append(measured(srv, pgdata, "bulk", 20_000, token=token, assets=True,
                                          prefix=prefix, template=TEMPLATES.get(prefix),
                                          first=100_000 + r * 20_000, batch=5_000,
@@ -208,7 +212,8 @@ def main() -> None:
     p.add_argument("--sizes", default="1000000",
                    help="comma-separated data-set sizes for lookup by code")
     p.add_argument("--duration", type=int, default=5, help="seconds per lookup measurement")
-    p.add_argument("--rounds", type=int, default=5, help="write rounds per variant")
+    p.add_argument("--rounds", type=int, default=6,
+                   help="write rounds per variant (0: lookups only)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(",") if int(s))  # 0: writes only
@@ -223,8 +228,11 @@ def main() -> None:
             r.raise_for_status()
         pin_postgres(pg.pgdata, {0})
         print("writes: one process on core 0 with PostgreSQL, load on core 1", flush=True)
-        write_scenarios(results, srv, token, args.rounds, pg.pgdata)
-        cpu_costs(results)
+        if args.rounds % 2:
+            print("     (an even number of rounds balances the order of the variants)")
+        if args.rounds:
+            write_scenarios(results, srv, token, args.rounds, pg.pgdata)
+            cpu_costs(results)
         loaded = 0
         for size in sizes:
             pin_postgres(pg.pgdata, {0, 1})

@@ -21,6 +21,7 @@ from registry.patterns import deterministic
 from registry.template_model import DIGESTS, SYSTEM_TYPE, Definition, Item, Problem
 from resolver.core.errors import InvalidIdentifier
 from resolver.core.identifier import parse
+from resolver.core.record import DEFAULT_PERMISSIONS
 from resolver.core.sharing import PERMISSIONS
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
@@ -192,10 +193,15 @@ class Plan:
     ignoring case; the declared spelling is the usual one and saves folding), the
     required items, the items that are indexed or reference other identifiers."""
 
-    __slots__ = ("slots", "required", "indexed", "references")
+    __slots__ = ("defaults", "indexed", "references", "required", "slots")
 
     def __init__(self, definition: Definition) -> None:
         slots = [_slot(i) for i in definition.items]
+        # whether any default differs from what a value that says nothing has already
+        # (resolver/core/record.py: TTL 86400, permissions 1110, public): else applying
+        # the defaults is skipped
+        self.defaults = _PUBLIC != DEFAULT_PERMISSIONS or any(
+            s[3] is not None or s[4] != DEFAULT_PERMISSIONS or s[6] for s in slots)
         self.slots = {s[0]: s for s in slots} | {s[1].type: s for s in slots}
         self.required = [s[1] for s in slots if s[1].required]
         self.indexed = {s[0]: s[1] for s in slots if s[5]}
@@ -227,7 +233,6 @@ Code = tuple[str, str, bool, bool]   # (type, value, unique, public) of a value 
 # an indexed value's longest: the code index's key holds it twice (folded and as written,
 # migration 0010) with its type, prefix and identifier, within a B-tree entry's 2,704 bytes
 MAX_CODE_BYTES = 1000
-_UNSENT: dict[str, Any] = {}
 _PUBLIC = PERMISSIONS["public"]
 
 
@@ -241,7 +246,8 @@ def check_record(values: Sequence[dict[str, Any]], definition: Definition) -> li
 
 def _sent_as(values: Sequence[dict[str, Any]], sent: Sequence[object]) -> Sequence[Any]:
     """The entry each value was sent as, matched by position where the indexes agree,
-    else by index (an entry not found: :data:`_UNSENT`)."""
+    else by index (None: a value the write did not send, such as the record's other
+    values when it adds one)."""
     if len(sent) == len(values):
         n = 0
         for e in sent:
@@ -252,21 +258,23 @@ def _sent_as(values: Sequence[dict[str, Any]], sent: Sequence[object]) -> Sequen
             return sent
     by_index = {str(x["index"]): x for x in sent
                 if isinstance(x, dict) and isinstance(x.get("index"), (int, str))}
-    return [by_index.get(str(v["index"]), _UNSENT) for v in values]
+    return [by_index.get(str(v["index"])) for v in values]
 
 
 def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | None,
                    definition: Definition) -> tuple[list[Problem], list[Code]]:
     """:func:`check_record`, and the codes to index (:func:`indexed`), in one pass over the
-    values; with ``sent`` (the entries as the write sent them), each value first gets its
-    item's TTL and classification where the write gave none (values of other types:
-    public). A bulk request runs this for every value it holds: the loop is kept plain."""
+    values; with ``sent`` (the entries as the write sent them), each value sent first
+    gets its item's TTL and classification where its entry gave none (values of other
+    types: public). Values the write did not send keep theirs: they got them when they
+    were written, and a private value stays private when another one is added. A bulk
+    request runs this for every value it holds: the loop is kept plain."""
     compiled = plan(definition)
     slots = compiled.slots
     problems: list[Problem] = []
     codes: list[Code] = []
     seen: set[str] = set()
-    entries = _sent_as(values, sent) if sent is not None else None
+    entries = _sent_as(values, sent) if sent and compiled.defaults else None
     n = -1
     for v in values:
         n += 1
@@ -275,14 +283,13 @@ def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | No
         if slot is None:
             if entries is not None:
                 e = entries[n]
-                if "permissions" not in e and "classification" not in e:
+                if e is not None and "permissions" not in e and "classification" not in e:
                     v["permissions"] = _PUBLIC
             if not SYSTEM_TYPE.match(type_.upper()):
                 problems.append(Problem(v["index"], type_, "is not an item of the template"))
             continue
         key, item, check, ttl, permissions, indexed, shared, many = slot
-        if entries is not None:
-            e = entries[n]
+        if entries is not None and (e := entries[n]) is not None:
             if ttl is not None and "ttl" not in e:
                 v["ttl"] = ttl
             if "permissions" not in e and "classification" not in e:

@@ -191,6 +191,38 @@ def test_template_defaults_and_unknown_or_retired_templates(tenant: Tenant, sql:
     assert r.status_code == 200, r.text                          # its records live on
 
 
+def test_values_not_sent_keep_their_own_ttl_and_classification(tenant: Tenant, sql: Any) -> None:
+    """A write that adds, replaces or removes some values applies the template's defaults
+    to the values it sends only: a value made private stays private (and its TTL stays)
+    when another value of the record is written or removed."""
+    h = template(tenant, "META_KEEP", ORDER_ITEMS)
+    values: list[dict[str, Any]] = order(40)
+    values[0]["classification"] = "private"       # order.product: public by the template
+    values[3]["ttl"] = 7                          # order.status: 60 by the template
+    assert put(tenant, "K-1", values, h).status_code == 201
+
+    def check() -> None:
+        stored = {v["type"]: v for v in stored_values(sql, f"{tenant.prefix}/K-1")}
+        assert stored["order.product"]["permissions"] == "1100"
+        assert stored["order.status"]["ttl"] == 7
+        public = requests.get(tenant.handle_url("K-1")).json()["values"]
+        assert "order.product" not in [v["type"] for v in public]
+
+    check()
+    r = requests.put(tenant.handle_url("K-1") + "?index=3", headers=tenant.op.bearer,
+                     json=[{"index": 3, "type": "order.due", "data": "2027-01-05"}])
+    assert r.status_code == 200, r.text
+    check()
+    r = requests.delete(tenant.handle_url("K-1") + "?index=3", headers=tenant.op.bearer)
+    assert r.status_code == 200, r.text
+    check()
+    r = requests.put(tenant.handle_url("K-1") + "?index=3", headers=tenant.op.bearer,
+                     json=[{"index": 3, "type": "order.due", "data": "2027-01-06"}])
+    stored = {v["type"]: v for v in stored_values(sql, f"{tenant.prefix}/K-1")}
+    assert r.status_code == 200 and stored["order.due"]["permissions"] == "1110"
+    check()
+
+
 def test_versions_and_the_report_before_publishing(tenant: Tenant) -> None:
     h = template(tenant, "META_VER", ORDER_ITEMS)
     for n in range(3):
