@@ -18,7 +18,10 @@ Policy (after CoreDNS's cache plugin and the Handle client cache, handle-facts Â
   smaller LRU (``max_negative``), reclaimed as soon as it expires, so a flood of
   unknown identifiers cannot crowd out the records;
 * positives are bounded by entries and by bytes (encodings included); the least
-  recently used go first;
+  recently used go first, as CLOCK (second chance) approximates it: a hit marks its
+  entry, and the oldest entry goes unless marked, when it is unmarked and moved to the
+  back. The order is a deque of keys beside a plain dict (an ``OrderedDict`` node and
+  its ``move_to_end`` on every hit cost about 60 bytes a key and a call a hit);
 * nothing is served fresh outside the *lease* (``lease_until``, kept by the owner
   while this process provably receives invalidations) nor from an older *epoch*
   (:meth:`retire` starts a new one when invalidations may have been missed: older
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +60,7 @@ class Entry:
     shared: bytes | None = None   # the shared values (output-form JSON), for authorized reads
     template: str | None = None   # the template the record follows
     asked: bool = False           # answered once already (replies kept from the second: coalesce.py)
+    recent: bool = False          # hit since it last came to the front of the order (CLOCK)
 
 
 def _size(entry: Entry) -> int:
@@ -90,7 +94,10 @@ class AnswerCache:
         self.enabled = max_entries > 0 and max_bytes > 0
         self.lease_until = math.inf  # the owner narrows it to what it can prove
         self.epoch = 0
-        self._pos: OrderedDict[str, Entry] = OrderedDict()
+        self._pos: dict[str, Entry] = {}
+        # the positives' keys, oldest first (a key dropped or put again is skipped or
+        # found twice; rebuilt from the dict when mostly such: _compact)
+        self._order: deque[str] = deque()
         self._neg: OrderedDict[str, Entry] = OrderedDict()  # insertion order = expiry order
         self._encodings: defaultdict[Hashable, dict[Any, tuple[Entry, Any]]] = defaultdict(dict)
         self._wheel: defaultdict[int, list[Entry]] = defaultdict(list)  # second -> positives
@@ -126,7 +133,7 @@ class AnswerCache:
                 self.misses += 1
                 return None
         elif entry.expires > now and entry.epoch == self.epoch and now < self.lease_until:
-            self._pos.move_to_end(key)
+            entry.recent = True
             self.hits += 1
             return entry
         if entry.public is None and entry.expires > now and entry.epoch == self.epoch \
@@ -160,8 +167,7 @@ class AnswerCache:
         entry, value = kept
         now = self.clock()
         if entry.expires > now and entry.epoch == self.epoch and now < self.lease_until:
-            if entry.public is not None:
-                self._pos.move_to_end(entry.key)
+            entry.recent = True
             self.hits += 1
             return value
         return None
@@ -175,7 +181,7 @@ class AnswerCache:
             return None
         now = self.clock()
         if entry.expires > now and entry.epoch == self.epoch and now < self.lease_until:
-            self._pos.move_to_end(key)
+            entry.recent = True
             self.hits += 1
             return entry
         return None
@@ -208,6 +214,9 @@ class AnswerCache:
             entry = Entry(key, public, now + ttl, self.epoch,
                           shared=shared, template=template)
             self._pos[key] = entry
+            self._order.append(key)
+            if len(self._order) > 2 * len(self._pos) + 1024:
+                self._compact()
             self._wheel[int(self._until(entry)) + 1].append(entry)
         self.bytes += _size(entry)
         self._make_room(now)
@@ -261,6 +270,7 @@ class AnswerCache:
     def clear(self) -> None:
         self.invalidations += len(self)
         self._pos.clear()
+        self._order.clear()
         self._neg.clear()
         self._encodings.clear()
         self._wheel.clear()
@@ -324,6 +334,22 @@ class AnswerCache:
             self.evictions += 1
         while (len(self._pos) > self.max_entries or self.bytes > self.max_bytes) and \
                 (self._pos or self._neg):
-            oldest = next(iter((self._pos or self._neg).values()))
+            if not self._pos:
+                self._drop(next(iter(self._neg.values())))
+                self.evictions += 1
+                continue
+            key = self._order.popleft()   # (every key of _pos is in the order)
+            oldest = self._pos.get(key)
+            if oldest is None:
+                continue                  # dropped since, or found twice: put again
+            if oldest.recent:             # a second chance: to the back, unmarked
+                oldest.recent = False
+                self._order.append(key)
+                continue
             self._drop(oldest)
             self.evictions += 1
+
+    def _compact(self) -> None:
+        """The order rebuilt from the dict (its insertion order: each key once, by when it
+        was last put), when most of it is keys dropped or put again since."""
+        self._order = deque(self._pos)

@@ -96,8 +96,12 @@ class FrontCollector(Collector):
                                   "Readers' resolutions answered by the HTTP fast path from "
                                   "the cache and their grants", value=self.fast.authorized)
         yield CounterMetricFamily("idres_http_handoffs",
-                                  "Connections handed from the fast path to aiohttp",
+                                  "Connections handed from the fast path to aiohttp for good",
                                   value=self.fast.handoffs)
+        yield CounterMetricFamily("idres_http_lent",
+                                  "Requests lent from the fast path to aiohttp, the "
+                                  "connection taken back after the answer",
+                                  value=self.fast.lent)
         yield GaugeMetricFamily("idres_http_fast_connections",
                                 "Connections held by the fast path",
                                 value=len(self.fast.connections))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from resolver import __version__, reply
@@ -42,6 +44,11 @@ from resolver.sharing import ReadLog
 from resolver.store import DATABASE_DOWN
 
 log = logging.getLogger("idres.http")
+# request["handle"] (the identifier a request is about, for its error replies and the
+# access log) is set by the registry's handlers and read here; a str key serves both
+# without either importing the other, so aiohttp's advice to use web.RequestKey, a
+# warning the first time a process sets it, is not taken
+warnings.filterwarnings("ignore", category=NotAppKeyWarning)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -10,11 +10,14 @@ bytes prepared when the entry was filled; a miss goes through the same
 It also answers anonymous lookups by code (``GET /api/lookup?prefix=&type=&value=``,
 ``resolver/codes.py``: batched, never cached).
 
-Anything else (another route, another query string, ``Authorization``, a body, an
-``Upgrade``, a request line this sniffer does not like) hands the connection over
-to aiohttp for good: the bytes not yet answered are fed to an aiohttp
-``RequestHandler``, which takes over the transport. aiohttp's full parser then
-answers malformed input (400) exactly as it would without the fast path.
+Anything else (another route, another query string, credentials it does not read, a
+body) is lent to aiohttp one request at a time when its end can be seen
+(``resolver/http/loan.py``): aiohttp answers it and the connection comes back. What
+cannot be lent (a chunked or large body, an ``Upgrade``, an ``Expect``, a request line
+or header this sniffer does not like) hands the connection over to aiohttp for good:
+the bytes not yet answered are fed to an aiohttp ``RequestHandler``, which takes over
+the transport. aiohttp's full parser then answers malformed input (400) exactly as it
+would without the fast path.
 
 HTTP/1.1 rules kept here: keep-alive by default (HTTP/1.0 only with
 ``Connection: keep-alive``), ``Connection: close`` honoured, HEAD without a body,
@@ -40,17 +43,18 @@ from resolver.core.identifier import Identifier, parse_raw
 from resolver.core.params import Selection, selection
 from resolver.core.sharing import View
 from resolver.http.fast_context import FastContext
+from resolver.http.loan import MAX_BODY, Lending, LentTransport, well_framed
 from resolver.reply import Form
 
 log = logging.getLogger("idres.fast")
 
 PREFIX = b"/api/handles/"
-_REFUSE = (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+_REFUSE = (b"transfer-encoding", b"upgrade", b"expect")   # never lent: handed over
 _TOO_LARGE = reply.error(HeadersTooLarge())
 TOO_LARGE = reply.http_head(_TOO_LARGE) + b"Connection: close\r\n\r\n" + _TOO_LARGE.body
 
 
-class FastHTTP(TrackedProtocol):
+class FastHTTP(Lending, TrackedProtocol):
     """One client connection on the HTTP port (see module docstring)."""
 
     def __init__(self, ctx: FastContext) -> None:
@@ -60,6 +64,9 @@ class FastHTTP(TrackedProtocol):
         self.pending: deque[list[Any]] = deque()  # [answer bytes | None, keep_alive]
         self.closing = False
         self.handing_off = False
+        self.lending: tuple[bytes, bool] | None = None   # a request to lend, its keep-alive
+        self.loan: Any = None          # the aiohttp handler answering a lent request
+        self.lent: LentTransport | None = None
         self.last = ctx.now
         self.head_started = ctx.now  # when the first byte of the head in ``buf`` came
         self._processing = False
@@ -67,7 +74,7 @@ class FastHTTP(TrackedProtocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def may_read(self) -> bool:
-        return not self.handing_off
+        return not self.handing_off and self.lending is None
 
     def busy(self) -> bool:
         return len(self.pending) >= MAX_PENDING
@@ -79,7 +86,7 @@ class FastHTTP(TrackedProtocol):
         had = bool(self.buf)
         self.buf = self.buf + data if had else data
         self.last = self.ctx.now
-        if not self.handing_off:
+        if not self.handing_off and self.lending is None:
             self._process()
         if self.buf and not had:
             self.head_started = time.monotonic()  # a head begun in this read, not complete
@@ -102,7 +109,7 @@ class FastHTTP(TrackedProtocol):
         ctx = self.ctx
         # (can_work(), inlined: this loop runs once per request)
         while self.buf and not self.closing and not self.handing_off and not self.paused \
-                and len(self.pending) < MAX_PENDING:
+                and self.lending is None and len(self.pending) < MAX_PENDING:
             buf = self.buf
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -121,18 +128,16 @@ class FastHTTP(TrackedProtocol):
                 return
             code: tuple[str, str, str] | None = None
             select: Selection | None = None
+            slow = False      # not for the fast path: lent to aiohttp, or handed over
             if parts[0] not in (b"GET", b"HEAD") or not parts[1].startswith(PREFIX):
                 code = lookup_query(parts[1]) if parts[0] == b"GET" else None
-                if code is None:
-                    self._hand_off()
-                    return
+                slow = code is None
             elif b"?" in parts[1]:
                 select = selection(parts[1])   # ?index=&type= only: the value filters
-                if select is None:
-                    self._hand_off()
-                    return
+                slow = select is None
             keep_alive = parts[2] == b"HTTP/1.1"
             token: bytes | None = None
+            length: int | None = None
             for line in lines[1:]:
                 name, colon, value = line.partition(b":")
                 if not colon or not name or name[-1:] in b" \t" or line[0] in b" \t":
@@ -142,27 +147,33 @@ class FastHTTP(TrackedProtocol):
                 if lname in _REFUSE:
                     self._hand_off()
                     return
-                if lname == b"authorization":
-                    if token is not None:   # twice: let the full parser judge which counts
-                        self._hand_off()
+                if lname == b"content-length":
+                    length = well_framed(lname, value, length)
+                    if length is None or length > MAX_BODY:
+                        self._hand_off()     # twice, malformed or large: aiohttp's
                         return
+                    slow = True
+                elif lname == b"authorization":
+                    if token is not None:   # twice: let the full parser judge which counts
+                        slow = True
+                        continue
                     scheme, _, token = value.strip().partition(b" ")
                     if code is not None or select is not None or scheme.lower() != b"bearer" \
                             or not token:
-                        self._hand_off()  # lookups or filters with credentials, Basic
-                        return
-                if lname == b"connection":
+                        slow = True       # lookups or filters with credentials, Basic
+                elif lname == b"connection":
                     tokens = value.strip().lower()
                     if b"close" in tokens:
                         keep_alive = False
                     elif b"keep-alive" in tokens:
                         keep_alive = True
             view = None
-            if token is not None:
+            if token is not None and not slow:
                 view = self._reader(token)
-                if view is None:   # not a reader's (an operator's, revoked...): aiohttp
-                    self._hand_off()
-                    return
+                slow = view is None   # not a reader's (an operator's, revoked...): aiohttp
+            if slow:
+                self._lend(end + 4 + (length or 0), keep_alive)
+                return
             self.buf = buf[end + 4:]
             if self.buf:
                 self.head_started = time.monotonic()  # what is left came with this head
@@ -319,6 +330,9 @@ class FastHTTP(TrackedProtocol):
             elif self.handing_off:
                 self._complete_hand_off()
                 return
+            elif self.lending is not None and self.loan is None:
+                self._start_loan()
+                return
         if self.buf and not self.handing_off:
             self._process()  # room again: the requests read meanwhile
         self.sync_reading()
@@ -350,7 +364,7 @@ class FastHTTP(TrackedProtocol):
     def check_deadline(self, now: float) -> None:
         """A head must be complete ``head_timeout`` after its first byte, however slowly
         it comes (a deadline, not an idle timer); an idle connection lives ``keepalive``."""
-        if self.transport is None or self.pending or self.handing_off:
+        if self.transport is None or self.pending or self.handing_off or self.lending:
             return
         if self.buf:
             if time.monotonic() - self.head_started > self.ctx.head_timeout:

@@ -36,7 +36,8 @@ class FastContext:
         self.head_timeout = head_timeout
         self.connections: set[FastHTTP] = set()
         self.requests = 0
-        self.handoffs = 0
+        self.handoffs = 0             # connections handed to aiohttp for good
+        self.lent = 0                 # requests lent to aiohttp, the connection kept
         self.now = time.monotonic()
         self.date = b""
         self._date_second = -1
@@ -60,7 +61,7 @@ class FastContext:
         """Graceful stop: idle connections close now, busy ones after their answers."""
         for conn in list(self.connections):
             conn.closing = True
-            if not conn.pending and conn.transport is not None:
+            if not conn.pending and conn.lending is None and conn.transport is not None:
                 conn.transport.close()
         deadline = time.monotonic() + timeout
         while self.connections and time.monotonic() < deadline:

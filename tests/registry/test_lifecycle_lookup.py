@@ -317,7 +317,7 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
     other parameters, bad prefixes) is handed to aiohttp."""
     from urllib.parse import quote
 
-    from tests.resolver.test_structure import _raw
+    from tests.resolver.test_structure import _raw, slow_requests
 
     h = template(tenant, "META_FAST", [*ASSET_ITEMS, {"type": "asset.label", "unique": True}])
     assert put(tenant, "F-1", asset(1, **{"asset.label": "工位 7+A"}), h).status_code == 201
@@ -334,7 +334,7 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
     cases = [("asset.equipment_code", "EQ-CNC-5AX-0001"), ("asset.equipment_code", "EQ-NONE"),
              ("asset.label", "工位 7+A"), ("asset.resource_code", "RES-000001"),
              ("asset.site", "Plant 2, hall B"), ("asset.equipment_code", "EQ-CNC-5AX-0003")]
-    before = metric("idres_http_handoffs_total")
+    before = slow_requests(server)
     for type_, value in cases:
         query = f"prefix={tenant.prefix}&type={type_}&value={quote(value)}"
         request = f"GET /api/lookup?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -344,7 +344,7 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
         assert fast == slow, (value, fast, slow)
     # one hand-off per slow request (and the reading of the metric) only: the fast ones
     # stayed on the fast path
-    assert metric("idres_http_handoffs_total") - before == len(cases) + 1
+    assert slow_requests(server) - before == len(cases) + 1
     assert lookup(tenant, "asset.label", "工位 7+A").json()["handles"] == [f"{tenant.prefix}/F-1"]
     found = lookup(tenant, "asset.site", "Plant 2, hall B").json()["handles"]
     assert found == [f"{tenant.prefix}/F-1", f"{tenant.prefix}/f-two"]   # the draft is not
@@ -360,10 +360,10 @@ def test_anonymous_lookups_on_the_fast_path_answer_as_the_registry_does(
     for odd in [f"prefix={tenant.prefix}&type=t&value=v&limit=5",
                 f"prefix={tenant.prefix}&type=t&value=%FF", "prefix=no%20good&type=t&value=v",
                 f"prefix={tenant.prefix}&prefix={tenant.prefix}&type=t&value=v"]:
-        before = metric("idres_http_handoffs_total")
+        before = slow_requests(server)
         got = requests.get(f"{tenant.url}/api/lookup?{odd}")
         assert got.status_code in (200, 400), (odd, got.text)
-        assert metric("idres_http_handoffs_total") - before == 2, odd   # it, and /metrics
+        assert slow_requests(server) - before == 2, odd   # it, and /metrics
 
 
 def test_lookups_wait_for_a_query_in_flight_and_go_together(pg_dsn: str,
