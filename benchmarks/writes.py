@@ -13,7 +13,10 @@
   records (and a CHECKPOINT): table (heap and TOAST), indexes, audit, WAL and the whole
   data directory, each apart.
 
+* with ``--memory N``: the RSS per cached identifier with N of those records cached.
+
     python -m benchmarks.writes              # ~1 minute
+    python -m benchmarks.writes --bytes 1000000 --memory 1000000   # and the storage rows
 
 The server side (idres, one process, and PostgreSQL) is pinned to core 0 and the load
 (the Python load generator, or pgbench) to core 1, as in benchmarks.run.
@@ -177,6 +180,39 @@ def storage(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: P
     pin_postgres(pgdata, {0})
 
 
+FIRST_CACHED = 20_000_000
+
+
+def memory(results: dict[str, Any], dsn: str, token: str, n: int) -> None:
+    """RSS per cached identifier with ``n`` of benchmarks.run's records cached: a server
+    of its own (a cache bound above ``n``), its RSS before and after resolving them all
+    (in batches of 10,000), over ``n``."""
+    loader = Idres(dsn, "--workers", "2", core=None)
+    try:
+        loadgen("bulk", None, url=loader.url, token=token, n=n, first=FIRST_CACHED, batch=5_000,
+                concurrency=4)      # (past the identifiers the other scenarios made)
+    finally:
+        loader.stop()
+    srv = Idres(dsn, "--cache-entries", str(2 * n), "--cache-bytes", str(8 << 30), core=None)
+    try:
+        warm = [dataset.identifier(FIRST_CACHED + i) for i in range(1000)]
+        requests.post(srv.url + "/api/resolve", json={"handles": warm})
+        before = srv.rss_bytes()
+        for start in range(FIRST_CACHED, FIRST_CACHED + n, 10_000):
+            requests.post(srv.url + "/api/resolve", json={"handles": [
+                dataset.identifier(i) for i in range(start, min(FIRST_CACHED + n,
+                                                                start + 10_000))]})
+        after = srv.rss_bytes()
+        entries = next(float(line.split()[-1]) for line in requests.get(srv.url + "/metrics")
+                       .text.splitlines() if line.startswith("idres_cache_entries "))
+    finally:
+        srv.stop()
+    per = (after - before) / n
+    results["memory per cached identifier"] = {"cached": entries, "bytes": per}
+    print(f"  memory: {per:,.0f} bytes of RSS per cached identifier with {entries:,.0f} "
+          "cached (goal ≤ 1,000)", flush=True)
+
+
 def peer_writes(results: dict[str, Any], srv: Idres, token: str, url: str, auth: str,
                 prefix: str, n: int) -> None:
     """The same PUTs against a Handle.Net server run by hand (benchmarks/README.md), and
@@ -286,6 +322,8 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=8, help="seconds of pgbench")
     p.add_argument("--bytes", type=int, default=0,
                    help="identifiers to bulk-load for the bytes per identifier (0: skip)")
+    p.add_argument("--memory", type=int, default=0,
+                   help="identifiers to cache for the RSS per cached identifier (0: skip)")
     p.add_argument("--peer", help="a Handle.Net server run by hand (https://host:port)")
     p.add_argument("--peer-auth", default="300%3A88.300/ADMIN:secret123",
                    help="its Basic credentials, INDEX%%3AHANDLE:SECRET")
@@ -305,6 +343,8 @@ def main() -> None:
                         args.writes)
         if args.bytes:
             storage(results, srv, dsn, token, pg.pgdata, args.bytes)
+        if args.memory:
+            memory(results, dsn, token, args.memory)
     save(results, args.out, "writes")
 
 
