@@ -66,6 +66,28 @@ def test_bounded_by_entries_least_recently_used_first() -> None:
     assert cache.get("88.1/B") is None and cache.get("88.1/A") is not None
 
 
+def test_the_eviction_order_stays_bounded_and_hot_entries_stay() -> None:
+    """CLOCK over a deque of keys: keys invalidated and put again over and over do not
+    grow the order past its bound (it is rebuilt), and under eviction the entries hit
+    since they were put outlive those that were not."""
+    cache = AnswerCache(max_entries=100)
+    record = values()
+    for n in range(20_000):
+        key = f"88.1/K{n % 50}"
+        cache.evict(key)
+        put(cache, key, record)
+    assert len(cache) == 50 and len(cache._order) <= 2 * 50 + 1024
+    for n in range(100):
+        put(cache, f"88.1/HOT{n}", record)
+    for n in range(0, 100, 2):
+        assert cache.get(f"88.1/HOT{n}") is not None          # every other one is hit
+    for n in range(50):
+        put(cache, f"88.1/NEW{n}", record)                    # 50 must go
+    kept = [n for n in range(100) if cache.get(f"88.1/HOT{n}") is not None]
+    assert kept == list(range(0, 100, 2)), kept
+    assert len(cache) == 100 and cache.evictions >= 50
+
+
 def test_bounded_by_bytes_including_renders_and_aliases() -> None:
     record = values()
     per = ENTRY_OVERHEAD + len("88.1/0") + len(record)
