@@ -83,11 +83,16 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
         if found is None:        # once per template version of the request
             found = await version_of(conn, choice, known)
         out.append(conform_to(e.ident, e.values, e.requested, found))
-    await check_references(conn, out, {e.ident.key: r.template for e, r in zip(entries, out)})
+    # (a request's records follow a few template versions: what they need is known once)
+    if any(rc.plan(v.definition).references for v in known.values()):
+        await check_references(conn, out, {e.ident.key: r.template
+                                           for e, r in zip(entries, out)})
     # codes taken by stored records: the unique index refuses them at the COPY, and only
     # then are they looked for (bulk_put), so a request that takes none pays no query
-    await check_codes(conn, out, stored=False)
-    _raise_failing(entries, out)
+    if any(rc.plan(v.definition).indexed for v in known.values()):
+        await check_codes(conn, out, stored=False)
+    if any(r.problems for r in out):
+        _raise_failing(entries, out)
     return out
 
 
