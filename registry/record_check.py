@@ -203,7 +203,7 @@ class Plan:
         self.defaults = _PUBLIC != DEFAULT_PERMISSIONS or any(
             s[3] is not None or s[4] != DEFAULT_PERMISSIONS or s[6] for s in slots)
         self.slots = {s[0]: s for s in slots} | {s[1].type: s for s in slots}
-        self.required = [s[1] for s in slots if s[1].required]
+        self.required = [(s[0], s[1]) for s in slots if s[1].required]   # (key, item)
         self.indexed = {s[0]: s[1] for s in slots if s[5]}
         self.references = {s[0]: s[1] for s in slots if s[1].datatype == "reference"}
 
@@ -317,8 +317,8 @@ def conform_values(values: Sequence[dict[str, Any]], sent: Sequence[object] | No
             wrong = check(text)
             if wrong is not None:
                 problems.append(Problem(v["index"], type_, wrong))
-    for item in compiled.required:
-        if item.type.upper() not in seen:
+    for key, item in compiled.required:
+        if key not in seen:
             problems.append(Problem(None, item.type, "is required"))
     return problems, codes
 

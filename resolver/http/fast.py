@@ -148,7 +148,7 @@ class FastHTTP(Lending, TrackedProtocol):
                     self._hand_off()
                     return
                 if lname == b"content-length":
-                    length = well_framed(lname, value, length)
+                    length = well_framed(value, length)
                     if length is None or length > MAX_BODY:
                         self._hand_off()     # twice, malformed or large: aiohttp's
                         return

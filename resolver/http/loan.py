@@ -186,10 +186,10 @@ class Lending:
         self.sync_reading()
 
 
-def well_framed(lname: bytes, value: bytes, length: int | None) -> int | None:
+def well_framed(value: bytes, length: int | None) -> int | None:
     """The body length a ``Content-Length`` header gives (``length``: one seen already),
     or None when the request cannot be lent for it (twice, not digits)."""
     text = value.strip()
-    if lname != b"content-length" or length is not None or not text.isdigit() or len(text) > 18:
+    if length is not None or not text.isdigit() or len(text) > 18:
         return None
     return int(text)
