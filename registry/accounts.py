@@ -20,7 +20,7 @@ import asyncpg
 
 from registry import secrets
 from registry.bearers import Bearers
-from registry.permissions import Principal
+from registry.permissions import Principal, unreadable_hidden
 from registry.store import Db, audit, write_transaction
 from registry.store import identity as identities
 from resolver.core import codec
@@ -142,9 +142,10 @@ async def reset_secret(db: Db, actor: Principal, owner: Principal) -> str:
                                          timestamp=int(time.time()),
                                          permissions=SECKEY_PERMISSIONS))
     async with write_transaction(db) as tx:
-        await identities.replace_identity_value(tx, handle, seckey)
-        await audit(tx.conn, actor, "operator_secret_reset", handle=handle,
-                    after={"name": owner.name, "identity": owner.identity})
+        # what the identity held (kept for the audit trail's rule: every write of a
+        # record's values keeps them), the secret's hash hidden
+        before = unreadable_hidden(await identities.replace_identity_value(tx, handle, seckey))
+        await audit(tx.conn, actor, "operator_secret_reset", handle=handle, before=before, after={"name": owner.name, "identity": owner.identity})
     return secret
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from resolver.core.codec import public_json
+from resolver.core.codec import DERIVED, derive_public, public_json
 from resolver.core.delegation import Delegation, Server, Zone
 
 Values = list[dict[str, Any]]
@@ -21,14 +21,17 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 
 FETCH_RECORD = """SELECT "values", template, state, public_json FROM handles
                   WHERE handle = $1"""
-# public_json is NULL only for rows written before migration 0002: then send "values"
+# public_json is NULL only for rows written before migration 0002: then send "values";
+# empty (codec.DERIVED) when it is derived from the stored JSON (migration 0012)
 # drafts do not exist for anyone but their owner (resolver/core/lifecycle.py)
 # (with the shared values and the template, for authorized answers from the cache)
 FETCH_PUBLIC = """SELECT public_json, CASE WHEN public_json IS NULL THEN "values" END AS v,
-                         shared_json, template
+                         CASE WHEN public_json = '' THEN convert_to("values"::text, 'UTF8')
+                         END AS d, shared_json, template
                   FROM handles WHERE handle = $1 AND state <> 'draft'"""
 FETCH_PUBLICS = """SELECT handle, public_json, CASE WHEN public_json IS NULL THEN "values" END AS v,
-                          shared_json, template
+                          CASE WHEN public_json = '' THEN convert_to("values"::text, 'UTF8')
+                          END AS d, shared_json, template
                    FROM handles WHERE handle = ANY($1::text[]) AND state <> 'draft'"""
 # what resolution reads of a record: its public values (output-form JSON), its shared
 # values (the same, None: none) and the template it follows
@@ -71,7 +74,11 @@ async def fetch_records(pool: asyncpg.Pool, keys: list[str]) -> dict[str, asyncp
 
 
 def _fetched(row: asyncpg.Record) -> Fetched:
-    public: bytes = row["public_json"] if row["public_json"] is not None else public_json(row["v"])
+    public: bytes | None = row["public_json"]
+    if public is None:
+        public = public_json(row["v"])
+    elif public == DERIVED:
+        public = derive_public(row["d"])
     return public, row["shared_json"], row["template"]
 
 

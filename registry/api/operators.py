@@ -10,20 +10,32 @@ from aiohttp import web
 from registry import accounts, tokens
 from registry.api.common import context, json_body, ok, principal
 from registry.ownership import require
-from registry.permissions import Principal
+from registry.permissions import Principal, unreadable_hidden
 from resolver.core import params
 from resolver.core.errors import BadRequest, InsufficientPermissions
 from resolver.core.identifier import parse, parse_prefix
 
 NO_STORE = {"Cache-Control": "no-store"}
-_AUDIT = """SELECT id, at, actor, action, handle, prefix, before, after FROM audit
-            WHERE {} AND id < $2 ORDER BY id DESC LIMIT $3"""
+# A creation's row refers to the record it created (after NULL, registry/store/bulk.py and
+# group.py): the record as created is the `before` of the identifier's next row that holds
+# values (every later write of a record's values keeps them in `before`), or, with none,
+# the record as it is now; read in the query's one snapshot (docs/architecture.md)
+_AUDIT = """SELECT a.id, a.at, a.actor, a.action, a.handle, a.prefix, a.before,
+                   CASE WHEN a.after IS NULL AND a.action = 'create' AND a.handle IS NOT NULL
+                   THEN coalesce(
+                     (SELECT n.before FROM audit n
+                      WHERE n.handle = a.handle AND n.id > a.id
+                        AND json_typeof(n.before) = 'array'
+                      ORDER BY n.id LIMIT 1),
+                     (SELECT h."values" FROM handles h WHERE h.handle = a.handle))
+                   ELSE a.after END AS after
+            FROM audit a WHERE {} AND a.id < $2 ORDER BY a.id DESC LIMIT $3"""
 AUDIT_QUERY = {
-    "handle": _AUDIT.format("handle = $1"),
+    "handle": _AUDIT.format("a.handle = $1"),
     # identifiers under P lie in ['P/', 'P0') (column COLLATE "C"); events on P itself
     # have no handle
-    "prefix": _AUDIT.format("((handle >= $1 || '/' AND handle < $1 || '0') "
-                            "OR (handle IS NULL AND prefix = $1))"),
+    "prefix": _AUDIT.format("((a.handle >= $1 || '/' AND a.handle < $1 || '0') "
+                            "OR (a.handle IS NULL AND a.prefix = $1))"),
 }
 
 
@@ -135,5 +147,7 @@ async def get_audit(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         await require(conn, who, [prefix], "read the audit trail of")
         rows = await conn.fetch(AUDIT_QUERY[column], key, before, limit)
-    entries = [{**dict(r), "at": r["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for r in rows]
+    entries = [{**dict(r), "at": r["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "before": unreadable_hidden(r["before"]),
+                "after": unreadable_hidden(r["after"])} for r in rows]
     return ok(200, None, entries=entries)

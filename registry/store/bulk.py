@@ -63,6 +63,10 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
     :raises BulkInvalid: naming each failing record, its identifier and its problems.
     :raises StateConflict: a record to replace is retired or replaced.
     """
+    for e in entries if existing else ():
+        row = existing.get(e.ident.key)
+        if row is not None and row["state"] in ("retired", "replaced"):
+            raise StateConflict(f"nothing was registered: {e.ident.spelling} is {row['state']}")
     required = await required_templates(conn, [e.ident for e in entries])
     typed = bool(required) or any(e.requested.template for e in entries) or any(
         r["template"] for r in existing.values())
@@ -72,8 +76,6 @@ async def conform(conn: asyncpg.Connection, entries: Sequence[Entry],
     out = []
     for e in entries:
         row = existing.get(e.ident.key)
-        if row is not None and row["state"] in ("retired", "replaced"):
-            raise StateConflict(f"nothing was registered: {e.ident.spelling} is {row['state']}")
         own = (row["template"], row["template_version"]) if row is not None else (None, None)
         choice = choose(e.ident, e.requested, own, required.get(e.ident.prefix.text))
         if choice is None:
@@ -148,7 +150,7 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
             rows = []
             for e, rec in zip(entries, records):
                 # encoded once, for handles and audit; new records are active
-                stored, public = codec.encode_stored(rec.values)
+                stored, public = codec.stored_columns(rec.values)
                 rows.append((e.ident.key, e.ident.prefix.text, stored, public,
                              spelling_of(e.ident), rec.template, rec.version,
                              codec.shared_json(rec.values)))
@@ -190,9 +192,10 @@ async def _create(tx: WriteTx, principal: Principal, actor_id: int | None,
                   rows: Sequence[tuple[object, ...]]) -> int:
     conn = tx.conn
     await conn.copy_records_to_table("handles", records=rows, columns=COLUMNS)  # network op
+    # a creation's audit row refers to the record (after NULL: docs/architecture.md)
     await conn.copy_records_to_table(  # network op
-        "audit", records=[(actor_id, principal.name, "create", r[0], r[1], r[2]) for r in rows],
-        columns=["operator_id", "actor", "action", "handle", "prefix", "after"])
+        "audit", records=[(actor_id, principal.name, "create", r[0], r[1]) for r in rows],
+        columns=["operator_id", "actor", "action", "handle", "prefix"])
     return len(rows)
 
 
@@ -201,14 +204,15 @@ async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
     conn = tx.conn
     await conn.execute(
         'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
-        ' "values" jsonb, public_json bytea, spelling text, template text, '
+        ' "values" json, public_json bytea, spelling text, template text, '
         "template_version integer, shared_json bytea) ON COMMIT DROP")
     await conn.copy_records_to_table("_bulk", records=rows, columns=COLUMNS)  # network op
     replaced: int = await conn.fetchval(
         """WITH a AS (
              INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
              SELECT $1, $2, CASE WHEN h.handle IS NULL THEN 'create' ELSE 'replace' END,
-                    b.handle, b.prefix, h."values", b."values"
+                    b.handle, b.prefix, h."values",
+                    CASE WHEN h.handle IS NOT NULL THEN b."values" END
              FROM _bulk b LEFT JOIN handles h USING (handle)
              RETURNING before)
            SELECT count(*) FILTER (WHERE before IS NOT NULL) FROM a""",

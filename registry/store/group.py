@@ -65,19 +65,19 @@ WRITE = """
 WITH ins AS (
     INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
                          template_version, state, shared_json)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[],
+    SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::bytea[], $5::text[],
                          $6::text[], $7::integer[], $8::text[], $9::bytea[])
     ON CONFLICT (handle) DO NOTHING RETURNING handle),
 upd AS (
     UPDATE handles h SET "values" = u.v, public_json = u.p, template = u.t,
            template_version = u.tv, shared_json = u.sh, updated_at = now()
-    FROM unnest($10::text[], $11::jsonb[], $12::bytea[], $13::text[], $14::integer[],
+    FROM unnest($10::text[], $11::json[], $12::bytea[], $13::text[], $14::integer[],
                 $15::bytea[]) AS u(handle, v, p, t, tv, sh)
     WHERE h.handle = u.handle RETURNING h.handle),
 aud AS (
     INSERT INTO audit (operator_id, actor, action, handle, prefix, before, after)
     SELECT a.* FROM unnest($16::bigint[], $17::text[], $18::text[], $19::text[],
-                           $20::text[], $21::jsonb[], $22::jsonb[])
+                           $20::text[], $21::json[], $22::json[])
                     AS a(operator_id, actor, action, handle, prefix, before, after)
     WHERE a.handle IN (SELECT handle FROM ins UNION ALL SELECT handle FROM upd)
     RETURNING 1),
@@ -207,26 +207,29 @@ async def _write(tx: WriteTx, writes: Sequence[PutWrite], recs: dict[int, Confor
     """:data:`WRITE` for the accepted writes; the keys it created."""
     if not creates and not replaces:
         return set()
-    stored = {n: orjson.dumps(recs[n].values) for n in creates + replaces}
-    new = [(writes[n].ident.key, writes[n].ident.prefix.text, stored[n],
-            lifecycle.public_view(recs[n].values, writes[n].state), spelling_of(writes[n].ident),
-            recs[n].template, recs[n].version, writes[n].state,
+    cols = {n: lifecycle.columns(recs[n].values, writes[n].state) for n in creates}
+    new = [(writes[n].ident.key, writes[n].ident.prefix.text, *cols[n],
+            spelling_of(writes[n].ident), recs[n].template, recs[n].version, writes[n].state,
             lifecycle.shared_view(recs[n].values, writes[n].state)) for n in creates]
     changed = []
     for n in replaces:
         current = currents[n]
         assert current is not None
-        changed.append((writes[n].ident.key, stored[n],
-                        lifecycle.public_view(recs[n].values, current.state, current.info),
-                        recs[n].template, recs[n].version,
+        cols[n] = lifecycle.columns(recs[n].values, current.state, current.info)
+        changed.append((writes[n].ident.key, *cols[n], recs[n].template, recs[n].version,
                         lifecycle.shared_view(recs[n].values, current.state)))
     audit = []
     for n in creates + replaces:
         w, current = writes[n], currents[n]
-        action = "create" if current is None else "add_values" if w.merge else "replace"
-        before = None if current is None else orjson.dumps(current.values)
+        # a creation's audit row refers to the record instead of copying it (after NULL:
+        # docs/architecture.md, the audit trail)
+        if current is None:
+            action, before, after = "create", None, None
+        else:
+            action = "add_values" if w.merge else "replace"
+            before, after = orjson.dumps(current.values), cols[n][0]
         audit.append((w.principal.operator_id or None, w.principal.name, action, w.ident.key,
-                      w.ident.prefix.text, before, stored[n]))
+                      w.ident.prefix.text, before, after))
     keys = [writes[n].ident.key for n in creates + replaces]
     row = await tx.conn.fetchrow(
         WRITE, *_columns(new, 9), *_columns(changed, 6), *_columns(audit, 7),

@@ -25,9 +25,10 @@ async def create_identity(tx: WriteTx, ident: Identifier, values: list[Stored]) 
     await tx.notify([ident.key])
 
 
-async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> None:
+async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> list[Stored]:
     """Put ``value`` at its index of the identity handle (made again if it was lost), in
-    the write transaction ``tx``."""
+    the write transaction ``tx``; returns the values it had (for the audit row's
+    ``before``: every write of a record's values keeps them there)."""
     values = await locked_values(tx.conn, handle) or []
     kept = [v for v in values if v["index"] != value["index"]]
     stored = sorted([*kept, value], key=lambda v: v["index"])
@@ -37,6 +38,7 @@ async def replace_identity_value(tx: WriteTx, handle: str, value: Stored) -> Non
         await tx.conn.execute(INSERT_RECORD, handle, handle.partition("/")[0], stored,
                               codec.public_json(stored), None)
     await tx.notify([handle])
+    return values
 
 
 async def fetch_identity(pool: asyncpg.Pool, identity: str, handle: str) -> asyncpg.Record | None:

@@ -12,7 +12,8 @@ import asyncpg
 
 from registry import record_check as rc
 from registry import templates
-from registry.store import Stored, WriteTx, spelling_of
+from registry.permissions import Principal
+from registry.store import Stored, WriteTx, audit, spelling_of
 from registry.store.codes import Code, as_stored
 from resolver.core import lifecycle
 from resolver.core.errors import StateConflict
@@ -56,6 +57,10 @@ async def required_templates(conn: asyncpg.Connection,
     return out
 
 
+# the registry itself, as the actor of what it writes on its own (a template's record)
+SYSTEM = Principal(0, "idres", "", False)
+
+
 @dataclass
 class Current:
     """A record as stored, locked by the transaction."""
@@ -92,13 +97,13 @@ class Plain:
 
 async def store(tx: WriteTx, ident: Identifier, rec: Typed, state: str,
                  info: dict[str, Any] | None, create: bool) -> bool:
-    public = lifecycle.public_view(rec.values, state, info)
+    stored, public = lifecycle.columns(rec.values, state, info)
     shared = lifecycle.shared_view(rec.values, state)
     if create:
         return bool(await tx.conn.fetchval(  # network op
-            INSERT, ident.key, ident.prefix.text, rec.values, public, spelling_of(ident),
+            INSERT, ident.key, ident.prefix.text, stored, public, spelling_of(ident),
             rec.template, rec.version, state, info, shared))
-    await tx.conn.execute(UPDATE, ident.key, rec.values, public, rec.template, rec.version,
+    await tx.conn.execute(UPDATE, ident.key, stored, public, rec.template, rec.version,
                           state, info, shared)  # network op
     return True
 
@@ -141,4 +146,10 @@ async def put_system_record(tx: WriteTx, ident: Identifier, values: list[Stored]
         await store(tx, ident, rec, state, None, create=True)
     else:
         await store(tx, ident, rec, state, None, create=False)
+        # every write of a record's values keeps the values it replaced in an audit row
+        # (a creation's row refers to them: docs/architecture.md, the audit trail); a
+        # template's record replaced at its template's next step is in the template's rows
+        if all(v["type"] != templates.TEMPLATE_TYPE for v in current.values):
+            await audit(tx.conn, SYSTEM, "system_record", handle=ident.key,
+                        prefix=ident.prefix.text, before=current.values, after=stamped)
     await tx.notify([ident.key])

@@ -49,6 +49,16 @@ def public_view(values: Sequence[dict[str, Any]], state: str,
     return codec.public_json([{**value, "ttl": 86400, "timestamp": now, "permissions": "1110"}])
 
 
+def columns(values: Sequence[dict[str, Any]], state: str,
+            info: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+    """(``handles.values``, ``handles.public_json``) of a record in ``state``: an active
+    record's public JSON is not stored when it derives from its stored JSON
+    (``codec.stored_columns``)."""
+    if state == "active":
+        return codec.stored_columns(values)
+    return orjson.dumps(values), public_view(values, state, info)
+
+
 def shared_view(values: Sequence[dict[str, Any]], state: str) -> bytes | None:
     """The shared values granted readers may see of a record in ``state``: an active
     record's (``codec.shared_json``); none in any other state (a draft is its owner's, a

@@ -200,7 +200,8 @@ def test_codes_carry_what_a_lookup_answers_after_0011(pg_dsn: str, tmp_path: Pat
                                   VALUES ('88.1', 'a.eq', 'EQ-1', '88.1/A', true, true),
                                          ('88.1', 'a.eq', 'EQ-2', '88.1/B', true, true),
                                          ('88.1', 'a.eq', 'EQ-3', '88.1/C', true, false)""")
-            assert await migrate(conn) == ["0011_codes_index_only"]
+            assert await migrate(conn, _older(tmp_path, "0011_codes_index_only")) == [
+                "0011_codes_index_only"]
             rows = await conn.fetch("SELECT handle, spelled, is_public FROM codes ORDER BY handle")
             assert [tuple(r) for r in rows] == [("88.1/A", "88.1/a", True),
                                                 ("88.1/B", None, False),
@@ -212,6 +213,62 @@ def test_codes_carry_what_a_lookup_answers_after_0011(pg_dsn: str, tmp_path: Pat
             assert await conn.fetch(FIND_CODES, ["88.1"], ["a.eq"], ["EQ-2"], 100) == []
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + FIND_CODES, *args))
             assert "Index Only Scan using codes_unique" in plan and "handles" not in plan, plan
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_records_are_stored_once_after_0012(pg_dsn: str, tmp_path: Path) -> None:
+    """0012 on a database of 0011's version, rows written as that version wrote them: the
+    public JSON of a record that derives it from its stored JSON is emptied, every other
+    row keeps its copy (private values, two timestamps, text written through jsonb, a
+    tombstone, a row from before 0002), and resolution reads the same bytes for each."""
+    import orjson
+
+    from resolver.core import codec, lifecycle
+    from resolver.store import fetch_publics
+    from resolver.pg.pool import init_connection
+
+    def values(ts: int, perms: str = "1110", second_ts: int | None = None) -> list[dict]:
+        return codec.parse_values([
+            {"index": 1, "type": "URL", "data": "https://example.com/a?x=\"timestamp\":1"},
+            {"index": 2, "type": "order.status", "data": "made", "permissions": perms}], ts) \
+            if second_ts is None else [*values(ts)[:1], {**values(second_ts)[1], "index": 2}]
+
+    plain, private, two = values(1700000000), values(1700000000, "1100"), \
+        values(1700000000, second_ts=1700000001)
+    rows = {"88.1/PLAIN": (codec.encode_stored(plain), "active"),
+            "88.1/PRIVATE": (codec.encode_stored(private), "active"),
+            "88.1/TWO": (codec.encode_stored(two), "active"),
+            "88.1/GONE": ((orjson.dumps(plain), lifecycle.public_view(
+                plain, "retired", {"at": "2026-01-01T00:00:00Z", "epoch": 1767225600})),
+                "retired")}
+
+    async def go() -> None:
+        dsn = await _fresh_database(pg_dsn)
+        conn = await asyncpg.connect(dsn)
+        await init_connection(conn)
+        try:
+            await migrate(conn, _older(tmp_path, "0011_codes_index_only"))
+            for key, ((stored, public), state) in rows.items():
+                await conn.execute("""INSERT INTO handles (handle, prefix, "values", public_json,
+                                      state) VALUES ($1, '88.1', $2, $3, $4)""",
+                                   key, stored, public, state)
+            await conn.execute("""INSERT INTO handles (handle, prefix, "values", public_json)
+                                  VALUES ('88.1/JSONB', '88.1', $1::jsonb::json, $2),
+                                         ('88.1/OLD', '88.1', $1, NULL)""",
+                               orjson.dumps(plain), codec.public_json(plain))
+            keys = [*rows, "88.1/JSONB", "88.1/OLD"]
+            before = await fetch_publics(conn, keys)
+            assert await migrate(conn) == ["0012_records_stored_once"]
+            kept = {r["handle"]: r["public_json"] for r in await conn.fetch(
+                "SELECT handle, public_json FROM handles")}
+            assert [k for k, v in kept.items() if v == codec.DERIVED] == ["88.1/PLAIN"]
+            assert kept["88.1/OLD"] is None
+            after = await fetch_publics(conn, keys)
+            assert after == before and len(after) == 6
+            assert after["88.1/PLAIN"][0] == codec.public_json(plain)
         finally:
             await conn.close()
 

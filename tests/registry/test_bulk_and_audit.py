@@ -96,6 +96,80 @@ def test_every_write_is_audited_with_before_and_after(tenant: Tenant) -> None:
                         ).status_code == 401
 
 
+def _trail(t: Tenant, suffix: str) -> list[dict[str, Any]]:
+    r = requests.get(f"{t.url}/api/audit", params={"handle": f"{t.prefix}/{suffix}"},
+                     headers=t.op.bearer)
+    assert r.status_code == 200, r.text
+    return list(reversed(r.json()["entries"]))
+
+
+def _data(values: list[dict[str, Any]] | None) -> list[str] | None:
+    return None if values is None else [v["data"]["value"] for v in values]
+
+
+def test_a_creation_row_refers_to_the_record_and_shows_it_as_created(
+        tenant: Tenant, sql: Any) -> None:
+    """A creation's audit row stores no copy of the record (after NULL: bytes per
+    identifier); the trail still shows every creation as it was, whatever came after it:
+    created in bulk, by PUT, replaced, changed value by value, deleted and created again,
+    the identity's secret reset."""
+    bearer = tenant.op.bearer
+    assert requests.post(f"{tenant.url}/api/bulk", json=records(tenant, 3, "R"),
+                         headers=bearer).status_code == 201
+    first = ["https://wms.example/batch/0", "steel-304"]
+    # untouched since: the record as it is now
+    assert _data(_trail(tenant, "R-00000")[0]["after"]) == first
+    # replaced by PUT, then a value added, then the record deleted and made again by PUT
+    h = tenant.handle_url("R-00000")
+    assert requests.put(h, json=[{"index": 1, "type": "URL", "data": "u2"}],
+                        headers=bearer).status_code in (200, 201)
+    assert requests.put(h + "?index=2", json=[{"index": 2, "type": "A", "data": "a"}],
+                        headers=bearer).status_code in (200, 201)
+    assert requests.delete(h, headers=bearer).status_code == 200
+    assert requests.put(h, json=[{"index": 1, "type": "URL", "data": "u3"}],
+                        headers=bearer).status_code == 201
+    trail = _trail(tenant, "R-00000")
+    assert [e["action"] for e in trail] == ["create", "replace", "add_values", "delete",
+                                            "create"]
+    assert [_data(e["after"]) for e in trail if e["action"] == "create"] == [first, ["u3"]]
+    assert _data(trail[1]["before"]) == first and _data(trail[1]["after"]) == ["u2"]
+    # moves change no values: replaced by another, active again, then replaced by PUT
+    moved = f"{tenant.url}/api/lifecycle/{tenant.prefix}/R-00002"
+    assert requests.post(moved, json={"state": "replaced", "successor":
+                                      f"{tenant.prefix}/R-00001"}, headers=bearer).status_code == 200
+    assert requests.post(moved, json={"state": "active"}, headers=bearer).status_code == 200
+    assert requests.put(tenant.handle_url("R-00002"), json=[
+        {"index": 1, "type": "URL", "data": "v2"}], headers=bearer).status_code == 200
+    trail = _trail(tenant, "R-00002")
+    assert [e["action"] for e in trail] == ["create", "state_replaced", "state_active", "replace"]
+    assert _data(trail[0]["after"]) == ["https://wms.example/batch/2", "steel-304"]
+    # stored: no copy in any creation row
+    assert sql("SELECT count(*) AS n FROM audit WHERE handle = $1 AND action = 'create' "
+               "AND after IS NOT NULL", f"{tenant.prefix}/R-00000")[0]["n"] == 0
+    # by PUT, then replaced in bulk with overwrite
+    h1 = tenant.handle_url("P-1")
+    requests.put(h1, json=[{"index": 1, "type": "URL", "data": "p1"}], headers=bearer)
+    assert _data(_trail(tenant, "P-1")[0]["after"]) == ["p1"]
+    r = requests.post(f"{tenant.url}/api/bulk?overwrite=true", json=[
+        {"handle": f"{tenant.prefix}/P-1", "values": [{"index": 1, "type": "URL", "data": "p2"}]},
+        {"handle": f"{tenant.prefix}/P-2", "values": [{"index": 1, "type": "URL", "data": "q"}]}],
+        headers=bearer)
+    assert r.status_code == 201, r.text
+    assert [(e["action"], _data(e["after"])) for e in _trail(tenant, "P-1")] == [
+        ("create", ["p1"]), ("replace", ["p2"])]
+    assert [(e["action"], _data(e["after"])) for e in _trail(tenant, "P-2")] == [
+        ("create", ["q"])]
+    # changed by a value-level write and a removal: each keeps what it changed
+    requests.put(tenant.handle_url("R-00001") + "?index=3",
+                 json=[{"index": 3, "type": "C", "data": "c"}], headers=bearer)
+    requests.delete(tenant.handle_url("R-00001") + "?index=1", headers=bearer)
+    trail = _trail(tenant, "R-00001")
+    assert [(e["action"], _data(e["after"])) for e in trail] == [
+        ("create", ["https://wms.example/batch/1", "steel-304"]),
+        ("add_values", ["https://wms.example/batch/1", "steel-304", "c"]),
+        ("remove_values", ["steel-304", "c"])]
+
+
 def test_audit_table_is_append_only(pg_dsn: str) -> None:
     import asyncio
 
