@@ -135,6 +135,45 @@ async def asyncpg_ref(a: dict[str, Any]) -> dict[str, Any]:
     return {"per_second": count / elapsed, **percentiles(lat)}
 
 
+async def copy_ref(a: dict[str, Any]) -> dict[str, Any]:
+    """The reference for bulk registration: what PostgreSQL itself does with the same rows,
+    COPY of identifiers ``first``..``first + n`` (encoded as idres stores them, before the
+    clock starts) into ``handles`` and ``audit`` in transactions of ``batch``, over
+    ``concurrency`` connections: the ceiling for any bulk path on this database."""
+    from registry.records_input import parse_records
+    from resolver.core import codec
+
+    batches = []
+    for start in range(a["first"], a["first"] + a["n"], a["batch"]):
+        recs = list(dataset.records(start, min(a["first"] + a["n"], start + a["batch"])))
+        rows = []
+        for e in parse_records(codec.parse_json(orjson.dumps(recs)), len(recs)):
+            stored, public = codec.stored_columns(e.values)
+            rows.append((e.ident.key, e.ident.prefix.text, stored, public))
+        batches.append(rows)
+    conns = [await asyncpg.connect(a["dsn"]) for _ in range(a["concurrency"])]
+
+    async def worker(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec("json", schema="pg_catalog", encoder=lambda b: b,
+                                  decoder=orjson.loads, format="binary")
+        while batches:
+            rows = batches.pop()
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "handles", records=rows, columns=["handle", "prefix", "values", "public_json"])
+                await conn.copy_records_to_table(
+                    "audit", records=[(None, "bench", "create", r[0], r[1]) for r in rows],
+                    columns=["operator_id", "actor", "action", "handle", "prefix"])
+                await conn.execute("SELECT pg_notify('idres_bench', 'created')")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        await c.close()
+    return {"identifiers": a["n"], "seconds": elapsed, "per_second": a["n"] / elapsed}
+
+
 class _Pipelined(asyncio.Protocol):
     """Keeps ``depth`` frames in flight; counts answers by their length prefix only."""
 
@@ -263,7 +302,8 @@ async def mixed(a: dict[str, Any]) -> dict[str, Any]:
             **percentiles(lat)}
 
 
-KINDS = {"bulk": bulk, "writes": writes, "asyncpg": asyncpg_ref, "binary": binary, "mixed": mixed}
+KINDS = {"bulk": bulk, "writes": writes, "asyncpg": asyncpg_ref, "binary": binary, "mixed": mixed,
+         "copy": copy_ref}
 
 if __name__ == "__main__":
     kind, args = sys.argv[1], json.loads(sys.argv[2])

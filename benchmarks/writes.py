@@ -151,6 +151,7 @@ async def _sizes(dsn: str) -> dict[str, int]:
                       pg_indexes_size('audit') AS audit_indexes,
                       pg_total_relation_size('codes') AS codes,
                       (SELECT sum(size) FROM pg_ls_waldir()) AS wal,
+                      pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS wal_written,
                       pg_database_size(current_database()) AS database""")
         return {k: int(v or 0) for k, v in dict(row).items()}
     finally:
@@ -161,14 +162,19 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def storage(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: Path,
+def storage(results: dict[str, Any], dsn: str, token: str, pgdata: Path,
             n: int) -> None:
     import asyncio
 
     pin_postgres(pgdata, {0, 1})
     before = asyncio.run(_sizes(dsn))
-    got = loadgen("bulk", None, url=srv.url, token=token, n=n, first=1_000, batch=5_000,
-                  concurrency=4)   # (after the mixed set)
+    # a production-like server: 2 workers, both cores, as PostgreSQL and the load
+    loader = Idres(dsn, "--workers", "2", core=None)
+    try:
+        got = loadgen("bulk", None, url=loader.url, token=token, n=n, first=1_000, batch=5_000,
+                      concurrency=4)   # (after the mixed set)
+    finally:
+        loader.stop()
     after = asyncio.run(_sizes(dsn))
     per = {k: (after[k] - before[k]) / n for k in after}
     per["data_directory"] = _du(pgdata) / n
@@ -177,6 +183,14 @@ def storage(results: dict[str, Any], srv: Idres, dsn: str, token: str, pgdata: P
     print(f"  bytes per identifier after {n:,} ({got['per_second']:,.0f}/s loaded): "
           + ", ".join(f"{k} {v:,.0f}" for k, v in per.items())
           + " (goal: data directory ≤ 1,500)", flush=True)
+    # the reference: PostgreSQL's COPY of the same rows, as many connections, both cores
+    ref = loadgen("copy", None, dsn=dsn, n=n, first=50_000_000, batch=5_000, concurrency=4)
+    results[f"bulk load of {n:,} (2 workers, both cores)"] = {
+        "idres": got, "reference": ref, "reference_name": "PostgreSQL COPY of the same rows",
+        "ratio": got["per_second"] / ref["per_second"], "unit": "identifiers/s"}
+    print(f"  bulk load of {n:,}: idres {got['per_second']:,.0f}/s, PostgreSQL COPY of the same "
+          f"rows {ref['per_second']:,.0f}/s ({got['per_second'] / ref['per_second']:.2f}x; "
+          "goal ≥ 100,000/s)", flush=True)
     pin_postgres(pgdata, {0})
 
 
@@ -318,7 +332,8 @@ def mixed_wrk(results: dict[str, Any], srv: Idres, token: str, seconds: int) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--writes", type=int, default=5000, help="PUTs per measurement")
+    p.add_argument("--writes", type=int, default=5000,
+                   help="PUTs per measurement (0: skip the single and mixed writes)")
     p.add_argument("--duration", type=int, default=8, help="seconds of pgbench")
     p.add_argument("--bytes", type=int, default=0,
                    help="identifiers to bulk-load for the bytes per identifier (0: skip)")
@@ -335,14 +350,15 @@ def main() -> None:
         srv = Idres(dsn)
         servers.append(srv)
         pin_postgres(pg.pgdata, {0})
-        single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
-        mixed(results, srv, token, args.duration)
-        mixed_wrk(results, srv, token, args.duration)
+        if args.writes:
+            single_writes(results, srv, dsn, token, pg.pgdata, args.writes, args.duration)
+            mixed(results, srv, token, args.duration)
+            mixed_wrk(results, srv, token, args.duration)
         if args.peer:
             peer_writes(results, srv, token, args.peer, args.peer_auth, args.peer_prefix,
                         args.writes)
         if args.bytes:
-            storage(results, srv, dsn, token, pg.pgdata, args.bytes)
+            storage(results, dsn, token, pg.pgdata, args.bytes)
         if args.memory:
             memory(results, dsn, token, args.memory)
     save(results, args.out, "writes")

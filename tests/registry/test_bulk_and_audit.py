@@ -201,3 +201,20 @@ def test_audit_trail_of_a_prefix(tenant: Tenant, server: Server, admin: Any) -> 
     r = requests.get(f"{server.url}/api/audit", params={"prefix": child}, headers=admin.bearer)
     got = [(e["action"], e["handle"]) for e in r.json()["entries"]]
     assert got == [("create", f"{child}/PB"), ("prefix_create", None)]
+
+
+def test_bulk_overwrite_never_changes_a_retired_or_replaced_record(tenant: Tenant) -> None:
+    """Untyped records too: a retired identifier is never changed or reused, and a replaced
+    one is made active first; the whole request is refused, nothing of it stored."""
+    bearer = tenant.op.bearer
+    assert requests.post(f"{tenant.url}/api/bulk", json=records(tenant, 2, "L"),
+                         headers=bearer).status_code == 201
+    gone = f"{tenant.url}/api/lifecycle/{tenant.prefix}/L-00000"
+    assert requests.post(gone, json={"state": "retired", "reason": "scrapped"},
+                         headers=bearer).status_code == 200
+    tombstone = requests.get(tenant.handle_url("L-00000")).json()
+    batch = records(tenant, 2, "L") + records(tenant, 1, "M")
+    r = requests.post(f"{tenant.url}/api/bulk?overwrite=true", json=batch, headers=bearer)
+    assert r.status_code == 409 and "is retired" in r.json()["message"], r.text
+    assert requests.get(tenant.handle_url("L-00000")).json() == tombstone
+    assert requests.get(tenant.handle_url("M-00000")).status_code == 404
