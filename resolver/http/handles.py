@@ -22,9 +22,15 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 
-from resolver import reply
+from resolver import page, reply
 from resolver.core import codec, lifecycle, params, signing
-from resolver.core.errors import IdentifierNotFound, NoSuchEndpoint, RecursionLimit, Referral
+from resolver.core.errors import (
+    IdentifierNotFound,
+    IdresError,
+    NoSuchEndpoint,
+    RecursionLimit,
+    Referral,
+)
 from resolver.core.identifier import Identifier, parse, parse_raw
 from resolver.core.sharing import View, shared_types
 from resolver.http.keys import READ_AUTH, READ_LOG, RESOLVER, SETTINGS, SIGNER
@@ -143,28 +149,65 @@ async def get_handle(request: web.Request) -> web.Response:
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    """Proxy-style resolution: redirect to the record's first URL value."""
+    """Proxy-style resolution: redirect to the record's first URL value; a page for a
+    browser where a client gets JSON, a linkset for one that asks (resolver/page.py)."""
     if request.path.startswith("/api/"):
         raise NoSuchEndpoint("no such endpoint")  # an unknown API endpoint, not an identifier
+    want = page.preferred(request.headers.get("Accept"), request.rel_url.query.get("linkType"))
     query = await _query(request, "/")
     values, resolution = await _values(request, query)  # network op on a miss
     if values is None:
         if not _homed(request, query, resolution):
             raise reply.not_homed(query.requested)
+        if want == page.HTML:
+            return _page(page.missing_page(query.requested), 404)
         raise IdentifierNotFound(f"handle {query.requested} not found")
     stale = resolution is not None and resolution.stale
     said = lifecycle.tombstone(values)
     if said is not None:
-        return respond(reply.gone(query.requested, values, said))
+        if want == page.HTML:
+            return _page(page.gone_page(query.requested, said), 410)
+        return _varied(respond(reply.gone(query.requested, values, said)))
+    template = resolution.entry.template if resolution is not None and \
+        resolution.entry is not None else None
+    if want == page.LINKSET:
+        return web.Response(body=page.linkset(str(request.url.origin()), query.requested,
+                                              values, template),
+                            headers=(*reply.CORS, *page.LINKSET_HEADERS))
     show = _flag(request, "noredirect")
     if not show and not _flag(request, "ignore_aliases") and lifecycle.alias(values):
         final = await _follow_aliases(request, query, values)  # network op
-        return respond(reply.redirect("/" + quote(final, safe="/"), min(v["ttl"] for v in values),
-                                      stale=stale, status=301))
+        return _varied(respond(reply.redirect("/" + quote(final, safe="/"),
+                                              min(v["ttl"] for v in values), stale=stale,
+                                              status=301)))
     url = None if show else first_url(values)
     if url is None:
-        return respond(reply.selected(query.requested, values, stale=stale))
-    return respond(reply.redirect(url, min(v["ttl"] for v in values), stale=stale))
+        if want == page.HTML:
+            labels = await _labels(request, template)  # network op on a miss
+            return _page(page.record_page(query.requested, values, labels, template), 200)
+        return _varied(respond(reply.selected(query.requested, values, stale=stale)))
+    return _varied(respond(reply.redirect(url, min(v["ttl"] for v in values), stale=stale)))
+
+
+def _page(body: bytes, status: int) -> web.Response:
+    return web.Response(body=body, status=status, headers=(*reply.CORS, *page.PAGE_HEADERS))
+
+
+def _varied(response: web.Response) -> web.Response:
+    """A proxy answer depends on Accept (a page, a linkset): shared caches must know."""
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+async def _labels(request: web.Request, template: str | None) -> dict[str, str]:
+    """The descriptions of a template's items, from its own (public, cached) record."""
+    if template is None:
+        return {}
+    try:
+        found = await request.app[RESOLVER].resolve(parse(template))  # network op on a miss
+    except IdresError:
+        return {}
+    return page.template_labels(orjson.loads(found.public)) if found.public else {}
 
 
 async def _follow_aliases(request: web.Request, query: Query,
