@@ -32,6 +32,7 @@ from resolver.config import (
     from_args,
 )
 from resolver.core.errors import IdresError
+from resolver.traffic import configure_logging
 from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     quiet = "warning" if args.command != "serve" else "info"
     level = (args.log_level or os.environ.get("IDRES_LOG_LEVEL") or quiet).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, getattr(args, "log_format", None)
+                      or os.environ.get("IDRES_LOG_FORMAT") or "text")
     settings: Settings | None = None
     try:
         settings = from_args(args)

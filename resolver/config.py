@@ -45,6 +45,7 @@ class Settings:
     max_bulk_records: int = 100_000
     access_log: bool = False
     log_level: str = "info"
+    log_format: str = "text"               # or "json": one JSON object per line
     cache_entries: int = 1_000_000
     cache_bytes: int = 512 << 20
     cache_max_ttl: int = 3600
@@ -57,6 +58,8 @@ class Settings:
     binary_port: int = 0                   # 0: no binary-protocol listener
     max_frame_bytes: int = 1 << 20
     workers: int = 1
+    worker: int = 0                        # which worker this process is (set by supervise)
+    metrics_dir: Path | None = None        # where workers share their metrics (supervise)
     key_file: Path | None = None           # default: <data_dir>/node_ed25519.pem
     recursive: bool = False
     roots: tuple[str, ...] = ()            # base URLs of the root nodes
@@ -72,6 +75,8 @@ class Settings:
             raise ValueError("--tls-cert and --tls-key go together")
         if not 1 <= self.pool_min <= self.pool_max:
             raise ValueError("pool sizes must satisfy 1 <= pool-min <= pool-max")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log format must be text or json, got {self.log_format!r}")
         if not 1 <= self.workers <= 256:
             raise ValueError(f"workers must be 1..256, got {self.workers}")
         if min(self.cache_entries, self.cache_bytes, self.negative_ttl,
@@ -114,7 +119,7 @@ _ENV = {
     "pool_min": "IDRES_POOL_MIN", "pool_max": "IDRES_POOL_MAX",
     "max_body_bytes": "IDRES_MAX_BODY_BYTES", "max_bulk_bytes": "IDRES_MAX_BULK_BYTES",
     "max_bulk_records": "IDRES_MAX_BULK_RECORDS", "access_log": "IDRES_ACCESS_LOG",
-    "log_level": "IDRES_LOG_LEVEL", "cache_entries": "IDRES_CACHE_ENTRIES",
+    "log_level": "IDRES_LOG_LEVEL", "log_format": "IDRES_LOG_FORMAT", "cache_entries": "IDRES_CACHE_ENTRIES",
     "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
     "negative_entries": "IDRES_NEGATIVE_ENTRIES", "head_timeout": "IDRES_HEAD_TIMEOUT",
@@ -145,7 +150,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     parser.add_argument("--pool-max", type=int, help="database connections (default 16)")
     parser.add_argument("--access-log", action="store_true", default=None,
-                        help="log every request (env IDRES_ACCESS_LOG=1)")
+                        help="log every request, on every path, with its request id (env "
+                             "IDRES_ACCESS_LOG=1)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="text lines, or one JSON object per line (env IDRES_LOG_FORMAT; "
+                             "default text)")
     parser.add_argument("--workers", type=int,
                         help="server processes sharing the ports (env IDRES_WORKERS; default 1)")
     parser.add_argument("--binary-port", type=int,

@@ -7,15 +7,27 @@ cache hit pays no lock.
 
 from __future__ import annotations
 
+import platform
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
 from prometheus_client.registry import Collector
 
+from resolver import __version__
 from resolver.invalidate import Invalidator
 from resolver.lookup import Resolver
+from resolver.traffic import BOUNDS, Traffic
 
 # the *_created series double every counter for a timestamp nobody graphs
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -111,3 +123,82 @@ class FrontCollector(Collector):
             yield CounterMetricFamily("idres_binary_errors",
                                       "Binary-protocol frames answered with an error",
                                       value=self.binary.errors)
+
+
+class TrafficCollector(Collector):
+    """Every request of the process, whichever front end answered it (resolver/traffic.py),
+    and what the process is."""
+
+    def __init__(self, traffic: Traffic) -> None:
+        self.traffic = traffic
+
+    def collect(self) -> Iterator[Any]:
+        info = InfoMetricFamily("idres_build", "The idres build a process runs",
+                                labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], {})
+        yield info
+        counts = CounterMetricFamily("idres_requests", "HTTP requests answered, on every "
+                                     "path (the fast path and aiohttp), by route, method and "
+                                     "status", labels=["route", "method", "status"])
+        hist = HistogramMetricFamily("idres_request_duration_seconds",
+                                     "Time from a request's head to its answer, by route",
+                                     labels=["route"])
+        for route in list(self.traffic.routes.values()):
+            for (method, status), n in list(route.statuses.items()):
+                counts.add_metric([route.name, method.decode(), status.decode()], n)
+            cumulative, buckets = 0, []
+            for bound, n in zip((*BOUNDS, float("inf")), route.buckets):
+                cumulative += n
+                buckets.append((repr(bound) if bound != float("inf") else "+Inf", cumulative))
+            hist.add_metric([route.name], buckets, route.seconds)
+        yield counts
+        yield hist
+
+
+# --- --workers N: one /metrics for all of them ---------------------------------------------
+# Each worker writes its metrics to a file of a folder the supervisor made, every second and
+# before it answers a scrape; whichever worker a scrape reaches answers every fresh file,
+# each sample labelled with its worker's number (docs: resolver/README.md, Metrics).
+FRESH = 15.0   # seconds: an older file is a worker that is gone
+
+
+def snapshot(registry: CollectorRegistry, folder: Path, worker: int) -> None:
+    """Write this worker's metrics (atomically: a scrape never reads half a file)."""
+    tmp = folder / f".worker-{worker}.tmp"
+    tmp.write_bytes(generate_latest(registry))
+    tmp.replace(folder / f"worker-{worker}.prom")
+
+
+class Workers:
+    """A collector of every worker's metrics, read from their files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        now = time.time()
+        for path in sorted(self.folder.glob("worker-*.prom")):
+            try:
+                if now - path.stat().st_mtime > FRESH:
+                    continue
+                text = path.read_text()
+            except OSError:
+                continue          # (a worker replacing its file right now)
+            worker = path.stem.partition("-")[2]
+            for family in text_string_to_metric_families(text):
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+                into.samples.extend(sample._replace(labels={**sample.labels, "worker": worker})
+                                    for sample in family.samples)
+        yield from merged.values()
+
+
+def exposition(registry: CollectorRegistry, folder: Path | None, worker: int) -> bytes:
+    """What ``/metrics`` answers: this process's metrics, or with workers all of theirs."""
+    if folder is None:
+        return bytes(generate_latest(registry))
+    snapshot(registry, folder, worker)
+    return bytes(generate_latest(Workers(folder)))

@@ -33,13 +33,14 @@ from resolver.http.body import read_body
 from resolver.http.fast import FastHTTP
 from resolver.http.fast_context import FastContext
 from resolver.http.handler import BadInputLog, RequestHandler
-from resolver.http.keys import LISTENER
+from resolver.http.keys import LISTENER, TRAFFIC
 from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.recursion.recursor import Recursor
+from resolver.traffic import ACCESS, AiohttpAccess
 
 log = logging.getLogger("idres")
 
@@ -75,6 +76,7 @@ class Node:
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, self.read_log)
         self.app[LISTENER] = self.invalidator
+        self.collector.register(metrics.TrafficCollector(self.app[TRAFFIC]))
 
     async def start(self) -> None:
         await self.invalidator.start()   # loads the zone too
@@ -125,11 +127,17 @@ def _tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-async def _sweep(fast: FastContext) -> None:
+async def _sweep(fast: FastContext, node: Node) -> None:
+    settings = node.settings
     while True:
         await asyncio.sleep(1)
         fast.sweep()
         fast.resolver.coalescer.sweep()
+        if settings.metrics_dir is not None:    # --workers: what a scrape of another reads
+            try:
+                metrics.snapshot(node.collector, settings.metrics_dir, settings.worker)
+            except OSError as exc:
+                log.warning("cannot write this worker's metrics: %s", exc)
 
 
 class Listeners:
@@ -138,8 +146,8 @@ class Listeners:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.runner = web.AppRunner(node.app, handle_signals=False,
-                                    access_log=log if node.settings.access_log else None,
+        self.runner = web.AppRunner(node.app, handle_signals=False, access_log_class=AiohttpAccess,
+                                    access_log=ACCESS.logger if node.settings.access_log else None,
                                     shutdown_timeout=10)
         self.fast: FastContext | None = None
         self.http: asyncio.Server | None = None
@@ -165,18 +173,20 @@ class Listeners:
         server = self.runner.server
         assert server is not None
         bad_input = BadInputLog()
-        access = log if settings.access_log else None
+        access = ACCESS.logger if settings.access_log else None
 
         def handed_over() -> RequestHandler:
             return RequestHandler(server, loop=loop, head_timeout=settings.head_timeout,
-                                  bad_input=bad_input, access_log=access, keepalive_timeout=75)
+                                  bad_input=bad_input, access_log_class=AiohttpAccess,
+                                  access_log=access, keepalive_timeout=75)
 
         fast = self.fast = FastContext(node.resolver, handed_over,
                                        head_timeout=settings.head_timeout, bad_input=bad_input,
-                                       read_log=node.read_log)
+                                       read_log=node.read_log, traffic=node.app[TRAFFIC],
+                                       access=ACCESS if settings.access_log else None)
         self.http = await _listen("HTTP (--port)", lambda: FastHTTP(fast), settings.host,
                                   settings.port, settings.workers > 1, _ssl_context(settings))
-        self.sweeper = loop.create_task(_sweep(fast))
+        self.sweeper = loop.create_task(_sweep(fast, node))
         port = settings.binary_port if binary_port is None else binary_port
         if port or binary_port == 0:
             bctx = self.bctx = BinaryContext(node.resolver, settings.max_frame_bytes,

@@ -15,14 +15,18 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from resolver.config import Settings, StartupError
 from resolver.pg.embedded import EmbeddedPostgres
 from resolver.pg.pool import _ensure_database, migrate_dsn, redact
+from resolver.traffic import configure_logging
 
 log = logging.getLogger("idres.workers")
 
@@ -32,8 +36,7 @@ def worker_main(settings: Settings, level: str) -> None:
 
     from resolver.node import serve
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: "
-                                            "%(message)s")
+    configure_logging(level, settings.log_format)
     uvloop.run(serve(settings))
 
 
@@ -85,12 +88,15 @@ def _run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start() -> BaseProcess:
-        p = ctx.Process(target=worker_main, args=(settings, level), daemon=False)
+    folder = Path(tempfile.mkdtemp(prefix="idres-metrics-"))   # one /metrics for all
+
+    def start(n: int) -> BaseProcess:
+        own = dataclasses.replace(settings, worker=n, metrics_dir=folder)
+        p = ctx.Process(target=worker_main, args=(own, level), daemon=False)
         p.start()
         return p
 
-    workers = [start() for _ in range(settings.workers)]
+    workers = [start(n) for n in range(settings.workers)]
     restarts: list[float] = []
     code = 0
     while not stopping:
@@ -105,7 +111,7 @@ def _run(settings: Settings) -> int:
                 stopping, code = True, 1
                 break
             log.warning("worker %d exited with %s: restarting it", p.pid, p.exitcode)
-            workers[i] = start()
+            workers[i] = start(i)
     log.info("stopping %d workers", len(workers))
     for p in workers:
         if p.exitcode is None and p.pid is not None:
@@ -118,4 +124,5 @@ def _run(settings: Settings) -> int:
         if p.exitcode is None:
             p.kill()
             p.join()
+    shutil.rmtree(folder, ignore_errors=True)
     return code

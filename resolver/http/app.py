@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from resolver import __version__, reply
 from resolver.config import Settings
@@ -36,12 +37,15 @@ from resolver.http.keys import (
     RESOLVER,
     SETTINGS,
     SIGNER,
+    TRAFFIC,
     ReadAuth,
 )
 from resolver.http.respond import respond
+from resolver.metrics import exposition
 from resolver.lookup import Resolver
 from resolver.sharing import ReadLog
 from resolver.store import DATABASE_DOWN
+from resolver.traffic import Traffic, request_id
 
 log = logging.getLogger("idres.http")
 # request["handle"] (the identifier a request is about, for its error replies and the
@@ -65,33 +69,53 @@ def _error(request: web.Request, exc: IdresError) -> web.Response:
     return respond(reply.error(exc, handle))
 
 
-def error_middleware(requests_total: Counter) -> Callable[..., Awaitable[web.StreamResponse]]:
+def error_middleware(traffic: Traffic) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        echo, request["request_id"] = request_id(
+            request.headers.get("X-Request-ID", "").encode("latin-1", "replace") or None)
+        status = 500
         try:
-            response = await handler(request)
-        except IdresError as exc:
-            response = _error(request, exc)
-        except web.HTTPRequestEntityTooLarge:
-            response = _error(request, PayloadTooLarge())
+            response = await _answer(request, handler)
+            status = response.status
         except web.HTTPException as exc:
-            kind = _HTTP_ERRORS.get(exc.status)
-            if kind is None or not request.path.startswith("/api"):
-                raise
-            message = "no such endpoint" if exc.status == 404 else exc.reason
-            response = _error(request, kind(message))
-        except DATABASE_DOWN as exc:
-            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            response = _error(request, ServiceUnavailable())
-        except Exception:
-            # a defect: the log has the traceback; the client, Handle JSON that says so
-            # and nothing of the server's insides
-            log.exception("internal error answering %s %s", request.method, request.path)
-            response = _error(request, IdresError("internal error (the server's log says more)"))
-        requests_total.labels(request.method, str(response.status)).inc()
-        return _pretty(request, response)
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            traffic.route(resource.canonical if resource is not None else "unmatched").observe(
+                request.method.encode(), str(status).encode(), time.perf_counter() - started)
+        if echo is not None:
+            response.headers["X-Request-ID"] = echo.decode()
+        return response
 
     return middleware
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or the Handle JSON of its error."""
+    try:
+        response = await handler(request)
+    except IdresError as exc:
+        response = _error(request, exc)
+    except web.HTTPRequestEntityTooLarge:
+        response = _error(request, PayloadTooLarge())
+    except web.HTTPException as exc:
+        kind = _HTTP_ERRORS.get(exc.status)
+        if kind is None or not request.path.startswith("/api"):
+            raise
+        message = "no such endpoint" if exc.status == 404 else exc.reason
+        response = _error(request, kind(message))
+    except DATABASE_DOWN as exc:
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        response = _error(request, ServiceUnavailable())
+    except Exception:
+        # a defect: the log has the traceback; the client, Handle JSON that says so
+        # and nothing of the server's insides
+        log.exception("internal error answering %s %s", request.method, request.path)
+        response = _error(request, IdresError("internal error (the server's log says more)"))
+    return _pretty(request, response)
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -186,7 +210,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS])
+    settings = request.app[SETTINGS]
+    body = exposition(request.app[METRICS], settings.metrics_dir, settings.worker)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -197,12 +222,9 @@ def build_app(
     read_log: ReadLog | None = None,
 ) -> web.Application:
     """Assemble the application: resolution routes, then the registry's, then the proxy."""
-    requests_total = Counter(
-        "idres_http_requests_total", "HTTP requests answered, by method and status",
-        ["method", "status"], registry=collector,
-    )
+    traffic = Traffic()
     app = web.Application(
-        middlewares=[error_middleware(requests_total)],
+        middlewares=[error_middleware(traffic)],
         client_max_size=settings.max_bulk_bytes,
     )
     app.on_response_prepare.append(_common_headers)
@@ -214,6 +236,7 @@ def build_app(
     app.router.add_get("/api/site", site)
     app.router.add_route("OPTIONS", r"/{any:[\s\S]*}", preflight)
     app[METRICS] = collector
+    app[TRAFFIC] = traffic
     app[READ_AUTH] = read_auth or handles.anonymous_reads_only
     app[READ_LOG] = read_log or handles.no_read_log
     app.router.add_get("/", index)

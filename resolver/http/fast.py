@@ -19,11 +19,11 @@ the bytes not yet answered are fed to an aiohttp ``RequestHandler``, which takes
 the transport. aiohttp's full parser then answers malformed input (400) exactly as it
 would without the fast path.
 
-HTTP/1.1 rules kept here: keep-alive by default (HTTP/1.0 only with
-``Connection: keep-alive``), ``Connection: close`` honoured, HEAD without a body,
-a ``Date`` header, a request head over ``max_head`` bytes → 431, an idle timeout and a
-deadline for each head (a sweep every second closes what is past it). A connection is
-read only while its client keeps up (``resolver/connections.py``).
+HTTP/1.1 rules kept here: keep-alive by default (HTTP/1.0 only with ``Connection:
+keep-alive``), ``Connection: close``, HEAD without a body, ``Date``, 431 for a head over
+``max_head``, an idle timeout and a deadline for each head (swept every second). A
+connection is read only while its client keeps up (``resolver/connections.py``). Every
+answer is counted and, with ``--access-log``, logged (``resolver/traffic.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from time import perf_counter
 from typing import Any
 
 from resolver import reply
@@ -45,6 +46,7 @@ from resolver.core.sharing import View
 from resolver.http.fast_context import FastContext
 from resolver.http.loan import MAX_BODY, Lending, LentTransport, well_framed
 from resolver.reply import Form
+from resolver.traffic import Meta, Route, request_id
 
 log = logging.getLogger("idres.fast")
 
@@ -70,6 +72,7 @@ class FastHTTP(Lending, TrackedProtocol):
         self.last = ctx.now
         self.head_started = ctx.now  # when the first byte of the head in ``buf`` came
         self._processing = False
+        self.meta: Meta = (0.0, None, b"", b"GET")  # the request being read (traffic.py)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class FastHTTP(Lending, TrackedProtocol):
             if end > ctx.max_head:
                 self._queue(TOO_LARGE, False)
                 return
+            t0 = perf_counter()
             lines = buf[:end].split(b"\r\n")
             parts = lines[0].split(b" ")
             if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -137,6 +141,7 @@ class FastHTTP(Lending, TrackedProtocol):
                 slow = select is None
             keep_alive = parts[2] == b"HTTP/1.1"
             token: bytes | None = None
+            rid: bytes | None = None
             length: int | None = None
             for line in lines[1:]:
                 name, colon, value = line.partition(b":")
@@ -161,6 +166,8 @@ class FastHTTP(Lending, TrackedProtocol):
                     if code is not None or select is not None or scheme.lower() != b"bearer" \
                             or not token:
                         slow = True       # lookups or filters with credentials, Basic
+                elif lname == b"x-request-id":
+                    rid = value
                 elif lname == b"connection":
                     tokens = value.strip().lower()
                     if b"close" in tokens:
@@ -178,6 +185,7 @@ class FastHTTP(Lending, TrackedProtocol):
             if self.buf:
                 self.head_started = time.monotonic()  # what is left came with this head
             ctx.requests += 1
+            self.meta = (t0, rid, parts[1], parts[0])
             if code is not None:
                 self._find_code(code, keep_alive)
             elif view is not None:
@@ -193,13 +201,26 @@ class FastHTTP(Lending, TrackedProtocol):
         if hit is not None:
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
             return
-        slot: list[Any] = [None, keep_alive]
+        slot: list[Any] = [None, keep_alive, self.meta]
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(self._miss(target, head_only, slot, select))
 
-    def _wire(self, encoded: tuple[bytes, bytes], head_only: bool, keep_alive: bool) -> bytes:
+    def _wire(self, encoded: tuple[bytes, bytes], head_only: bool, keep_alive: bool,
+              meta: Meta | None = None, route: Route | None = None) -> bytes:
+        # the answer's bytes (the client's request id echoed), counted and logged
         head, body = encoded
-        end = self.ctx.date + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+        ctx = self.ctx
+        t0, given, target, method = meta or self.meta
+        echo = None
+        if given is not None or ctx.access is not None:
+            echo, rid = request_id(given)
+        end = ctx.date + (b"X-Request-ID: " + echo + b"\r\n" if echo else b"") + (
+            b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+        seconds = perf_counter() - t0
+        (route or ctx.handles_route).observe(method, head[9:12], seconds)
+        if ctx.access is not None:
+            ctx.access.line(self._peer(), method.decode(), target.decode("latin-1"),
+                            int(head[9:12]), 0 if head_only else len(body), seconds, rid)
         return head + end if head_only else head + end + body
 
     async def _miss(self, target: bytes, head_only: bool, slot: list[Any],
@@ -216,7 +237,7 @@ class FastHTTP(Lending, TrackedProtocol):
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key if ident else None)
             encoded = reply.http_head(rep), rep.body
-        slot[0] = self._wire(encoded, head_only, slot[1])
+        slot[0] = self._wire(encoded, head_only, slot[1], slot[2])
         self._flush()
 
     # -- readers (resolver/sharing.py): authorized answers from the cache ----------------------
@@ -259,7 +280,7 @@ class FastHTTP(Lending, TrackedProtocol):
             if not self._logged(ident, entry.template):
                 self._queue(self._wire(out[0], head_only, keep_alive), keep_alive)
                 return
-        slot: list[Any] = [None, keep_alive]
+        slot: list[Any] = [None, keep_alive, self.meta]
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(
             self._miss_as(target, shown, ident, head_only, slot, view, generation))
@@ -287,11 +308,11 @@ class FastHTTP(Lending, TrackedProtocol):
         except IdresError as exc:
             rep = resolver.reply_for(shown, exc, ident.key)
             encoded = reply.http_head(rep), rep.body
-        slot[0] = self._wire(encoded, head_only, slot[1])
+        slot[0] = self._wire(encoded, head_only, slot[1], slot[2])
         self._flush()
 
     def _find_code(self, code: tuple[str, str, str], keep_alive: bool) -> None:
-        slot: list[Any] = [None, keep_alive]
+        slot: list[Any] = [None, keep_alive, self.meta]
         self.pending.append(slot)
         asyncio.get_running_loop().create_task(self._code(code, slot))
 
@@ -300,7 +321,8 @@ class FastHTTP(Lending, TrackedProtocol):
             rep = await self.ctx.resolver.find_code(*code)  # network op
         except IdresError as exc:
             rep = reply.error(exc)
-        slot[0] = self._wire((reply.http_head(rep), rep.body), False, slot[1])
+        slot[0] = self._wire((reply.http_head(rep), rep.body), False, slot[1], slot[2],
+                             self.ctx.lookup_route)
         self._flush()
 
     # -- replies, in order -----------------------------------------------------------------------
@@ -353,10 +375,8 @@ class FastHTTP(Lending, TrackedProtocol):
         proto = self.ctx.fallback()
         transport.set_protocol(proto)
         proto.connection_made(transport)
-        # our pause for the hand-off ends here, BEFORE the new protocol sees the bytes
-        # read so far: if they make it pause (aiohttp bounds its queue of pipelined
-        # requests), its pause must stand (resuming after it let a pipelining client
-        # fill aiohttp's parser without bound)
+        # our pause ends BEFORE the new protocol sees the bytes read so far: a pause they
+        # cause (aiohttp bounds pipelined requests) must stand, or its parser fills unbounded
         transport.resume_reading()
         if rest:
             proto.data_received(rest)

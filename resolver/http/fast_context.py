@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from resolver.http.handler import BadInputLog
 from resolver.lookup import Resolver
 from resolver.sharing import ReadLog
+from resolver.traffic import AccessLog, Traffic
 
 if TYPE_CHECKING:
     from resolver.http.fast import FastHTTP
@@ -24,8 +25,13 @@ class FastContext:
     def __init__(self, resolver: Resolver, fallback: Callable[[], asyncio.Protocol],
                  max_head: int = 8190, keepalive: float = 75.0,
                  head_timeout: float = 15.0, bad_input: BadInputLog | None = None,
-                 read_log: ReadLog | None = None) -> None:
+                 read_log: ReadLog | None = None, traffic: Traffic | None = None,
+                 access: AccessLog | None = None) -> None:
         self.resolver = resolver
+        self.traffic = traffic or Traffic()
+        self.handles_route = self.traffic.route("/api/handles/{handle}")
+        self.lookup_route = self.traffic.route("/api/lookup")
+        self.access = access          # --access-log: a line per request
         self.read_log = read_log      # (party, reads): the registry's read log, if mounted
         self.authorized = 0           # readers' resolutions answered here
         self.bad_input = bad_input or BadInputLog()

@@ -177,7 +177,9 @@ def test_unknown_api_path_is_a_json_error(server: Server) -> None:
 def test_metrics_count_requests(server: Server) -> None:
     requests.get(f"{server.url}/api/handles/88.0.0/METRIC")
     text = requests.get(f"{server.url}/metrics").text
-    assert 'idres_http_requests_total{method="GET",status="404"}' in text
+    assert 'idres_requests_total{method="GET",route="/api/handles/{handle}",status="404"}' \
+        in text or 'idres_requests_total{route="/api/handles/{handle}",method="GET",status="404"}' \
+        in text, text
 
 
 def test_health_check(server: Server) -> None:
