@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -175,8 +176,10 @@ def test_the_listener_comes_back_after_a_burst_of_cuts(cluster: Cluster, tenant:
         while True:
             health = requests.get(f"{srv.url}/healthz", timeout=5).json()
             metrics = requests.get(f"{srv.url}/metrics", timeout=5).text
-            if health["status"] == "ok" and 'idres_invalidate_state{state="listening"} 1.0' \
-                    in metrics:
+            # (with workers, one scrape shows each worker's state: all must listen)
+            listening = re.findall(r'idres_invalidate_state\{state="listening"[^}]*\} (\S+)',
+                                   metrics)
+            if health["status"] == "ok" and listening and set(listening) == {"1.0"}:
                 break
             assert time.monotonic() - stopped < 2.0, (srv.url, health)
             time.sleep(0.05)
