@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from registry import accounts, sharing
+from registry import accounts, sharing, usage
 from registry.cli_table import Command, Result
 from registry.permissions import Principal
 from registry.store import Db
+from resolver.core.identifier import parse, parse_prefix
 
 
 async def _as(db: Db, name: str) -> Principal:
@@ -123,7 +124,32 @@ def _id_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("grant_id", type=int)
 
 
-GROUPS = {"reader": "manage readers (application identities)",
+async def stats_resolutions(db: Db, args: argparse.Namespace) -> Result:
+    ident = parse(args.target) if "/" in args.target else None
+    prefix = ident.prefix if ident is not None else parse_prefix(args.target)
+    async with db.pool.acquire() as conn:
+        got = await usage.resolutions(conn, Principal(0, "cli", "", True), prefix, ident,
+                                      args.since, args.until, args.by)
+    t = got["totals"]
+    lines = [f"{got.get('identifier') or got['prefix']}: {t['resolutions']:,} resolutions "
+             f"({t['hit']:,} from the cache, {t['miss']:,} from the database, "
+             f"{t['not_found']:,} not found) from {got['from']} to {got['to']}"]
+    lines += [f"  {p['at']}  {p['resolutions']:>12,}" for p in got["series"]]
+    if "registrations" in got:
+        lines.append(f"registered: {got['registrations']['total']:,}")
+        lines += [f"most resolved: {r['handle']} ({r['resolutions']:,})" for r in got["top"]]
+    return got, "\n".join(lines)
+
+
+def _stats_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="a prefix (with those under it), or one identifier")
+    p.add_argument("--from", dest="since", help="ISO 8601 time or date (default: a day ago)")
+    p.add_argument("--to", dest="until", help="ISO 8601 time or date (default: now)")
+    p.add_argument("--by", choices=usage.BUCKETS, default="hour", help="bucket (default hour)")
+
+
+GROUPS = {"stats": "how often identifiers are resolved and registered",
+          "reader": "manage readers (application identities)",
           "group": "manage groups of readers", "grant": "manage grants of shared values"}
 COMMANDS: tuple[Command, ...] = (
     Command("reader", "create", "create a reader and print its token (once)", reader_create,
@@ -137,4 +163,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("grant", "create", "let a party read shared values", grant_create, _grant_args),
     Command("grant", "list", "list live grants", grant_list, _scope_arg),
     Command("grant", "revoke", "revoke a grant", grant_revoke, _id_arg),
+    Command("stats", "resolutions", "resolutions (and registrations) under a prefix or of one "
+            "identifier, over a time range", stats_resolutions, _stats_args),
 )

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import aiohttp
 import asyncpg
 import uvloop
 
+from registry import usage
 from registry.cli import COMMANDS, GROUPS, Run
 from registry.store import Db
 from resolver import __version__
@@ -31,14 +33,16 @@ from resolver.config import (
     add_serve_flags,
     from_args,
 )
+from resolver.core import signing
 from resolver.core.errors import IdresError
-from resolver.traffic import configure_logging
+from resolver.core.identifier import parse_prefix
 from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
 from resolver.pg.embedded import EmbeddedError
 from resolver.pg.migrate import MigrationError
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
+from resolver.traffic import configure_logging
 
 log = logging.getLogger("idres")
 
@@ -116,6 +120,33 @@ def cmd_node_key(args: argparse.Namespace, settings: Settings) -> int:
     key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
     print(public_key_text(key))
     return 0
+
+
+def cmd_stats_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Report this node's resolution counts under a prefix to the node that delegated it
+    (registry/usage.py), signed with this node's key."""
+    key = load_or_create(settings.key_file or settings.data_dir / "node_ed25519.pem")
+    prefix = parse_prefix(args.prefix)
+
+    async def go(db: Db) -> int:
+        async with db.pool.acquire() as conn:
+            rows = await usage.own_totals(conn, prefix, args.hours)
+        statement = {"kind": "usage", "prefix": prefix.text, "rows": rows}
+        body = {"statement": statement,
+                "signature": signing.signed(key, statement, 300, int(time.time()))}
+        url = args.to.rstrip("/") + "/api/stats/reports"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            async with http.post(url, json=body) as r:
+                answer = await r.json(content_type=None)
+        if r.status != 200:
+            print(f"idres: {url} refused the report ({r.status}): {answer.get('message')}",
+                  file=sys.stderr)
+            return 1
+        _print(args, answer, f"reported {len(rows)} rows of counts under {prefix.text} "
+                             f"(the last {args.hours} hours) to {args.to}")
+        return 0
+
+    return asyncio.run(_with_db(settings, go))
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,6 +232,16 @@ def parser() -> argparse.ArgumentParser:
         add_database_flags(sp)
         command.arguments(sp)
         sp.set_defaults(func=db_command(command.run))
+
+    s = groups["stats"].add_parser("report", help="report the resolution counts under a "
+                                   "prefix to the node that delegated it (signed)")
+    s.add_argument("prefix")
+    s.add_argument("--to", required=True, help="base URL of the parent node")
+    s.add_argument("--hours", type=int, default=48, help="how far back (default 48)")
+    s.add_argument("--key-file", type=Path, help="default DATA_DIR/node_ed25519.pem")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    s.set_defaults(func=cmd_stats_report)
 
     nd = sub.add_parser("node", help="this node").add_subparsers(
         dest="action", required=True, metavar="ACTION")

@@ -67,6 +67,7 @@ class Settings:
     upstream_timeout: float = 2.0
     max_depth: int = 8
     stale_window: int = 86400
+    stats_flush: float = 10.0              # seconds between adds of resolution counts
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -82,6 +83,8 @@ class Settings:
         if min(self.cache_entries, self.cache_bytes, self.negative_ttl,
                self.negative_entries) < 0:
             raise ValueError("cache sizes and TTLs must not be negative")
+        if not 0.1 <= self.stats_flush <= 3600:
+            raise ValueError(f"IDRES_STATS_FLUSH must be 0.1..3600 seconds, got {self.stats_flush}")
         if self.head_timeout <= 0 or self.db_timeout <= 0:
             raise ValueError("head and database timeouts must be positive")
         if not 0.2 <= self.lease <= 60:
@@ -129,6 +132,7 @@ _ENV = {
     "key_file": "IDRES_KEY_FILE", "recursive": "IDRES_RECURSIVE", "roots": "IDRES_ROOTS",
     "root_keys": "IDRES_ROOT_KEYS", "upstream_timeout": "IDRES_UPSTREAM_TIMEOUT",
     "max_depth": "IDRES_MAX_DEPTH", "stale_window": "IDRES_STALE_WINDOW",
+    "stats_flush": "IDRES_STATS_FLUSH",
 }
 
 

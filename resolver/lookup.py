@@ -40,6 +40,7 @@ from resolver.core.sharing import View, shared_types
 from resolver.recursion.recursor import Recursor
 from resolver.reply import RENDER, Form, Reply
 from resolver.sharing import Sharing
+from resolver.usage import HIT, MISS, NOT_FOUND, Usage, cached
 from resolver.store import (
     DATABASE_DOWN,
     fetch_public,
@@ -87,6 +88,7 @@ class Resolver:
         self.signer = signer        # the node's key: signs referrals
         self.db_timeout = db_timeout  # a miss waits no longer for the database
         self.stale_answers = 0
+        self.usage = Usage()        # resolutions counted for the prefixes' owners
 
     @property
     def cache(self) -> AnswerCache:
@@ -94,13 +96,14 @@ class Resolver:
         return self.coalescer.cache
 
     async def resolve(self, ident: Identifier, recursive: bool | None = None,
-                      trace: bool = False) -> Resolution:
+                      trace: bool = False, via: str | None = "http") -> Resolution:
         """Everything one resolution may lead to: the cache, the local database, a
         referral (the prefix is delegated) or, for a recursive request, the walk down the
         hierarchy; a stale answer when the authority cannot be reached.
 
         :raises Referral: delegated elsewhere and the request is not recursive.
         :raises UpstreamUnavailable, RecursionLimit, BadSignature: from recursion.
+        ``via``: the protocol it is counted under (resolver/usage.py; None: not counted).
         """
         key = ident.key
         kind, delegation = self.zone.classify(ident.prefix)
@@ -108,6 +111,8 @@ class Resolver:
         walks = kind != "local" and wanted and self.recursor is not None
         entry = self.coalescer.fresh(key)
         if entry is not None:
+            if via:
+                self.usage.count(key, via, HIT if entry.public is not None else NOT_FOUND)
             return Resolution(key, entry.public, entry, trace=[{"cache": "hit"}] if trace else [],
                               homed=kind == "local" or walks)
         if walks:
@@ -121,6 +126,8 @@ class Resolver:
             public, entry = await self.coalescer.local(key)  # network op (db_timeout bound)
         except DATABASE_DOWN as exc:
             return self._stale_or_unavailable(key, kind == "local", exc)
+        if via:
+            self.usage.count(key, via, MISS if public is not None else NOT_FOUND)
         return Resolution(key, public, entry, homed=kind == "local")
 
     def _stale_or_unavailable(self, key: str, homed: bool, exc: BaseException) -> Resolution:
@@ -322,10 +329,12 @@ class Resolver:
         for text in texts:
             kept = lookup(form, text)  # this spelling answered before: no parsing
             if kept is not None:
+                self.usage.count(text, "batch", cached(kept))
                 parsed.append((text, None, kept))
                 continue
             entry = held(text) if held is not None else None
             if entry is not None:   # fresh, so not stale
+                self.usage.count(entry.key, "batch", HIT if entry.public is not None else NOT_FOUND)
                 parsed.append((text, None, self.encoded(
                     Resolution(entry.key, entry.public, entry), form, text)))
                 continue
@@ -374,6 +383,7 @@ class Resolver:
                     continue
             if done is None:
                 public, entry = found[key]
+                self.usage.count(key, "batch", MISS if public is not None else NOT_FOUND)
                 done = Resolution(key, public, entry, homed=key not in foreign)
             out.append(self.encoded(done, form, text))
         return out

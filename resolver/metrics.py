@@ -83,6 +83,12 @@ class ResolverCollector(Collector):
             yield CounterMetricFamily("idres_invalidate_reconnects",
                                       "LISTEN connections made again after a failure",
                                       value=self.invalidator.reconnects)
+        yield CounterMetricFamily("idres_usage_dropped",
+                                  "Resolutions not counted in the statistics: more distinct "
+                                  "identifiers between two flushes than a process holds",
+                                  value=self.resolver.usage.dropped)
+        yield CounterMetricFamily("idres_usage_flushes", "Resolution counts added to the "
+                                  "database", value=self.resolver.usage.flushed)
         yield CounterMetricFamily("idres_resolver_stale_answers",
                                   "Answers served stale because the authority (the database "
                                   "or another node) could not be reached",

@@ -22,11 +22,12 @@ from registry import readlog, templates
 from registry.api.common import RegistryContext, read_view
 from registry.metrics import RegistryCollector
 from registry.api.routes import add_routes
-from resolver import metrics
+from resolver import metrics, usage
 from resolver.cache import AnswerCache
 from resolver.coalesce import within
 from resolver.config import Settings, StartupError
 from resolver.core.delegation import Server, Zone
+from resolver.core.identifier import Identifier
 from resolver.core.signing import public_key_text
 from resolver.http.app import build_app
 from resolver.http.body import read_body
@@ -76,15 +77,29 @@ class Node:
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, self.read_log)
         self.app[LISTENER] = self.invalidator
+        self.counting: asyncio.Task[None] | None = None
         self.collector.register(metrics.TrafficCollector(self.app[TRAFFIC]))
 
     async def start(self) -> None:
         await self.invalidator.start()   # loads the zone too
+        self.counting = asyncio.get_running_loop().create_task(self._count())
         self.resolver.sharing.load_soon()  # readers and grants, for authorized answers
         if self.recursor is not None:
             await self.recursor.start()
 
+    def _homed(self, ident: Identifier) -> bool:
+        return self.resolver.zone.classify(ident.prefix)[0] == "local"
+
+    async def _count(self) -> None:
+        """Resolution counts to the database every few seconds (resolver/usage.py)."""
+        while True:
+            await asyncio.sleep(self.settings.stats_flush)
+            await usage.flush(self.resolver.usage, self.resolver.pool, self._homed)
+
     async def close(self) -> None:
+        if self.counting is not None:
+            self.counting.cancel()
+        await usage.flush(self.resolver.usage, self.resolver.pool, self._homed)
         await self.invalidator.close()
         if self.recursor is not None:
             await self.recursor.close()

@@ -60,5 +60,7 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/grants", sharing.get_grants)
     r.add_delete("/api/grants/{grant_id}", sharing.delete_grant)
     r.add_get("/api/stats", sharing.get_stats)
+    r.add_get("/api/stats/resolutions", sharing.get_resolution_stats)
+    r.add_post("/api/stats/reports", sharing.post_usage_report)
     r.add_put(r"/api/readlogs/{scope:[\s\S]+}", sharing.put_readlog)
     r.add_get("/api/reads", sharing.get_reads)

@@ -18,17 +18,18 @@ route needs an operator's credentials: a reader's token reads identifiers, nothi
 
 from __future__ import annotations
 
+import time
 from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
 
-from registry import readlog, sharing, stats
+from registry import readlog, sharing, stats, usage
 from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
 from resolver.core import params
 from resolver.core.errors import AuthenticationNeeded, BadRequest
-from resolver.core.identifier import parse_prefix
+from resolver.core.identifier import parse, parse_prefix
 
 
 class NewReader(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,6 +127,28 @@ async def get_stats(request: web.Request) -> web.Response:
     async with ctx.pool.acquire() as conn:
         return ok(200, None, **await stats.counts(conn, view, prefix, q.get("template"),
                                                   q.get("item")))
+
+
+async def get_resolution_stats(request: web.Request) -> web.Response:
+    """``GET /api/stats/resolutions?prefix=P[&handle=H][&from=&to=][&by=hour|day]``: how
+    often the identifiers under P were resolved, and registered (registry/usage.py)."""
+    ctx, who, q = context(request), await principal(request), request.rel_url.query
+    if "prefix" not in q and "handle" not in q:
+        raise BadRequest("give ?prefix=PREFIX or ?handle=PREFIX/SUFFIX (and &from=&to=&by=)")
+    ident = parse(q["handle"]) if "handle" in q else None
+    prefix = ident.prefix if ident is not None else parse_prefix(q["prefix"])
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, **await usage.resolutions(conn, who, prefix, ident, q.get("from"),
+                                                       q.get("to"), q.get("by", "hour")))
+
+
+async def post_usage_report(request: web.Request) -> web.Response:
+    """``POST /api/stats/reports``: a child node's totals for a prefix delegated to it,
+    signed with its node key (the signature is the credential; registry/usage.py)."""
+    ctx = context(request)
+    body = await json_body(request, ctx.max_bulk_bytes)
+    async with ctx.pool.acquire() as conn:
+        return ok(200, None, **await usage.accept_report(conn, body, int(time.time())))
 
 
 class ReadLogSetting(msgspec.Struct, forbid_unknown_fields=True):

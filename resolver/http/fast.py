@@ -8,7 +8,7 @@ bytes prepared when the entry was filled; a miss goes through the same
 ``Resolver`` as everything else. Answers leave in request order (pipelining).
 
 It also answers anonymous lookups by code (``GET /api/lookup?prefix=&type=&value=``,
-``resolver/codes.py``: batched, never cached).
+``resolver/codes.py``: batched, never cached). Resolutions are counted (resolver/usage.py).
 
 Anything else (another route, another query string, credentials it does not read, a
 body) is lent to aiohttp one request at a time when its end can be seen
@@ -47,6 +47,7 @@ from resolver.http.fast_context import FastContext
 from resolver.http.loan import MAX_BODY, Lending, LentTransport, well_framed
 from resolver.reply import Form
 from resolver.traffic import Meta, Route, request_id
+from resolver.usage import cached
 
 log = logging.getLogger("idres.fast")
 
@@ -199,6 +200,7 @@ class FastHTTP(Lending, TrackedProtocol):
                  select: Selection | None = None) -> None:
         hit = self.ctx.lookup(Form.HTTP, target)   # (a filtered reply is kept by its target)
         if hit is not None:
+            self.ctx.usage.count(target, "http", cached(hit))
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
             return
         slot: list[Any] = [None, keep_alive, self.meta]
@@ -258,6 +260,7 @@ class FastHTTP(Lending, TrackedProtocol):
         kept = self.ctx.lookup(Form.HTTP, (target, view.party, generation))
         if kept is not None and not (kept[1] and self._any_read_log()):
             self.ctx.authorized += 1
+            self.ctx.usage.count(target, "http", cached(kept[0]))
             self._queue(self._wire(kept[0], head_only, keep_alive), keep_alive)
             return
         try:
@@ -286,8 +289,7 @@ class FastHTTP(Lending, TrackedProtocol):
             self._miss_as(target, shown, ident, head_only, slot, view, generation))
 
     def _any_read_log(self) -> bool:
-        """Whether some read log is on: then a kept answer that shows shared values takes
-        the path that checks whether its read must be logged."""
+        """Whether some read log is on (a kept answer showing shared values is checked)."""
         snap = self.ctx.resolver.sharing.current()
         return bool(snap is not None and snap.logged and self.ctx.read_log is not None)
 
@@ -312,8 +314,7 @@ class FastHTTP(Lending, TrackedProtocol):
         self._flush()
 
     def _find_code(self, code: tuple[str, str, str], keep_alive: bool) -> None:
-        slot: list[Any] = [None, keep_alive, self.meta]
-        self.pending.append(slot)
+        self.pending.append(slot := [None, keep_alive, self.meta])
         asyncio.get_running_loop().create_task(self._code(code, slot))
 
     async def _code(self, code: tuple[str, str, str], slot: list[Any]) -> None:
@@ -382,8 +383,7 @@ class FastHTTP(Lending, TrackedProtocol):
             proto.data_received(rest)
 
     def check_deadline(self, now: float) -> None:
-        """A head must be complete ``head_timeout`` after its first byte, however slowly
-        it comes (a deadline, not an idle timer); an idle connection lives ``keepalive``."""
+        """A head's deadline: ``head_timeout`` after its first byte; idle: ``keepalive``."""
         if self.transport is None or self.pending or self.handing_off or self.lending:
             return
         if self.buf:

@@ -36,6 +36,7 @@ class FastContext:
         self.authorized = 0           # readers' resolutions answered here
         self.bad_input = bad_input or BadInputLog()
         self.lookup = resolver.coalescer.lookup
+        self.usage = resolver.usage
         self.fallback = fallback
         self.max_head = max_head
         self.keepalive = keepalive

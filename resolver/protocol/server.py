@@ -39,6 +39,7 @@ from resolver.protocol.frames import (
 )
 from resolver.reply import Form, Reply
 from resolver.sharing import ReadLog
+from resolver.usage import cached
 
 log = logging.getLogger("idres.binary")
 _NIL = b"\xc0"
@@ -86,7 +87,7 @@ class BinaryProtocol(TrackedProtocol):
     def _run(self) -> None:
         """Handle what was read, while the client keeps up (connections.py); replies made
         for one batch of frames leave in one write."""
-        lookup = self.ctx.resolver.coalescer.lookup
+        lookup, usage = self.ctx.resolver.coalescer.lookup, self.ctx.resolver.usage
         out = []
         while self.backlog and self.can_work():
             payload = self.backlog.popleft()
@@ -101,6 +102,7 @@ class BinaryProtocol(TrackedProtocol):
                 hit = lookup(Form.MSGPACK, req.args[0]) if self.token is None else \
                     self._kept(req.args[0])
                 if hit is not None:
+                    usage.count(req.args[0], "binary", cached(hit))
                     out.append(encode_response(req.request_id, hit[0], hit[1]))
                     continue
             elif req.op == OP_PING:
@@ -176,7 +178,7 @@ class BinaryProtocol(TrackedProtocol):
                 data = encode_batch(req.request_id, [b for _, b in bodies])
             else:
                 ident = parse(req.args[0])
-                resolution = await resolver.resolve(ident)  # network op
+                resolution = await resolver.resolve(ident, via="binary")  # network op
                 wire, body = resolver.encoded(resolution, Form.MSGPACK, req.args[0])
                 data = encode_response(req.request_id, wire, body)
         except IdresError as exc:
