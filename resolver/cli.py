@@ -25,7 +25,7 @@ import uvloop
 from registry import usage
 from registry.cli import COMMANDS, GROUPS, Run
 from registry.store import Db
-from resolver import __version__
+from resolver import __version__, cli_data
 from resolver.config import (
     Settings,
     StartupError,
@@ -40,6 +40,7 @@ from resolver.core.signing import public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
 from resolver.pg.embedded import EmbeddedError
+from resolver.pg.backup import BackupError
 from resolver.pg.migrate import MigrationError
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 from resolver.traffic import configure_logging
@@ -243,6 +244,8 @@ def parser() -> argparse.ArgumentParser:
     add_database_flags(s)
     s.set_defaults(func=cmd_stats_report)
 
+    cli_data.add_commands(sub, _with_db)
+
     nd = sub.add_parser("node", help="this node").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     s = nd.add_parser("key", help="print this node's public key (made on first use)")
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     except IdresError as exc:
         print(f"idres: {exc.message}", file=sys.stderr)
         return 1
-    except (EmbeddedError, MigrationError, StartupError, ValueError) as exc:
+    except (EmbeddedError, MigrationError, StartupError, ValueError, BackupError) as exc:
         print(f"idres: {exc}", file=sys.stderr)
         return 2
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
