@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,11 +28,14 @@ from registry.cli import COMMANDS, GROUPS, Run
 from registry.store import Db
 from resolver import __version__, cli_data
 from resolver.config import (
+    ENV_NAMES,
     Settings,
     StartupError,
     add_database_flags,
     add_serve_flags,
+    config_file,
     from_args,
+    sources,
 )
 from resolver.core import signing
 from resolver.core.errors import IdresError
@@ -150,6 +154,23 @@ def cmd_stats_report(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_db(settings, go))
 
 
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """The effective configuration: each setting, its value and where it came from."""
+    came = sources(args)[1]
+    rows = []
+    for f in fields(Settings):
+        if f.name in ENV_NAMES:
+            value = getattr(settings, f.name)
+            if f.name == "dsn" and value:
+                value = redact(value)           # the password never printed
+            rows.append({"setting": f.name, "value": str(value) if isinstance(value, Path)
+                         else value, "from": came.get(f.name, "default")})
+    _print(args, {"settings": rows}, "\n".join(
+        f"{r['setting']:<18} {str(r['value']):<40} {r['from']}"
+        for r in [{"setting": "SETTING", "value": "VALUE", "from": "FROM"}, *rows]))
+    return 0
+
+
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.server.startswith(("http://", "https://")):
         raise StartupError(f"the server URL {args.server!r} needs a scheme: "
@@ -245,6 +266,12 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stats_report)
 
     cli_data.add_commands(sub, _with_db)
+    s = sub.add_parser("config", help="print the effective configuration (secrets masked) "
+                       "and where each setting came from")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    add_database_flags(s)
+    add_serve_flags(s)
+    s.set_defaults(func=cmd_config)
 
     nd = sub.add_parser("node", help="this node").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -277,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = from_args(args)
+        if config_file(args) is not None:    # the file may set the log's level and form
+            came = sources(args)[1]
+            filed = came.get("log_level", "").startswith("config")
+            configure_logging(settings.log_level.upper() if filed else level,
+                              settings.log_format)
         return int(args.func(args, settings))
     except IdresError as exc:
         print(f"idres: {exc.message}", file=sys.stderr)

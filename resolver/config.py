@@ -1,13 +1,15 @@
 """Typed settings, from command-line flags and ``IDRES_*`` environment variables.
 
-Precedence: a flag given on the command line, then the environment variable,
-then the default. The table in README.md "Configuration" lists every setting.
+Precedence: a flag given on the command line, then the environment variable, then the
+TOML configuration file (``--config`` / ``IDRES_CONFIG``), then the default. The table in
+README.md "Configuration" lists every setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -136,7 +138,13 @@ _ENV = {
 }
 
 
+ENV_NAMES = frozenset(_ENV)   # the settings a user sets (the others the supervisor does)
+
+
 def add_database_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path,
+                        help="a TOML file of settings (env IDRES_CONFIG); flags and IDRES_* "
+                             "variables win over it")
     parser.add_argument("--dsn", help="PostgreSQL DSN (env IDRES_DSN); default: embedded server")
     parser.add_argument("--case-sensitive", action="store_true", default=None,
                         help="compare suffixes case-sensitively (env IDRES_CASE_SENSITIVE=1); "
@@ -195,19 +203,66 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="seconds a client has to send a whole request head (default 15)")
 
 
-def from_args(args: argparse.Namespace) -> Settings:
-    """Merge flags over environment variables over defaults."""
+def config_file(args: argparse.Namespace) -> Path | None:
+    """The configuration file: ``--config``, else ``IDRES_CONFIG``, else none."""
+    given = getattr(args, "config", None) or os.environ.get("IDRES_CONFIG")
+    return Path(given) if given else None
+
+
+def read_config(path: Path) -> dict[str, object]:
+    """The settings a TOML file gives: keys are the settings' names (``pool_max`` or
+    ``pool-max``), values typed as TOML types them.
+
+    :raises ValueError: unreadable, not TOML, or a key that is no setting (named)."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"--config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config {path} is not TOML: {exc}") from None
+    types = {f.name: f.type for f in fields(Settings)}
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in _ENV:
+            raise ValueError(f"--config {path}: {key!r} is not a setting; the settings are "
+                             + ", ".join(sorted(_ENV)))
+        if isinstance(value, list):
+            value = tuple(str(v) for v in value)
+        elif "Path" in str(types[name]) and isinstance(value, str):
+            value = Path(value)
+        elif "float" in str(types[name]) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            value = float(value)
+        out[name] = value
+    return out
+
+
+def sources(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, str]]:
+    """(each setting given, where it came from: flag, environment, config file, default);
+    flags win over the environment, which wins over the file, which wins over defaults."""
     values: dict[str, object] = {"data_dir": default_data_dir()}
+    came: dict[str, str] = {}
+    path = config_file(args)
+    if path is not None:
+        for name, value in read_config(path).items():
+            values[name], came[name] = value, f"config file {path}"
     types = {f.name: f.type for f in fields(Settings)}
     for name, env in _ENV.items():
         raw = os.environ.get(env)
         if raw is not None and raw != "":
-            values[name] = _convert(types[name], raw, env)
+            values[name], came[name] = _convert(types[name], raw, env), f"environment {env}"
     for name in _ENV:
         given = getattr(args, name, None)
         if given is not None:
             values[name] = tuple(given) if isinstance(given, list) else given
-    return Settings(**values)  # type: ignore[arg-type]
+            came[name] = "flag --" + name.replace("_", "-")
+    return values, came
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    """Merge flags over environment variables over the configuration file over defaults."""
+    return Settings(**sources(args)[0])  # type: ignore[arg-type]
 
 
 def _convert(kind: object, raw: str, env: str) -> object:
