@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from registry import accounts, cli_records, cli_sharing, delegations, prefixes, tokens
+from registry import accounts, cli_ops, cli_records, cli_sharing, delegations, prefixes, tokens
 from registry.cli_table import Command, Result, Run, local_actor
 from registry.store import Db
 from resolver.core.delegation import Delegation
@@ -166,7 +166,8 @@ COMMANDS: tuple[Command, ...] = (
             prefix_template, _template_args),
     *cli_records.COMMANDS,
     *cli_sharing.COMMANDS,
+    *cli_ops.COMMANDS,
 )
 GROUPS = {"operator": "manage operators", "prefix": "manage prefixes", **cli_records.GROUPS,
-          **cli_sharing.GROUPS}
+          **cli_sharing.GROUPS, **cli_ops.GROUPS}
 __all__ = ["COMMANDS", "GROUPS", "Command", "Result", "Run"]

@@ -60,6 +60,31 @@ async def create_prefix(db: Db, actor: Principal, prefix: Prefix, owner: str) ->
     return target
 
 
+async def transfer_prefix(db: Db, actor: Principal, prefix: Prefix,
+                          owner: str) -> tuple[str, str]:
+    """Give ``prefix`` to the operator named ``owner``: the prefix's owner may give it away,
+    and whoever administers its parent (or an administrator) may reassign it. Returns the
+    (old, new) owners' names; audited.
+
+    :raises PrefixNotFound: not allocated here.
+    :raises InsufficientPermissions, OperatorNotFound:
+    """
+    async with write_transaction(db) as tx:
+        conn = tx.conn
+        row = await conn.fetchrow(
+            "SELECT p.owner_id, o.name FROM prefixes p JOIN operators o ON o.id = p.owner_id "
+            "WHERE p.prefix = $1 FOR UPDATE OF p", prefix.text)
+        if row is None:
+            raise PrefixNotFound(f"prefix {prefix.text} is not allocated here")
+        await require(conn, actor, [prefix], "transfer")   # its owner, or above it
+        target = await find_operator(conn, owner)
+        await conn.execute("UPDATE prefixes SET owner_id = $2 WHERE prefix = $1",
+                           prefix.text, target.operator_id)
+        await audit(conn, actor, "prefix_transfer", prefix=prefix.text,
+                    before={"owner": row["name"]}, after={"owner": target.name})
+    return row["name"], target.name
+
+
 async def list_prefixes(conn: asyncpg.Connection) -> list[dict[str, object]]:
     rows = await conn.fetch(
         """SELECT p.prefix, p.parent, o.name AS owner FROM prefixes p

@@ -22,7 +22,6 @@ from registry import template_model as tm
 from registry.ownership import check_write
 from registry.permissions import Principal
 from registry.store import Db, WriteTx, audit, write_transaction
-from registry.store.rows import put_system_record
 from resolver.core.errors import (
     BadRequest,
     IdentifierNotFound,
@@ -180,6 +179,8 @@ async def _refresh_record(tx: WriteTx, ident: Identifier) -> None:
     version = _version(row)
     text = msgspec.json.encode(version.to_json()).decode()
     state = "active" if version.state != "draft" else "draft"
+    from registry.store.rows import put_system_record   # (rows imports this module)
+
     await put_system_record(tx, ident, [{"index": 1, "type": TEMPLATE_TYPE,
                                          "data": {"format": "string", "value": text}}], state)
 

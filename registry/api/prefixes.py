@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.api.common import context, json_body, ok, principal
-from registry.prefixes import create_prefix, list_prefixes
+from registry.prefixes import create_prefix, list_prefixes, transfer_prefix
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse_prefix
 
@@ -34,3 +34,15 @@ async def post_prefix(request: web.Request) -> web.Response:
     prefix = parse_prefix(body["prefix"])
     owner = await create_prefix(ctx.db, who, prefix, body.get("owner", who.name))
     return ok(201, None, prefix=prefix.text, owner=owner.name)
+
+
+async def post_prefix_owner(request: web.Request) -> web.Response:
+    """``POST /api/prefixes/{prefix}/owner`` ``{"owner": "<operator>"}``: a transfer."""
+    ctx = context(request)
+    who = await principal(request)
+    body = await json_body(request, ctx.max_body_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("owner"), str):
+        raise BadRequest('send {"owner": "<operator name or identity>"}')
+    prefix = parse_prefix(request.match_info["prefix"])
+    before, after = await transfer_prefix(ctx.db, who, prefix, body["owner"])
+    return ok(200, None, prefix=prefix.text, before=before, owner=after)

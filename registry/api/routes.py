@@ -26,6 +26,7 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/handles", handles.list_prefix_handles)
     r.add_get("/api/prefixes", prefixes.get_prefixes)
     r.add_post("/api/prefixes", prefixes.post_prefix)
+    r.add_post("/api/prefixes/{prefix}/owner", prefixes.post_prefix_owner)
     r.add_post("/api/bulk", bulk.bulk_register)
     r.add_get("/api/operators", operators.get_operators)
     r.add_post("/api/operators", operators.post_operator)
