@@ -14,6 +14,7 @@ import base64
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
@@ -106,6 +107,25 @@ async def create_operator(
     return NewOperator(Principal(op_id, name, identity, is_admin), secret, token)
 
 
+async def set_disabled(db: Db, actor: Principal, name: str, disabled: bool) -> dict[str, Any]:
+    """Disable an operator (its tokens and secret refused from the next request on) or
+    enable it again; administrators only, and not themselves.
+
+    :raises InsufficientPermissions, OperatorNotFound, BadRequest:"""
+    if not actor.is_admin:
+        raise InsufficientPermissions("only an administrator may disable or enable operators")
+    async with write_transaction(db) as tx:
+        target = await find_operator(tx.conn, name)
+        if disabled and target.operator_id == actor.operator_id:
+            raise BadRequest("an administrator may not disable itself")
+        await tx.conn.execute(
+            "UPDATE operators SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) "
+            "END WHERE id = $1", target.operator_id, disabled)
+        await audit(tx.conn, actor, "operator_disable" if disabled else "operator_enable",
+                    after={"operator": target.name})
+    return {"operator": target.name, "disabled": disabled}
+
+
 async def find_operator(conn: asyncpg.Connection, name_or_identity: str) -> Principal:
     """:raises OperatorNotFound: no operator has that name or identity."""
     row = await conn.fetchrow(
@@ -151,10 +171,12 @@ async def reset_secret(db: Db, actor: Principal, owner: Principal) -> str:
 
 async def list_operators(conn: asyncpg.Connection) -> list[dict[str, object]]:
     rows = await conn.fetch(
-        "SELECT name, identity, is_admin, created_at FROM operators ORDER BY name"
+        "SELECT name, identity, is_admin, created_at, disabled_at FROM operators ORDER BY name"
     )
     return [{"name": r["name"], "identity": r["identity"], "admin": r["is_admin"],
-             "created": r["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ")} for r in rows]
+             "created": r["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "disabled": r["disabled_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
+             if r["disabled_at"] else None} for r in rows]
 
 
 async def authenticate(pool: asyncpg.Pool, header: str,
@@ -202,6 +224,8 @@ async def authenticate(pool: asyncpg.Pool, header: str,
                            if v["index"] == index and v["type"] == "HS_SECKEY"), None)
         if row is None or not isinstance(stored, str) or not secrets.verify_secret(secret, stored):
             raise AuthenticationFailed(f"wrong identity or secret for {index}:{handle}")
+        if row["disabled_at"] is not None:     # (said only to whoever has the secret)
+            raise AuthenticationFailed(f"operator {row['name']} is disabled")
         return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
     raise AuthenticationFailed("unsupported Authorization scheme: use Basic or Bearer")
 

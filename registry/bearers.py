@@ -10,16 +10,20 @@ at 64 connections, one query per request (benchmarks/run.py, registry/store/grou
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 
 from registry.permissions import Principal
 from resolver.core.waiters import fail_waiters
 
-FIND = """SELECT t.token_hash, o.id, o.name, o.identity, o.is_admin FROM tokens t
-          JOIN operators o ON o.id = t.operator_id
-          WHERE t.token_hash = ANY($1::bytea[]) AND t.revoked_at IS NULL"""
+FIND = """SELECT t.token_hash, t.id AS token_id, o.id, o.name, o.identity, o.is_admin
+          FROM tokens t JOIN operators o ON o.id = t.operator_id
+          WHERE t.token_hash = ANY($1::bytea[]) AND t.revoked_at IS NULL
+            AND (t.expires_at IS NULL OR t.expires_at > now()) AND o.disabled_at IS NULL"""
+USED = "UPDATE tokens SET last_used_at = now() WHERE id = ANY($1::bigint[])"
 MAX_PER_QUERY = 500
+USED_EVERY = 60.0      # seconds: a token's last use is written at most this often
 
 
 class Bearers:
@@ -29,6 +33,7 @@ class Bearers:
         self._pool = pool
         self._queued: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._written: dict[int, float] = {}    # token id -> when its last use was written
         self.queries = 0
 
     def find(self, token_hash: bytes) -> asyncio.Future[Principal | None]:
@@ -63,3 +68,19 @@ class Bearers:
         for token_hash, future in part:
             if not future.done():
                 future.set_result(found.get(token_hash))
+        await self._used([r["token_id"] for r in rows])
+
+    async def _used(self, ids: list[int]) -> None:
+        """Write the tokens' last use, at most once a minute each (never failing a request)."""
+        now = time.monotonic()
+        due = [i for i in ids if now - self._written.get(i, -USED_EVERY) >= USED_EVERY]
+        if not due:
+            return
+        if len(self._written) > 100_000:
+            self._written.clear()
+        for i in due:
+            self._written[i] = now
+        try:
+            await self._pool.execute(USED, due)  # network op
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass   # (a last use not written: the next one writes it)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from registry import accounts, cli_ops, cli_records, cli_sharing, delegations, prefixes, tokens
+from registry.cli_ops import table
 from registry.cli_table import Command, Result, Run, local_actor
 from registry.store import Db
 from resolver.core.delegation import Delegation
@@ -34,14 +35,16 @@ async def operator_create(db: Db, args: argparse.Namespace) -> Result:
 
 async def operator_list(db: Db, args: argparse.Namespace) -> Result:
     ops = await accounts.list_operators(db.pool)
-    return {"operators": ops}, "\n".join(
-        f"{o['name']:<24} {o['identity']:<40} {'admin' if o['admin'] else ''}" for o in ops
-    ) or "no operators"
+    return {"operators": ops}, table(["NAME", "IDENTITY", "ROLE", "DISABLED"], [
+        [o["name"], o["identity"], "admin" if o["admin"] else "", o["disabled"] or ""]
+        for o in ops]) if ops else "no operators"
 
 
 async def operator_token(db: Db, args: argparse.Namespace) -> Result:
     owner = await accounts.find_operator(db.pool, args.name)
-    token_id, token = await tokens.create_token(db, local_actor(), owner, args.label)
+    token_id, token = await tokens.create_token(
+        db, local_actor(), owner, args.label, tokens.expiry(
+            args.expires, args.days * 86400 if args.days else None))
     return ({"operator": owner.name, "id": token_id, "token": token},
             f"token {token_id} for {owner.name}: {token}\n"
             "It is shown only now; idres keeps only its hash.")
@@ -58,9 +61,21 @@ async def operator_secret(db: Db, args: argparse.Namespace) -> Result:
 async def operator_tokens(db: Db, args: argparse.Namespace) -> Result:
     owner = await accounts.find_operator(db.pool, args.name)
     listed = await tokens.list_tokens(db.pool, local_actor(), owner)
-    return {"operator": owner.name, "tokens": listed}, "\n".join(
-        f"{t['id']:>6}  {t['created']}  {'revoked ' + t['revoked'] if t['revoked'] else 'valid':<28}"
-        f"  {t['label']}" for t in listed) or f"{owner.name} has no tokens"
+    return {"operator": owner.name, "tokens": listed}, table(
+        ["ID", "CREATED", "STATE", "EXPIRES", "LAST USED", "LABEL"],
+        [[t["id"], t["created"], "revoked " + t["revoked"] if t["revoked"] else "valid",
+          t["expires"] or "never", t["last_used"] or "never", t["label"]] for t in listed]
+    ) if listed else f"{owner.name} has no tokens"
+
+
+async def operator_disable(db: Db, args: argparse.Namespace) -> Result:
+    done = await accounts.set_disabled(db, local_actor(), args.name, True)
+    return done, f"operator {done['operator']} disabled: its tokens and secret are refused"
+
+
+async def operator_enable(db: Db, args: argparse.Namespace) -> Result:
+    done = await accounts.set_disabled(db, local_actor(), args.name, False)
+    return done, f"operator {done['operator']} enabled"
 
 
 async def operator_revoke(db: Db, args: argparse.Namespace) -> Result:
@@ -128,6 +143,8 @@ def _positional(p: argparse.ArgumentParser, name: str, kind: type) -> None:
 def _token_args(p: argparse.ArgumentParser) -> None:
     _operator_arg(p)
     p.add_argument("--label", default="", help="what the token is for (shown in lists)")
+    p.add_argument("--expires", help="ISO 8601 time it stops working (default: never)")
+    p.add_argument("--days", type=int, help="or: days from now it stops working")
 
 
 def _prefix_args(p: argparse.ArgumentParser) -> None:
@@ -158,6 +175,10 @@ COMMANDS: tuple[Command, ...] = (
             operator_tokens, _operator_arg),
     Command("operator", "revoke-token", "revoke a token by its id; it stops working at once",
             operator_revoke, lambda p: _positional(p, "token_id", int)),
+    Command("operator", "disable", "refuse an operator's tokens and secret from now on",
+            operator_disable, _operator_arg),
+    Command("operator", "enable", "let a disabled operator in again", operator_enable,
+            _operator_arg),
     Command("prefix", "create", "allocate a prefix to an operator", prefix_create, _prefix_args),
     Command("prefix", "delegate", "delegate a prefix to other nodes (referrals)",
             prefix_delegate, _delegate_args),

@@ -99,10 +99,20 @@ async def post_token(request: web.Request) -> web.Response:
     if not isinstance(label, str) or not (name is None or isinstance(name, str)):
         raise BadRequest("label and operator must be strings")
     owner = await _owner(ctx.pool, who, name)
-    token_id, token = await tokens.create_token(ctx.db, who, owner, label)
+    token_id, token = await tokens.create_token(ctx.db, who, owner, label,
+                                                tokens.expiry(body.get("expires"),
+                                                              body.get("expires_in")))
     response = ok(201, None, operator=owner.name, id=token_id, token=token)
     response.headers.update(NO_STORE)
     return response
+
+
+async def post_operator_state(request: web.Request) -> web.Response:
+    """``POST /api/operators/{name}/disable`` or ``/enable`` (administrators)."""
+    ctx, who = context(request), await principal(request)
+    disabled = request.match_info["state"] == "disable"
+    return ok(200, None, **await accounts.set_disabled(ctx.db, who, request.match_info["name"],
+                                                       disabled))
 
 
 async def get_tokens(request: web.Request) -> web.Response:

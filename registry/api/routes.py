@@ -31,6 +31,7 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/operators", operators.get_operators)
     r.add_post("/api/operators", operators.post_operator)
     r.add_post("/api/operators/{name}/secret", operators.post_secret)
+    r.add_post("/api/operators/{name}/{state:disable|enable}", operators.post_operator_state)
     r.add_post("/api/tokens", operators.post_token)
     r.add_get("/api/tokens", operators.get_tokens)
     r.add_delete("/api/tokens/{token_id}", operators.delete_token)

@@ -9,7 +9,8 @@ from resolver.core import codec
 from resolver.core.errors import IdentifierExists
 from resolver.core.identifier import Identifier
 
-IDENTITY = """SELECT o.id, o.name, o.identity, o.is_admin, h."values" FROM operators o
+IDENTITY = """SELECT o.id, o.name, o.identity, o.is_admin, o.disabled_at, h."values"
+              FROM operators o
               JOIN handles h ON h.handle = $2 WHERE o.identity = $1"""
 
 
