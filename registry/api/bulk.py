@@ -18,12 +18,15 @@ import time
 
 from aiohttp import web
 
+from registry.api.bodies import BulkIn
 from registry.api.common import context, json_body, ok, principal
 from registry.records_input import parse_records
 from registry.store import bulk
 from resolver.core import params
+from resolver.core.described import takes
 
 
+@takes(body=BulkIn, auth="required", query={"overwrite": ({"type": "boolean"}, False)})
 async def bulk_register(request: web.Request) -> web.Response:
     """Register many identifiers at once, all or nothing (see module docstring)."""
     ctx = context(request)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry import delegations
+from registry.api.bodies import NewDelegation
 from registry.api.common import context, json_body, ok, principal
 from resolver.core.delegation import Delegation
+from resolver.core.described import takes
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse_prefix
 
@@ -17,6 +19,7 @@ async def get_delegations(request: web.Request) -> web.Response:
         return ok(200, None, delegations=await delegations.list_delegations(conn))
 
 
+@takes(body=NewDelegation, auth="required")
 async def post_delegation(request: web.Request) -> web.Response:
     """Delegate ``{"prefix", "servers": [{"url", "key", "binary"?}], "ttl"?}``."""
     ctx = context(request)

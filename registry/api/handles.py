@@ -16,15 +16,20 @@ import uuid
 
 from aiohttp import web
 
+from registry.api.bodies import ValuesIn
 from registry.api.common import context, identifier, json_body, ok, principal
 from registry.ownership import require
 from registry.records_input import requested_template
 from registry.store import queries, records
 from resolver.core import codec, params
 from resolver.core.errors import MismatchedIndexes
+from resolver.core.described import takes
 from resolver.core.identifier import parse, parse_prefix
 
 
+@takes(body=ValuesIn, auth="required", query={
+    "index": ({"type": "string"}, False), "overwrite": ({"type": "boolean"}, False),
+    "mintNewSuffix": ({"type": "boolean"}, False), "template": ({"type": "string"}, False)})
 async def put_handle(request: web.Request) -> web.Response:
     """Create, replace or add values; see the module docstring."""
     ctx = context(request)
@@ -69,6 +74,8 @@ async def delete_handle(request: web.Request) -> web.Response:
     return ok(200, text)
 
 
+@takes(auth="required", query={"prefix": ({"type": "string"}, True), "page": ({"type": "integer"}, False),
+                                   "pageSize": ({"type": "integer"}, False)})
 async def list_prefix_handles(request: web.Request) -> web.Response:
     """``GET /api/handles?prefix=P``: identifiers under P, paged (``totalCount`` is a string,
     as the Handle.Net server sends it). Needs credentials that administer P."""

@@ -11,7 +11,9 @@ from registry import accounts, tokens
 from registry.api.common import context, json_body, ok, principal
 from registry.ownership import require
 from registry.permissions import Principal, unreadable_hidden
+from registry.api.bodies import NewOperator, NewToken, decode
 from resolver.core import params
+from resolver.core.described import takes
 from resolver.core.errors import BadRequest, InsufficientPermissions
 from resolver.core.identifier import parse, parse_prefix
 
@@ -39,20 +41,16 @@ AUDIT_QUERY = {
 }
 
 
+@takes(body=NewOperator, auth="required")
 async def post_operator(request: web.Request) -> web.Response:
     """Create ``{"name", "identity"?, "admin"?}``; answers the secret and token once."""
     ctx = context(request)
     who = await principal(request)
     if not who.is_admin:
         raise InsufficientPermissions("only an administrator may create operators")
-    body = await json_body(request, ctx.max_body_bytes)
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise BadRequest('send {"name": "...", "identity": "300:PREFIX/SUFFIX", "admin": false}')
-    identity = body.get("identity")
-    if identity is not None and not isinstance(identity, str):
-        raise BadRequest("identity must be a string INDEX:HANDLE")
-    new = await accounts.create_operator(ctx.db, who, body["name"], identity,
-                                         is_admin=bool(body.get("admin", False)))
+    body: NewOperator = decode(await json_body(request, ctx.max_body_bytes), NewOperator)
+    new = await accounts.create_operator(ctx.db, who, body.name, body.identity,
+                                         is_admin=body.admin)
     response = ok(201, None, name=new.principal.name, identity=new.principal.identity,
                       admin=new.principal.is_admin, secret=new.secret, token=new.token)
     response.headers.update(NO_STORE)
@@ -86,22 +84,17 @@ async def _owner(conn: Any, who: Principal, name: str | None) -> Principal:
         await accounts.find_operator(conn, name)
 
 
+@takes(body=NewToken, auth="required")
 async def post_token(request: web.Request) -> web.Response:
     """A new bearer token: ``{"label"?, "operator"?}`` (another operator: administrators)."""
     ctx = context(request)
     who = await principal(request)
-    body: Any = {}
+    body = NewToken()
     if request.can_read_body:
-        body = await json_body(request, ctx.max_body_bytes)
-        if not isinstance(body, dict):
-            raise BadRequest('send {"label": "...", "operator": "NAME"} (both optional)')
-    label, name = body.get("label", ""), body.get("operator")
-    if not isinstance(label, str) or not (name is None or isinstance(name, str)):
-        raise BadRequest("label and operator must be strings")
-    owner = await _owner(ctx.pool, who, name)
-    token_id, token = await tokens.create_token(ctx.db, who, owner, label,
-                                                tokens.expiry(body.get("expires"),
-                                                              body.get("expires_in")))
+        body = decode(await json_body(request, ctx.max_body_bytes), NewToken)
+    owner = await _owner(ctx.pool, who, body.operator)
+    token_id, token = await tokens.create_token(ctx.db, who, owner, body.label,
+                                                tokens.expiry(body.expires, body.expires_in))
     response = ok(201, None, operator=owner.name, id=token_id, token=token)
     response.headers.update(NO_STORE)
     return response
@@ -137,6 +130,8 @@ async def delete_token(request: web.Request) -> web.Response:
     return ok(200, None, token=revoked)
 
 
+@takes(auth="required", query={"handle": ({"type": "string"}, False), "prefix": ({"type": "string"}, False),
+                                   "limit": ({"type": "integer"}, False), "before": ({"type": "integer"}, False)})
 async def get_audit(request: web.Request) -> web.Response:
     """``GET /api/audit?handle=H`` or ``?prefix=P`` [``&limit=&before=<id>``], newest first.
 

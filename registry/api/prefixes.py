@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.api.bodies import NewPrefix, PrefixOwner, decode
 from registry.api.common import context, json_body, ok, principal
 from registry.prefixes import create_prefix, list_prefixes, transfer_prefix
-from resolver.core.errors import BadRequest
+from resolver.core.described import takes
 from resolver.core.identifier import parse_prefix
 
 
@@ -23,26 +24,23 @@ async def get_prefixes(request: web.Request) -> web.Response:
     return ok(200, None, **fields)
 
 
+@takes(body=NewPrefix, auth="required")
 async def post_prefix(request: web.Request) -> web.Response:
     """Allocate ``{"prefix": "88.100.7", "owner": "<operator name or identity>"}``."""
     ctx = context(request)
     who = await principal(request)
-    body = await json_body(request, ctx.max_body_bytes)
-    if not isinstance(body, dict) or not isinstance(body.get("prefix"), str) \
-            or not isinstance(body.get("owner", who.name), str):
-        raise BadRequest('send {"prefix": "88.100.7", "owner": "<operator>"}')
-    prefix = parse_prefix(body["prefix"])
-    owner = await create_prefix(ctx.db, who, prefix, body.get("owner", who.name))
+    body: NewPrefix = decode(await json_body(request, ctx.max_body_bytes), NewPrefix)
+    prefix = parse_prefix(body.prefix)
+    owner = await create_prefix(ctx.db, who, prefix, body.owner or who.name)
     return ok(201, None, prefix=prefix.text, owner=owner.name)
 
 
+@takes(body=PrefixOwner, auth="required")
 async def post_prefix_owner(request: web.Request) -> web.Response:
-    """``POST /api/prefixes/{prefix}/owner`` ``{"owner": "<operator>"}``: a transfer."""
+    """Give a prefix to another owner (``{"owner": "<operator>"}``); audited."""
     ctx = context(request)
     who = await principal(request)
-    body = await json_body(request, ctx.max_body_bytes)
-    if not isinstance(body, dict) or not isinstance(body.get("owner"), str):
-        raise BadRequest('send {"owner": "<operator name or identity>"}')
+    body: PrefixOwner = decode(await json_body(request, ctx.max_body_bytes), PrefixOwner)
     prefix = parse_prefix(request.match_info["prefix"])
-    before, after = await transfer_prefix(ctx.db, who, prefix, body["owner"])
+    before, after = await transfer_prefix(ctx.db, who, prefix, body.owner)
     return ok(200, None, prefix=prefix.text, before=before, owner=after)

@@ -28,6 +28,7 @@ from registry.store.records import move
 from resolver.core import params
 from resolver.core.errors import BadRequest
 from resolver.core.identifier import parse, parse_prefix, parse_raw
+from resolver.core.described import takes
 from resolver.core.sharing import View
 
 
@@ -42,6 +43,7 @@ class PrefixSettings(msgspec.Struct, forbid_unknown_fields=True):
     force: bool = False
 
 
+@takes(body=Move, auth="required")
 async def post_lifecycle(request: web.Request) -> web.Response:
     ctx = context(request)
     text, ident = parse_raw(request.rel_url.raw_path[len("/api/lifecycle/"):])
@@ -52,6 +54,8 @@ async def post_lifecycle(request: web.Request) -> web.Response:
     return ok(200, text, **{k: v for k, v in info.items() if k != "epoch"})
 
 
+@takes(query={"prefix": ({"type": "string"}, True), "type": ({"type": "string"}, True), "value": ({"type": "string"}, False),
+               "start": ({"type": "string"}, False), "limit": ({"type": "integer"}, False)})
 async def get_lookup(request: web.Request) -> web.Response:
     ctx = context(request)
     q = request.rel_url.query
@@ -82,6 +86,7 @@ async def _readable(conn: asyncpg.Connection, view: View, found: list[str], type
                                            else v["data"]["value"] == wanted) for v in seen)]
 
 
+@takes(auth="required", query={"template": ({"type": "string"}, True), "version": ({"type": "integer"}, False)})
 async def get_records(request: web.Request) -> web.Response:
     ctx = context(request)
     who = await principal(request)
@@ -105,6 +110,7 @@ async def get_records(request: web.Request) -> web.Response:
         next=rows[-1]["handle"] if len(rows) == limit else None)
 
 
+@takes(body=PrefixSettings, auth="required")
 async def put_prefix(request: web.Request) -> web.Response:
     """Require (or stop requiring) a template for every record under the prefix."""
     ctx = context(request)

@@ -11,6 +11,7 @@ from registry.api.common import context, principal, read_view
 from registry.ownership import require
 from registry.sharing import ReaderToken
 from resolver.core import params
+from resolver.core.described import takes
 from resolver.core.errors import NotSupported
 from resolver.core.identifier import parse_prefix
 
@@ -18,6 +19,8 @@ from resolver.core.identifier import parse_prefix
 RESERVED = {"limit", "page", "prefix", "enforcesql", "retrieverecords"}
 
 
+@takes(auth="required", answer={"type": "array", "items": {"type": "string"}}, query={"URL": ({"type": "string"}, False), "prefix": ({"type": "string"}, False),
+                                   "limit": ({"type": "integer"}, False), "page": ({"type": "integer"}, False)})
 async def hrls_search(request: web.Request) -> web.Response:
     """``?TYPE=pattern[&TYPE=pattern...][&prefix=P][&limit=1000][&page=0]`` → a JSON
     array of identifiers (``limit`` up to 100,000, ``page`` counted from 0)."""

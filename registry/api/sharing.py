@@ -29,6 +29,7 @@ from registry.api.common import context, json_body, ok, principal, read_view
 from registry.api.templates import _decode
 from resolver.core import params
 from resolver.core.errors import AuthenticationNeeded, BadRequest
+from resolver.core.described import takes
 from resolver.core.identifier import parse, parse_prefix
 
 
@@ -57,6 +58,7 @@ class NewGrant(msgspec.Struct, forbid_unknown_fields=True):
     expires: str | None = None
 
 
+@takes(body=NewReader, auth="required")
 async def post_reader(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     body: NewReader = _decode(await json_body(request, ctx.max_body_bytes), NewReader)
@@ -76,6 +78,7 @@ async def delete_reader(request: web.Request) -> web.Response:
     return ok(200, None, **await sharing.revoke_reader(ctx.db, who, request.match_info["name"]))
 
 
+@takes(body=NewGroup, auth="required")
 async def post_group(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     body: NewGroup = _decode(await json_body(request, ctx.max_body_bytes), NewGroup)
@@ -89,6 +92,7 @@ async def get_groups(request: web.Request) -> web.Response:
         return ok(200, None, groups=await sharing.list_groups(conn, who))
 
 
+@takes(body=Members, auth="required")
 async def patch_group(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     body: Members = _decode(await json_body(request, ctx.max_body_bytes), Members)
@@ -96,6 +100,7 @@ async def patch_group(request: web.Request) -> web.Response:
                                                         body.add, body.remove))
 
 
+@takes(body=NewGrant, auth="required")
 async def post_grant(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     body: NewGrant = _decode(await json_body(request, ctx.max_body_bytes), NewGrant)
@@ -129,6 +134,9 @@ async def get_stats(request: web.Request) -> web.Response:
                                                   q.get("item")))
 
 
+@takes(auth="required", query={
+    "prefix": ({"type": "string"}, False), "handle": ({"type": "string"}, False), "from": ({"type": "string"}, False),
+    "to": ({"type": "string"}, False), "by": ({"enum": ["hour", "day"]}, False)})
 async def get_resolution_stats(request: web.Request) -> web.Response:
     """``GET /api/stats/resolutions?prefix=P[&handle=H][&from=&to=][&by=hour|day]``: how
     often the identifiers under P were resolved, and registered (registry/usage.py)."""
@@ -155,6 +163,7 @@ class ReadLogSetting(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+@takes(body=ReadLogSetting, auth="required")
 async def put_readlog(request: web.Request) -> web.Response:
     ctx, who = context(request), await principal(request)
     body: ReadLogSetting = _decode(await json_body(request, ctx.max_body_bytes), ReadLogSetting)

@@ -30,6 +30,7 @@ from registry.permissions import Principal
 from registry.template_schema import json_schema
 from resolver.core import params
 from resolver.core.errors import BadRequest
+from resolver.core.described import takes
 from resolver.core.identifier import Identifier, parse, parse_prefix, parse_raw
 
 SCHEMA_TYPE = "application/schema+json"
@@ -69,6 +70,7 @@ async def _reader(request: web.Request, ident: Identifier) -> Principal | None:
         return who if await administers(conn, who, ident.prefix) else None
 
 
+@takes(body=Create, auth="required")
 async def post_template(request: web.Request) -> web.Response:
     ctx = context(request)
     who = await principal(request)
@@ -81,6 +83,7 @@ async def post_template(request: web.Request) -> web.Response:
     return ok(201, ident.spelling, version=version.version, state=version.state, **extra)
 
 
+@takes(body=Publish, auth="required")
 async def post_publish(request: web.Request) -> web.Response:
     ctx = context(request)
     who = await principal(request)
@@ -90,6 +93,7 @@ async def post_publish(request: web.Request) -> web.Response:
     return ok(200, ident.spelling, version=body.version, state="published", report=report)
 
 
+@takes(body=Retire, auth="required")
 async def post_retire(request: web.Request) -> web.Response:
     ctx = context(request)
     who = await principal(request)

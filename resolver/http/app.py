@@ -40,6 +40,7 @@ from resolver.http.keys import (
     TRAFFIC,
     ReadAuth,
 )
+from resolver.http.openapi import openapi
 from resolver.http.respond import respond
 from resolver.metrics import exposition
 from resolver.lookup import Resolver
@@ -244,6 +245,7 @@ def build_app(
     app.router.add_get("/healthz", health)
     app.router.add_get(r"/api/handles/{handle:[\s\S]+}", handles.get_handle)
     app.router.add_post("/api/resolve", batch.resolve_batch)
+    app.router.add_get("/api/openapi.json", openapi)
     if registry_routes is not None:
         registry_routes(app)
     app.router.add_get(r"/{handle:[\s\S]+}", handles.proxy)

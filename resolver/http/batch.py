@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import msgspec
 from aiohttp import web
 
 from resolver.core import codec
+from resolver.core.described import takes
 from resolver.core.errors import BadRequest
 from resolver.http.body import MSGPACK, read_body
 from resolver.http.keys import READ_AUTH, READ_LOG, RESOLVER, SETTINGS
@@ -47,6 +49,13 @@ def decode_request(body: bytes, use_msgpack: bool) -> list[str]:
     return data
 
 
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A batch resolution (JSON, or the same in msgpack with Content-Type
+    application/msgpack): at most 10,000 identifiers."""
+    handles: list[str]
+
+
+@takes(body=BatchIn)
 async def resolve_batch(request: web.Request) -> web.Response:
     """Resolve many identifiers at once (see the module docstring)."""
     use_msgpack = request.content_type in (MSGPACK, "application/x-msgpack")

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from resolver import page, reply
 from resolver.core import codec, lifecycle, params, signing
+from resolver.core.described import takes
 from resolver.core.errors import (
     IdentifierNotFound,
     IdresError,
@@ -118,6 +119,8 @@ def _homed(request: web.Request, query: Query, resolution: Resolution | None) ->
     return request.app[RESOLVER].zone.classify(query.ident.prefix)[0] == "local"
 
 
+@takes(query={"index": ({"type": "array", "items": {"type": "integer"}}, False),
+               "type": ({"type": "array", "items": {"type": "string"}}, False)})
 async def get_handle(request: web.Request) -> web.Response:
     """Resolve one identifier to its Handle JSON record.
 
