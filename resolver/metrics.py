@@ -149,14 +149,19 @@ class TrafficCollector(Collector):
         hist = HistogramMetricFamily("idres_request_duration_seconds",
                                      "Time from a request's head to its answer, by route",
                                      labels=["route"])
+        merged: dict[str, tuple[list[int], float]] = {}   # route -> its methods' latencies
         for route in list(self.traffic.routes.values()):
-            for (method, status), n in list(route.statuses.items()):
-                counts.add_metric([route.name, method.decode(), status.decode()], n)
+            for status, n in list(route.statuses.items()):
+                counts.add_metric([route.name, route.method.decode(), status.decode()], n)
+            into, seconds = merged.get(route.name, ([0] * len(route.buckets), 0.0))
+            merged[route.name] = ([a + b for a, b in zip(into, route.buckets)],
+                                  seconds + route.seconds)
+        for name, (counted, seconds) in merged.items():
             cumulative, buckets = 0, []
-            for bound, n in zip((*BOUNDS, float("inf")), route.buckets):
+            for bound, n in zip((*BOUNDS, float("inf")), counted):
                 cumulative += n
                 buckets.append((repr(bound) if bound != float("inf") else "+Inf", cumulative))
-            hist.add_metric([route.name], buckets, route.seconds)
+            hist.add_metric([name], buckets, seconds)
         yield counts
         yield hist
 

@@ -38,38 +38,37 @@ Meta = tuple[float, "bytes | None", bytes, bytes]   # (start, X-Request-ID, targ
 
 
 class Route:
-    """One route's requests: by (method, status), and their latencies."""
+    """One route's requests with one method: by status, and their latencies."""
 
-    __slots__ = ("name", "statuses", "buckets", "seconds")
+    __slots__ = ("name", "method", "statuses", "buckets", "seconds")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.statuses: dict[tuple[bytes, bytes], int] = {}
+    def __init__(self, name: str, method: bytes) -> None:
+        self.name, self.method = name, method
+        self.statuses: dict[bytes, int] = {}
         self.buckets = [0] * (len(BOUNDS) + 1)   # the last: over the largest bound
         self.seconds = 0.0
 
-    def observe(self, method: bytes, status: bytes, seconds: float) -> None:
-        key = (method, status)
+    def observe(self, status: bytes, seconds: float) -> None:
         statuses = self.statuses
-        statuses[key] = statuses.get(key, 0) + 1
+        statuses[status] = statuses.get(status, 0) + 1
         self.buckets[bisect_left(BOUNDS, seconds)] += 1
         self.seconds += seconds
 
 
 class Traffic:
-    """The routes of one process."""
+    """The routes of one process, by (route, method)."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[tuple[str, bytes], Route] = {}
 
-    def route(self, name: str) -> Route:
-        found = self.routes.get(name)
+    def route(self, name: str, method: bytes) -> Route:
+        found = self.routes.get((name, method))
         if found is None:
             if len(self.routes) >= MAX_ROUTES:
                 name = "other"
-                found = self.routes.get(name)
+                found = self.routes.get((name, method))
             if found is None:
-                found = self.routes[name] = Route(name)
+                found = self.routes[(name, method)] = Route(name, method)
         return found
 
 

@@ -51,23 +51,44 @@ class Usage:
 
     def __init__(self) -> None:
         self.counts: dict[tuple[Any, str, str], int] = {}
+        # the fast path's cache hits, by raw target: a dict each, no key to build
+        self.http_hits: dict[bytes, int] = {}
+        self.http_not_found: dict[bytes, int] = {}
+        self.held = 0        # distinct names held, all tables
         self.dropped = 0     # resolutions of names past MAX_NAMES (idres_usage_dropped_total)
         self.flushed = 0
 
     def count(self, name: str | bytes, protocol: str, outcome: str) -> None:
-        """One resolution of ``name``: a key, an identifier text, or the fast path's raw
-        ``/api/handles/...`` target."""
+        """One resolution of ``name``: a key, an identifier text, or a raw target."""
         key = (name, protocol, outcome)
         counts = self.counts
         if key in counts:
             counts[key] += 1
-        elif len(counts) < MAX_NAMES:
+        elif self.held < MAX_NAMES:
             counts[key] = 1
+            self.held += 1
+        else:
+            self.dropped += 1
+
+    def fast(self, target: bytes, head: bytes) -> None:
+        """A cache hit of the fast path: its raw target and the head it answered with."""
+        table = self.http_not_found if head[9] == 52 else self.http_hits   # 4xx: not found
+        n = table.get(target)
+        if n is not None:
+            table[target] = n + 1
+        elif self.held < MAX_NAMES:
+            table[target] = 1
+            self.held += 1
         else:
             self.dropped += 1
 
     def take(self) -> dict[tuple[Any, str, str], int]:
-        taken, self.counts = self.counts, {}
+        taken = self.counts
+        for table, outcome in ((self.http_hits, HIT), (self.http_not_found, NOT_FOUND)):
+            for target, n in table.items():
+                key = (target, "http", outcome)
+                taken[key] = taken.get(key, 0) + n
+        self.counts, self.http_hits, self.http_not_found, self.held = {}, {}, {}, 0
         return taken
 
 

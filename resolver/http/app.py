@@ -85,8 +85,9 @@ def error_middleware(traffic: Traffic) -> Callable[..., Awaitable[web.StreamResp
             raise
         finally:
             resource = request.match_info.route.resource
-            traffic.route(resource.canonical if resource is not None else "unmatched").observe(
-                request.method.encode(), str(status).encode(), time.perf_counter() - started)
+            traffic.route(resource.canonical if resource is not None else "unmatched",
+                          request.method.encode()).observe(str(status).encode(),
+                                                           time.perf_counter() - started)
         if echo is not None:
             response.headers["X-Request-ID"] = echo.decode()
         return response

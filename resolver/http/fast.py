@@ -47,7 +47,6 @@ from resolver.http.fast_context import FastContext
 from resolver.http.loan import MAX_BODY, Lending, LentTransport, well_framed
 from resolver.reply import Form
 from resolver.traffic import Meta, Route, request_id
-from resolver.usage import cached
 
 log = logging.getLogger("idres.fast")
 
@@ -200,7 +199,7 @@ class FastHTTP(Lending, TrackedProtocol):
                  select: Selection | None = None) -> None:
         hit = self.ctx.lookup(Form.HTTP, target)   # (a filtered reply is kept by its target)
         if hit is not None:
-            self.ctx.usage.count(target, "http", cached(hit))
+            self.ctx.usage.fast(target, hit[0])
             self._queue(self._wire(hit, head_only, keep_alive), keep_alive)
             return
         slot: list[Any] = [None, keep_alive, self.meta]
@@ -219,7 +218,9 @@ class FastHTTP(Lending, TrackedProtocol):
         end = ctx.date + (b"X-Request-ID: " + echo + b"\r\n" if echo else b"") + (
             b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         seconds = perf_counter() - t0
-        (route or ctx.handles_route).observe(method, head[9:12], seconds)
+        if route is None:
+            route = ctx.handles_head if head_only else ctx.handles_get
+        route.observe(head[9:12], seconds)
         if ctx.access is not None:
             ctx.access.line(self._peer(), method.decode(), target.decode("latin-1"),
                             int(head[9:12]), 0 if head_only else len(body), seconds, rid)
@@ -260,7 +261,7 @@ class FastHTTP(Lending, TrackedProtocol):
         kept = self.ctx.lookup(Form.HTTP, (target, view.party, generation))
         if kept is not None and not (kept[1] and self._any_read_log()):
             self.ctx.authorized += 1
-            self.ctx.usage.count(target, "http", cached(kept[0]))
+            self.ctx.usage.fast(target, kept[0][0])
             self._queue(self._wire(kept[0], head_only, keep_alive), keep_alive)
             return
         try:

@@ -29,8 +29,9 @@ class FastContext:
                  access: AccessLog | None = None) -> None:
         self.resolver = resolver
         self.traffic = traffic or Traffic()
-        self.handles_route = self.traffic.route("/api/handles/{handle}")
-        self.lookup_route = self.traffic.route("/api/lookup")
+        self.handles_get = self.traffic.route("/api/handles/{handle}", b"GET")
+        self.handles_head = self.traffic.route("/api/handles/{handle}", b"HEAD")
+        self.lookup_route = self.traffic.route("/api/lookup", b"GET")
         self.access = access          # --access-log: a line per request
         self.read_log = read_log      # (party, reads): the registry's read log, if mounted
         self.authorized = 0           # readers' resolutions answered here
