@@ -218,3 +218,23 @@ def test_bulk_overwrite_never_changes_a_retired_or_replaced_record(tenant: Tenan
     assert r.status_code == 409 and "is retired" in r.json()["message"], r.text
     assert requests.get(tenant.handle_url("L-00000")).json() == tombstone
     assert requests.get(tenant.handle_url("M-00000")).status_code == 404
+
+
+def test_records_stored_once_read_back_exactly(tenant: Tenant, sql: Any) -> None:
+    """A record whose public view derives from its stored JSON is stored once (empty
+    public_json) and resolves to the same values it was written with, non-ASCII, escapes
+    and a "timestamp" inside a value included, by PUT and in bulk."""
+    values = [{"index": 1, "type": "URL", "data": "https://e.example/订单?x=\"timestamp\":1"},
+              {"index": 2, "type": "order.note", "data": "Ärger \\ \u2028 ✓"}]
+    assert requests.put(tenant.handle_url("ONCE-P"), json=values,
+                        headers=tenant.op.bearer).status_code == 201
+    assert requests.post(f"{tenant.url}/api/bulk", headers=tenant.op.bearer, json=[
+        {"handle": f"{tenant.prefix}/ONCE-B", "values": values}]).status_code == 201
+    for suffix in ("ONCE-P", "ONCE-B"):
+        key = f"{tenant.prefix}/{suffix}"
+        assert sql("SELECT public_json FROM handles WHERE handle = $1", key)[0][
+            "public_json"] == b""
+        got = requests.get(tenant.handle_url(suffix)).json()["values"]
+        assert [(v["index"], v["type"], v["data"]["value"]) for v in got] == [
+            (v["index"], v["type"], v["data"]) for v in values]
+        assert all("permissions" not in v and v["timestamp"].endswith("Z") for v in got)
