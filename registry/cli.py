@@ -44,7 +44,7 @@ async def operator_token(db: Db, args: argparse.Namespace) -> Result:
     owner = await accounts.find_operator(db.pool, args.name)
     token_id, token = await tokens.create_token(
         db, local_actor(), owner, args.label, tokens.expiry(
-            args.expires, args.days * 86400 if args.days else None))
+            args.expires, args.days * 86400 if args.days is not None else None))
     return ({"operator": owner.name, "id": token_id, "token": token},
             f"token {token_id} for {owner.name}: {token}\n"
             "It is shown only now; idres keeps only its hash.")

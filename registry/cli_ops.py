@@ -13,6 +13,7 @@ from registry import prefixes
 from registry.cli_table import Command, Result, local_actor
 from registry.permissions import unreadable_hidden
 from registry.store import Db
+from registry.store.queries import AUDIT_COLUMNS
 from registry.store.records import delete, put_record
 from resolver.core import codec
 from resolver.core.errors import BadRequest, IdentifierNotFound
@@ -21,7 +22,7 @@ from resolver.core.record import check_record
 
 READ = """SELECT coalesce(spelling, handle) AS spelled, "values", template, template_version,
                  state FROM handles WHERE handle = $1"""
-TRAIL = """SELECT a.id, a.at, a.actor, a.action, a.handle, a.prefix, a.before, a.after
+TRAIL = "SELECT " + AUDIT_COLUMNS + """
            FROM audit a LEFT JOIN operators o ON o.id = a.operator_id
            WHERE ($1::text IS NULL OR a.actor = $1 OR o.name = $1)
              AND ($2::text IS NULL OR a.action LIKE $2)

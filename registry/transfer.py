@@ -6,7 +6,9 @@
   export imports again as it was.
 * **CSV**: a header row, ``handle`` first, then one column per value: ``TYPE`` (its index
   is the column's position) or ``INDEX:TYPE``; a row's empty cells are no value. Export
-  writes the string values of the prefix's records under ``INDEX:TYPE`` columns.
+  writes the public string values with the default permissions under ``INDEX:TYPE``
+  columns (a CSV cell has no permissions: a private or shared value is never written
+  there, so an import cannot make it public; use JSON lines for whole records).
 
 Import goes in chunks of :data:`CHUNK` records, each one bulk registration (checked
 against templates, all or nothing, audited: registry/store/bulk.py). It is **idempotent**:
@@ -34,7 +36,7 @@ from registry.records_input import parse_records
 from registry.store import Db
 from registry.store.bulk import Entry, bulk_put
 from resolver.core import codec
-from resolver.core.errors import BadRequest, IdentifierExists, IdresError
+from resolver.core.errors import BadRequest, BulkInvalid, IdentifierExists, IdresError
 from resolver.core.identifier import Prefix
 from resolver.core.record import DEFAULT_PERMISSIONS
 
@@ -43,8 +45,8 @@ CHUNK = 5_000
 EXAMPLES = 20      # conflicts and bad lines named in the report, at most
 EXISTING = 'SELECT handle, "values" FROM handles WHERE handle = ANY($1::text[])'
 UNDER = """SELECT coalesce(spelling, handle) AS spelled, "values", template, template_version
-           FROM handles WHERE handle >= $1 AND handle < $2 AND state <> 'draft'
-           ORDER BY handle"""
+           FROM handles WHERE handle >= $1 AND handle < $2 AND state = 'active'
+           ORDER BY handle"""   # (drafts are their owner's; retired and replaced ones stay)
 
 
 def form_of(path: Path, given: str | None) -> str:
@@ -92,9 +94,10 @@ def read_records(handle: IO[str], form: str) -> Iterator[tuple[int, Any]]:
 
 
 def _same(stored: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """The same record, as far as the file says: the values' indexes, types and data (a
+    template fills in TTLs and classifications the file may not give)."""
     def essence(values: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return sorted((v["index"], v["type"], orjson.dumps(v["data"]), v["ttl"], v["permissions"],
-                       v.get("classification")) for v in values)
+        return sorted((v["index"], v["type"], orjson.dumps(v["data"])) for v in values)
     return essence(stored) == essence(new)
 
 
@@ -115,8 +118,11 @@ class Progress:
 
     def save(self, done: int) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"file": self.stamp, "done": done}))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps({"file": self.stamp, "done": done}))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass   # (a folder it cannot write: the import goes on; a rerun, idempotent, redoes)
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -174,33 +180,55 @@ async def _chunk(db: Db, who: Principal, chunk: list[tuple[int, Any]], overwrite
             continue
         lines[entry.ident.key] = n
         entries.append(entry)
-    for attempt in range(2):      # (a record made meanwhile by another writer: look again)
+    tries = 0
+    while entries:
+        tries += 1
         stored = {r["handle"]: r["values"] for r in await db.pool.fetch(  # network op
             EXISTING, [e.ident.key for e in entries])}
-        todo = []
+        todo, unchanged, conflicts = [], 0, []
         for e in entries:
             have = stored.get(e.ident.key)
-            if have is None:
+            if have is None or (overwrite and not _same(have, e.values)):
                 todo.append(e)
             elif _same(have, e.values):
-                report["unchanged"] += 1
-            elif overwrite:
-                todo.append(e)
+                unchanged += 1
             else:
-                report["conflicts"] += 1
-                _note(report, lines[e.ident.key], e.ident.spelling,
-                      "stored with other values (--overwrite replaces them)")
-        if not todo:
-            return
+                conflicts.append(e)
         try:
-            created, replaced = await bulk_put(db, who, todo, overwrite=overwrite)  # network op
-        except IdentifierExists:
-            if attempt:
+            created, replaced = await bulk_put(db, who, todo, overwrite=overwrite) \
+                if todo else (0, 0)  # network op
+        except IdentifierExists:    # (a record made meanwhile by another writer: look again)
+            if tries > 1:
                 raise
+            continue
+        except BulkInvalid as exc:  # those its template refuses are reported, the rest go
+            named: list[dict[str, Any]] = (exc.details or {}).get("records", [])
+            failing = {r["record"] for r in named}
+            if not failing or tries > 3:
+                raise
+            for r in named:
+                e = todo[r["record"]]
+                report["invalid"] += 1
+                _note(report, lines[e.ident.key], e.ident.spelling,
+                      "; ".join(str(p.get("message")) for p in r["errors"]))
+            refused = {todo[n].ident.key for n in failing}
+            entries = [e for e in entries if e.ident.key not in refused]
             continue
         report["created"] += created
         report["replaced"] += replaced
+        report["unchanged"] += unchanged
+        report["conflicts"] += len(conflicts)
+        for e in conflicts:
+            _note(report, lines[e.ident.key], e.ident.spelling,
+                  "stored with other values (--overwrite replaces them)")
         return
+
+
+def _csv_cell(v: dict[str, Any]) -> bool:
+    """Whether a value can go in a CSV cell as it is: a public string with the default
+    permissions (what an import of the cell makes of it)."""
+    return v["data"]["format"] == "string" and v["permissions"] == DEFAULT_PERMISSIONS \
+        and "classification" not in v
 
 
 def _input_form(v: dict[str, Any]) -> dict[str, Any]:
@@ -217,12 +245,13 @@ async def export_prefix(db: Db, prefix: Prefix, form: str, out: IO[str]) -> int:
     no value nobody may read, such as a secret's hash); the number written."""
     written = 0
     bounds = (prefix.text + "/", prefix.text + "0")
-    async with db.pool.acquire() as conn, conn.transaction(readonly=True):
+    async with db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                           readonly=True):   # one snapshot
         if form == "csv":
             columns: dict[tuple[int, str], None] = {}
             async for row in conn.cursor(UNDER, *bounds):
-                for v in codec.visible(row["values"], admin=True):
-                    if v["data"]["format"] == "string":
+                for v in row["values"]:
+                    if _csv_cell(v):
                         columns[(v["index"], v["type"])] = None
             ordered = sorted(columns)
             writer = csv.writer(out)
@@ -238,7 +267,7 @@ async def export_prefix(db: Db, prefix: Prefix, form: str, out: IO[str]) -> int:
                 out.write(orjson.dumps(record).decode() + "\n")
             else:
                 cells = {(v["index"], v["type"]): v["data"]["value"] for v in values
-                         if v["data"]["format"] == "string"}
+                         if _csv_cell(v)}
                 writer.writerow([row["spelled"], *(cells.get(c, "") for c in ordered)])
             written += 1
     return written

@@ -24,7 +24,7 @@ MAX_RANGE = timedelta(days=366)
 TOP = 10
 # the prefix and those under it ('P.'...): the keys of their identifiers lie in ['P.', 'P0')
 _UNDER = "(prefix = $1 OR starts_with(prefix, $1 || '.'))"
-SERIES = f"""SELECT date_trunc($4, hour) AS at, protocol, outcome, sum(n)::bigint AS n
+SERIES = f"""SELECT date_trunc($4, hour, 'UTC') AS at, protocol, outcome, sum(n)::bigint AS n
              FROM prefix_resolutions WHERE {_UNDER} AND hour >= $2 AND hour < $3
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
 TOP_HANDLES = """SELECT handle, sum(n)::bigint AS n FROM handle_resolutions
@@ -33,7 +33,7 @@ TOP_HANDLES = """SELECT handle, sum(n)::bigint AS n FROM handle_resolutions
 ONE_HANDLE = """SELECT day::timestamptz AS at, protocol, outcome, sum(n)::bigint AS n
                 FROM handle_resolutions WHERE handle = $1 AND day >= $2 AND day < $3
                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
-REGISTRATIONS = """SELECT date_trunc($4, at) AS at, count(*) AS n FROM audit
+REGISTRATIONS = """SELECT date_trunc($4, at, 'UTC') AS at, count(*) AS n FROM audit
                    WHERE action = 'create' AND handle >= $1 || '.' AND handle < $1 || '0'
                      AND at >= $2 AND at < $3 GROUP BY 1 ORDER BY 1"""
 
@@ -49,7 +49,7 @@ def time_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
         except ValueError:
             raise BadRequest(f"{what} must be an ISO 8601 time, like 2026-12-01 or "
                              f"2026-12-01T08:00:00Z, not {text[:40]!r}") from None
-        return got if got.tzinfo else got.replace(tzinfo=timezone.utc)
+        return (got if got.tzinfo else got.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
     to = when(end, "to") if end else datetime.now(timezone.utc)
     since = when(start, "from") if start else to - timedelta(days=1)
@@ -76,6 +76,12 @@ def _series(rows: list[asyncpg.Record]) -> tuple[list[dict[str, Any]], dict[str,
     return list(series.values()), totals
 
 
+def _end_day(to: datetime) -> Any:
+    """The first day (UTC) after the range: the days counted per identifier are those
+    that begin before ``to``."""
+    return (to - timedelta(microseconds=1)).date() + timedelta(days=1)
+
+
 async def resolutions(conn: asyncpg.Connection, who: Principal, prefix: Prefix,
                       ident: Identifier | None, start: str | None, end: str | None,
                       by: str) -> dict[str, Any]:
@@ -90,15 +96,14 @@ async def resolutions(conn: asyncpg.Connection, who: Principal, prefix: Prefix,
     out: dict[str, Any] = {"prefix": prefix.text, "from": since.isoformat(),
                            "to": to.isoformat(), "by": by}
     if ident is not None:
-        rows = await conn.fetch(ONE_HANDLE, ident.key, since.date(),
-                                (to + timedelta(days=1)).date())  # network op
+        rows = await conn.fetch(ONE_HANDLE, ident.key, since.date(), _end_day(to))  # network op
         out["identifier"] = ident.spelling
         out["series"], out["totals"] = _series(rows)
         return out
     rows = await conn.fetch(SERIES, prefix.text, since, to, by)  # network op
     out["series"], out["totals"] = _series(rows)
-    top = await conn.fetch(TOP_HANDLES, prefix.text, since.date(),
-                           (to + timedelta(days=1)).date(), TOP)  # network op
+    top = await conn.fetch(TOP_HANDLES, prefix.text, since.date(), _end_day(to),
+                           TOP)  # network op
     out["top"] = [{"handle": r["handle"], "resolutions": r["n"]} for r in top]
     made = await conn.fetch(REGISTRATIONS, prefix.text, since, to, by)  # network op
     out["registrations"] = {
@@ -120,10 +125,12 @@ OWN_TOTALS = f"""SELECT hour, prefix, protocol, outcome, sum(n)::bigint AS n
                  FROM prefix_resolutions WHERE {_UNDER} AND hour >= $2
                  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"""
 DELEGATED_TO = "SELECT servers FROM delegations WHERE prefix = ANY($1::text[])"
+# (an hour's counts only grow: a report replayed later never lowers them)
 KEEP = """INSERT INTO prefix_resolutions AS t (hour, prefix, protocol, outcome, source, n)
           SELECT h, p, pr, o, $6, n FROM unnest($1::timestamptz[], $2::text[], $3::text[],
                                                 $4::text[], $5::bigint[]) AS r(h, p, pr, o, n)
-          ON CONFLICT (prefix, hour, protocol, outcome, source) DO UPDATE SET n = EXCLUDED.n"""
+          ON CONFLICT (prefix, hour, protocol, outcome, source)
+          DO UPDATE SET n = greatest(t.n, EXCLUDED.n)"""
 
 
 async def own_totals(conn: asyncpg.Connection, prefix: Prefix, hours: int) -> list[list[Any]]:
@@ -149,11 +156,6 @@ async def accept_report(conn: asyncpg.Connection, body: Any, now: int) -> dict[s
     if statement.get("kind") != "usage" or not isinstance(statement.get("rows"), list) \
             or not isinstance(sig.get("key"), str) or not isinstance(sig.get("sig"), str):
         raise BadRequest("not a usage report")
-    try:
-        signing.verify(sig["key"], {**statement, "iat": sig.get("iat"), "exp": sig.get("exp")},
-                       sig["sig"], now)
-    except BadSignature as exc:
-        raise InsufficientPermissions(f"the report is refused: {exc.message}") from None
     prefix = parse_prefix(str(statement.get("prefix")))
     lineage = [p.text for p in prefix.lineage()]
     keys = {s.get("key") for r in await conn.fetch(DELEGATED_TO, lineage)  # network op
@@ -161,10 +163,16 @@ async def accept_report(conn: asyncpg.Connection, body: Any, now: int) -> dict[s
     if sig["key"] not in keys:
         raise InsufficientPermissions(f"{prefix.text} is not delegated here to the node whose "
                                       "key signed this report")
+    try:
+        signing.verify(sig["key"], {**statement, "iat": sig.get("iat"), "exp": sig.get("exp")},
+                       sig["sig"], now)
+    except BadSignature as exc:
+        raise InsufficientPermissions(f"the report is refused: {exc.message}") from None
     rows = statement["rows"]
     if len(rows) > MAX_REPORT_ROWS:
         raise BadRequest(f"at most {MAX_REPORT_ROWS:,} rows per report")
     cols: list[list[Any]] = [[], [], [], [], []]
+    seen: set[tuple[Any, ...]] = set()
     for row in rows:
         ok = isinstance(row, list) and len(row) == 5 and isinstance(row[1], str) \
             and (row[1] == prefix.text or row[1].startswith(prefix.text + ".")) \
@@ -177,6 +185,10 @@ async def accept_report(conn: asyncpg.Connection, body: Any, now: int) -> dict[s
         if hour is None or hour.tzinfo is None:
             raise BadRequest(f"a report row is [hour, prefix under {prefix.text}, protocol, "
                              f"outcome, count]: {str(row)[:120]}")
+        if (hour, *row[1:4]) in seen:
+            raise BadRequest(f"a report names each hour, prefix, protocol and outcome once: "
+                             f"{str(row)[:120]}")
+        seen.add((hour, *row[1:4]))
         for col, value in zip(cols, (hour, *row[1:])):
             col.append(value)
     await conn.execute(KEEP, *cols, sig["key"])  # network op

@@ -91,7 +91,8 @@ def _shell(title: str, body: str) -> bytes:
 
 
 def _href(path: str) -> str:
-    return "/" + quote(path, safe="/")
+    """A link to an identifier on this node (never to another host: ``//x`` is not one)."""
+    return "/" + quote(path.lstrip("/"), safe="/")
 
 
 def _cell(value: Mapping[str, Any]) -> str:
@@ -180,9 +181,9 @@ def linkset(base: str, requested: str, values: Sequence[Mapping[str, Any]],
     if items:
         ctx["item"] = items
     alias = [v["data"]["value"] for v in values if v.get("type") == "HS_ALIAS"
-             and isinstance(v.get("data"), dict)]
+             and isinstance(v.get("data"), dict) and isinstance(v["data"].get("value"), str)]
     if alias:
-        ctx["successor-version"] = [{"href": f"{base}/{quote(a, safe='/')}"} for a in alias]
+        ctx["successor-version"] = [{"href": base + _href(a)} for a in alias]
     if template:
         ctx["type"] = [{"href": f"{base}/api/schemas/{quote(template, safe='/')}",
                         "type": "application/schema+json"}]

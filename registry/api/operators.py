@@ -9,6 +9,7 @@ from aiohttp import web
 
 from registry import accounts, tokens
 from registry.api.common import context, json_body, ok, principal
+from registry.store.queries import AUDIT_COLUMNS
 from registry.ownership import require
 from registry.permissions import Principal, unreadable_hidden
 from registry.api.bodies import NewOperator, NewToken, decode
@@ -18,20 +19,8 @@ from resolver.core.errors import BadRequest, InsufficientPermissions
 from resolver.core.identifier import parse, parse_prefix
 
 NO_STORE = {"Cache-Control": "no-store"}
-# A creation's row refers to the record it created (after NULL, registry/store/bulk.py and
-# group.py): the record as created is the `before` of the identifier's next row that holds
-# values (every later write of a record's values keeps them in `before`), or, with none,
-# the record as it is now; read in the query's one snapshot (docs/architecture.md)
-_AUDIT = """SELECT a.id, a.at, a.actor, a.action, a.handle, a.prefix, a.before,
-                   CASE WHEN a.after IS NULL AND a.action = 'create' AND a.handle IS NOT NULL
-                   THEN coalesce(
-                     (SELECT n.before FROM audit n
-                      WHERE n.handle = a.handle AND n.id > a.id
-                        AND json_typeof(n.before) = 'array'
-                      ORDER BY n.id LIMIT 1),
-                     (SELECT h."values" FROM handles h WHERE h.handle = a.handle))
-                   ELSE a.after END AS after
-            FROM audit a WHERE {} AND a.id < $2 ORDER BY a.id DESC LIMIT $3"""
+_AUDIT = "SELECT " + AUDIT_COLUMNS + """ FROM audit a WHERE {} AND a.id < $2
+            ORDER BY a.id DESC LIMIT $3"""
 AUDIT_QUERY = {
     "handle": _AUDIT.format("a.handle = $1"),
     # identifiers under P lie in ['P/', 'P0') (column COLLATE "C"); events on P itself

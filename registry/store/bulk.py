@@ -162,7 +162,7 @@ async def bulk_put(db: Db, principal: Principal, entries: Sequence[Entry], *,
                 await copy_codes(conn, codes, {e.ident.key: spelling_of(e.ident)
                                                for e in entries})
             else:
-                replaced = await _replace(tx, principal, actor_id, rows)
+                replaced = await _replace(tx, principal, actor_id, rows, list(existing))
                 created = len(rows) - replaced
                 await replace_codes(conn, await _old_codes(conn, existing, entries), codes)
             await tx.notify(changed)
@@ -200,7 +200,12 @@ async def _create(tx: WriteTx, principal: Principal, actor_id: int | None,
 
 
 async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
-                   rows: Sequence[tuple[object, ...]]) -> int:
+                   rows: Sequence[tuple[object, ...]], locked: list[str]) -> int:
+    """Replace the ``locked`` records and create the others. An identifier created by
+    another transaction since the lock (neither locked nor new any more) fails the whole
+    request: replacing it would lose that creation's values from the audit trail.
+
+    :raises IdentifierExists: such an identifier (the caller may try again)."""
     conn = tx.conn
     await conn.execute(
         'CREATE TEMP TABLE _bulk (handle text COLLATE "C" PRIMARY KEY, prefix text,'
@@ -217,7 +222,7 @@ async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
              RETURNING before)
            SELECT count(*) FILTER (WHERE before IS NOT NULL) FROM a""",
         actor_id, principal.name)  # network op
-    await conn.execute(
+    written = await conn.execute(
         """INSERT INTO handles (handle, prefix, "values", public_json, spelling, template,
                                 template_version, shared_json)
            SELECT handle, prefix, "values", public_json, spelling, template, template_version,
@@ -226,5 +231,9 @@ async def _replace(tx: WriteTx, principal: Principal, actor_id: int | None,
            ON CONFLICT (handle) DO UPDATE
            SET "values" = EXCLUDED."values", public_json = EXCLUDED.public_json,
                template = EXCLUDED.template, template_version = EXCLUDED.template_version,
-               shared_json = EXCLUDED.shared_json, updated_at = now()""")  # network op
+               shared_json = EXCLUDED.shared_json, updated_at = now()
+           WHERE handles.handle = ANY($1::text[])""", locked)  # network op
+    if int(written.rsplit(" ", 1)[-1]) != len(rows):
+        raise IdentifierExists("nothing was registered: some identifiers were created "
+                               "meanwhile by another writer; try again")
     return replaced

@@ -63,3 +63,18 @@ async def match_handles(conn: asyncpg.Connection, under: str | None,
         rows = await conn.fetch(_RANGE.format(terms=_where(len(terms), 4)),
                                 under + ".", under + "0", limit, *args)  # network op
     return [r["handle"] for r in rows]
+
+
+# An audit row as it is read. A creation's row refers to the record it created (after
+# NULL, registry/store/bulk.py and group.py): the record as created is the `before` of the
+# identifier's next row that holds values (every later write of a record's values keeps
+# them in `before`), or, with none, the record as it is now; read in the query's one
+# snapshot (docs/architecture.md, the audit trail). For every reader of the trail.
+AUDIT_COLUMNS = """a.id, a.at, a.actor, a.action, a.handle, a.prefix, a.before,
+       CASE WHEN a.after IS NULL AND a.action = 'create' AND a.handle IS NOT NULL
+       THEN coalesce(
+         (SELECT n.before FROM audit n
+          WHERE n.handle = a.handle AND n.id > a.id AND json_typeof(n.before) = 'array'
+          ORDER BY n.id LIMIT 1),
+         (SELECT h."values" FROM handles h WHERE h.handle = a.handle))
+       ELSE a.after END AS after"""

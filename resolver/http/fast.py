@@ -218,9 +218,7 @@ class FastHTTP(Lending, TrackedProtocol):
         end = ctx.date + (b"X-Request-ID: " + echo + b"\r\n" if echo else b"") + (
             b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
         seconds = perf_counter() - t0
-        if route is None:
-            route = ctx.handles_head if head_only else ctx.handles_get
-        route.observe(head[9:12], seconds)
+        (route or (ctx.handles_head if head_only else ctx.handles_get)).observe(head[9:12], seconds)
         if ctx.access is not None:
             ctx.access.line(self._peer(), method.decode(), target.decode("latin-1"),
                             int(head[9:12]), 0 if head_only else len(body), seconds, rid)

@@ -45,7 +45,14 @@ def _split(dsn: str) -> tuple[str, dict[str, str]]:
     if parts.password is not None:
         env["PGPASSWORD"] = unquote(parts.password)
         netloc = netloc.replace(f":{parts.password}@", "@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), env
+    kept = []
+    for item in parts.query.split("&") if parts.query else []:
+        name, _, value = item.partition("=")
+        if name.lower() == "password":
+            env["PGPASSWORD"] = unquote(value)
+        else:
+            kept.append(item)
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), parts.fragment)), env
 
 
 def _run(cmd: list[str], env: dict[str, str], what: str) -> None:

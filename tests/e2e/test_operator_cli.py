@@ -23,6 +23,9 @@ def test_identifiers_from_the_command_line(pg_dsn: str, tenant: Tenant, tmp_path
     assert text[0] == f"{ident} (active)" and text[1].split() == [
         "INDEX", "TYPE", "VALUE", "TTL", "PERMISSIONS"]
     assert text[3].split()[:3] == ["5", "order.status", "made"]
+    created = json.loads(run_cli("audit", "list", "--handle", ident, "--action", "create",
+                                 "--json", dsn=pg_dsn).stdout)["entries"]
+    assert [v["data"]["value"] for v in created[0]["after"]] == ["https://mes.example/1", "made"]
     as_json = json.loads(run_cli("handle", "get", ident, "--json", dsn=pg_dsn).stdout)
     assert as_json["handle"] == ident and len(as_json["values"]) == 2
     (tmp_path / "v.json").write_text(json.dumps([{"index": 1, "type": "URL", "data": "https://x"}]))

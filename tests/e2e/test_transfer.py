@@ -92,8 +92,11 @@ def test_csv_in_and_both_formats_out(pg_dsn: str, tenant: Tenant, tmp_path: Path
         f"{p}/PUMP-1", f"{p}/PUMP-2"]
     back = _import(pg_dsn, out)
     assert (back["unchanged"], back["created"], back["conflicts"]) == (2, 0, 0), back
+    requests.put(tenant.handle_url("PUMP-1") + "?index=7", headers=tenant.op.bearer, json=[
+        {"index": 7, "type": "asset.cost", "data": "secret", "classification": "private"}])
     csv_out = tmp_path / "out.csv"
-    run_cli("export", p, "--output", str(csv_out), dsn=pg_dsn)
+    run_cli("export", p, "--output", str(csv_out), dsn=pg_dsn)   # a private value: not in CSV
+    assert "secret" not in csv_out.read_text()
     rows = csv_out.read_text().splitlines()
     assert rows[0] == "handle,1:URL,5:asset.location"
     assert rows[1] == f'{p}/PUMP-1,https://a.example/1,"hall B, line 2"'

@@ -274,3 +274,12 @@ def test_records_are_stored_once_after_0012(pg_dsn: str, tmp_path: Path) -> None
             await conn.close()
 
     asyncio.run(go())
+
+
+def test_backup_tools_get_the_password_by_environment_only() -> None:
+    from resolver.pg.backup import _split
+
+    for dsn in ("postgresql://idres:s3cret@h:5/db", "postgresql://idres@h:5/db?password=s3cret",
+                "postgresql://idres@h:5/db?sslmode=disable&PASSWORD=s3cret"):
+        url, env = _split(dsn)
+        assert "s3cret" not in url and env["PGPASSWORD"] == "s3cret", url

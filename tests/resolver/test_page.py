@@ -110,3 +110,12 @@ def test_a_linkset_instead_of_a_redirect(tenant: Tenant) -> None:
     # the API path is not negotiated: JSON for everyone
     api = requests.get(tenant.handle_url("LINKED"), headers={"Accept": BROWSER})
     assert api.headers["Content-Type"].startswith("application/json")
+
+
+def test_links_to_identifiers_stay_on_this_node() -> None:
+    html = page.record_page("88.1/A", [{"index": 1, "type": "HS_ALIAS", "ttl": 1, "data": {
+        "format": "string", "value": "/evil.example/x"}}], {}, None).decode()
+    assert 'href="/evil.example/x"' in html and 'href="//' not in html
+    ls = page.linkset("http://n", "88.1/A", [{"index": 1, "type": "HS_ALIAS", "data": {
+        "format": "admin", "value": {"handle": "x", "index": 1}}}], None)
+    assert b"successor-version" not in ls          # (a non-string alias is no link)
