@@ -89,12 +89,20 @@ class AccessLog:
 
     def line(self, peer: str, method: str, target: str, status: int, size: int,
              seconds: float, rid: str, agent: str = "-") -> None:
+        target, agent = _printable(target), _printable(agent)   # no line a client forges
         self.logger.info('%s "%s %s" %d %d %.3fms %s "%s"', peer, method, target, status, size,
                          seconds * 1000, rid, agent, extra={"access": {
                              "remote": peer, "method": method, "target": target,
                              "status": status, "bytes": size,
                              "duration_ms": round(seconds * 1000, 3), "request_id": rid,
                              "user_agent": agent}})
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a line break in a request target) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 class AiohttpAccess(AbstractAccessLogger):

@@ -116,6 +116,23 @@ def test_the_access_log_covers_every_path_as_text_and_as_json(
             assert proxy["status"] == 302 and proxy["method"] == "GET"
 
 
+def test_an_access_line_cannot_be_forged_by_a_client() -> None:
+    from resolver.traffic import AccessLog
+
+    class Keep:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, fmt: str, *args: object, **kw: object) -> None:
+            self.lines.append(fmt % args)
+
+    kept = Keep()
+    AccessLog(kept).line("1.2.3.4", "GET", "/x\n1.2.3.4 \"GET /admin\" 200", 404, 0, 0.001,
+                         "r", "agent\r\nforged")  # type: ignore[arg-type]
+    assert len(kept.lines) == 1 and "\n" not in kept.lines[0] and "\r" not in kept.lines[0]
+    assert "\\x0a" in kept.lines[0] and "\\x0d\\x0a" in kept.lines[0]
+
+
 def test_one_scrape_shows_every_worker(pg_dsn: str) -> None:
     srv = Server(pg_dsn, "--workers", "2")
     try:
