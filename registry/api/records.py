@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from registry.api.common import context, json_body, ok, principal, read_view
-from registry.api.templates import _decode
+from registry.api.bodies import decode as _decode
 from registry.ownership import require
 from registry.prefixes import require_template
 from registry.sharing import seen_by

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from registry import readlog, sharing, stats, usage
 from registry.api.common import context, json_body, ok, principal, read_view
-from registry.api.templates import _decode
+from registry.api.bodies import decode as _decode
 from resolver.core import params
 from resolver.core.errors import AuthenticationNeeded, BadRequest
 from resolver.core.described import takes

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from registry import template_model as tm
 from registry import templates
+from registry.api.bodies import decode as _decode
 from registry.api.common import context, json_body, ok, principal
 from registry.ownership import administers, require
 from registry.permissions import Principal
@@ -52,13 +53,6 @@ class Publish(msgspec.Struct, forbid_unknown_fields=True):
 class Retire(msgspec.Struct, forbid_unknown_fields=True):
     handle: str
     version: int
-
-
-def _decode(body: Any, kind: type[Any]) -> Any:
-    try:
-        return msgspec.convert(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"the request body is not valid: {exc}") from None
 
 
 async def _reader(request: web.Request, ident: Identifier) -> Principal | None:
