@@ -58,6 +58,8 @@ class Settings:
     lease: float = 2.0                     # seconds a cache lease lasts (channel.py)
     case_sensitive: bool | None = None     # None: the database's mode (migration 0006)
     binary_port: int = 0                   # 0: no binary-protocol listener
+    handle_port: int = 0                   # 0: no Handle native protocol (TCP and UDP)
+    site_address: str = ""                 # the address HS_SITE names ("": --host)
     max_frame_bytes: int = 1 << 20
     workers: int = 1
     worker: int = 0                        # which worker this process is (set by supervise)
@@ -127,6 +129,7 @@ _ENV = {
     "log_level": "IDRES_LOG_LEVEL", "log_format": "IDRES_LOG_FORMAT", "cache_entries": "IDRES_CACHE_ENTRIES",
     "cache_bytes": "IDRES_CACHE_BYTES", "cache_max_ttl": "IDRES_CACHE_MAX_TTL",
     "negative_ttl": "IDRES_NEGATIVE_TTL", "binary_port": "IDRES_BINARY_PORT",
+    "handle_port": "IDRES_HANDLE_PORT", "site_address": "IDRES_SITE_ADDRESS",
     "negative_entries": "IDRES_NEGATIVE_ENTRIES", "head_timeout": "IDRES_HEAD_TIMEOUT",
     "db_timeout": "IDRES_DB_TIMEOUT", "lease": "IDRES_LEASE",
     "case_sensitive": "IDRES_CASE_SENSITIVE",
@@ -172,6 +175,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary-port", type=int,
                         help="port of the msgpack binary protocol (env IDRES_BINARY_PORT; "
                              "default 0 = off)")
+    parser.add_argument("--handle-port", type=int,
+                        help="port of the Handle native protocol, TCP and UDP (env "
+                             "IDRES_HANDLE_PORT; default 0 = off; Handle's own is 2641)")
+    parser.add_argument("--site-address", help="the address this node's HS_SITE names (env "
+                        "IDRES_SITE_ADDRESS; default --host, or 127.0.0.1 when bound to all)")
     parser.add_argument("--recursive", action="store_true", default=None,
                         help="resolve identifiers of other nodes by walking the hierarchy")
     parser.add_argument("--root", dest="roots", action="append",

@@ -25,6 +25,7 @@ from registry.api.routes import add_routes
 from resolver import metrics, usage
 from resolver.cache import AnswerCache
 from resolver.coalesce import within
+from resolver import __version__
 from resolver.config import Settings, StartupError
 from resolver.core.delegation import Server, Zone
 from resolver.core.identifier import Identifier
@@ -39,6 +40,9 @@ from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
+from resolver.core.hsdata import site_bytes
+from resolver.core.site import native_site, site_info
+from resolver.native.server import Native, NativeContext, NativeTCP, NativeUDP
 from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.recursion.recursor import Recursor
 from resolver.traffic import ACCESS, AiohttpAccess
@@ -77,6 +81,7 @@ class Node:
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, self.read_log)
         self.app[LISTENER] = self.invalidator
+        self.native_admin = None   # the native protocol's administration (registry)
         self.counting: asyncio.Task[None] | None = None
         self.collector.register(metrics.TrafficCollector(self.app[TRAFFIC]))
 
@@ -168,6 +173,8 @@ class Listeners:
         self.http: asyncio.Server | None = None
         self.binary: asyncio.Server | None = None
         self.bctx: BinaryContext | None = None
+        self.native: tuple[asyncio.Server, asyncio.DatagramTransport] | None = None
+        self.nctx: NativeContext | None = None
         self.sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -209,7 +216,36 @@ class Listeners:
             self.binary = await _listen("the binary protocol (--binary-port)",
                                         lambda: BinaryProtocol(bctx), settings.host, port,
                                         settings.workers > 1)
+        if settings.handle_port:
+            await self._open_native(settings.handle_port)
         node.collector.register(metrics.FrontCollector(fast, self.bctx))
+
+    @property
+    def handle_port(self) -> int:
+        assert self.native is not None
+        return int(self.native[0].sockets[0].getsockname()[1])
+
+    async def _open_native(self, port: int) -> None:
+        """The Handle native protocol, TCP and UDP on one port (resolver/native/)."""
+        settings, node = self.node.settings, self.node
+        address = settings.site_address or (
+            settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+        info = site_info(address, self.port, settings.tls_cert is not None,
+                         public_key_text(node.key), f"idres {__version__}", handle_port=port)
+        ctx = self.nctx = NativeContext(node.resolver, site_bytes(native_site(info)),
+                                        admin=node.native_admin)
+        native = Native(ctx)
+        tcp = await _listen("the Handle protocol (--handle-port)", lambda: NativeTCP(native),
+                            settings.host, port, settings.workers > 1)
+        try:
+            udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: NativeUDP(native), (settings.host, port),
+                reuse_port=settings.workers > 1 or None)
+        except OSError as exc:
+            tcp.close()
+            raise StartupError(f"cannot listen for the Handle protocol over UDP on "
+                               f"{settings.host}:{port}: {exc.strerror or exc}") from None
+        self.native = (tcp, udp)
 
     async def close(self) -> None:
         """Stop taking connections, let in-flight requests finish, close everything."""
@@ -217,6 +253,11 @@ class Listeners:
             self.http.close()
         if self.sweeper is not None:
             self.sweeper.cancel()
+        if self.native is not None and self.nctx is not None:
+            self.native[0].close()
+            self.native[1].close()
+            for conn in list(self.nctx.connections):
+                conn.transport.close()
         if self.binary is not None and self.bctx is not None:
             self.binary.close()
             for conn in list(self.bctx.connections):
@@ -247,6 +288,9 @@ async def serve(settings: Settings) -> None:
             _tune_gc()
             if listeners.binary is not None:
                 log.info("binary protocol on %s:%d", settings.host, listeners.binary_port)
+            if listeners.native is not None:
+                log.info("Handle protocol on %s:%d (TCP and UDP)", settings.host,
+                         listeners.handle_port)
             scheme = "https" if settings.tls_cert else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, listeners.port)
             log.info("node key %s%s", public_key_text(node.key),

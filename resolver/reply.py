@@ -25,6 +25,7 @@ import orjson
 from resolver.core import codec, signing
 from resolver.core.delegation import Delegation
 from resolver.core.errors import IdresError, PrefixNotHomed
+from resolver.native.values import from_reply
 
 Header = tuple[str, str]
 
@@ -54,6 +55,7 @@ class Form:
     JSON: Final = "json"        # bytes: the Handle JSON body (aiohttp GET, JSON batches)
     MSGPACK: Final = "msgpack"  # (wire status, msgpack bytes): binary protocol, msgpack batches
     HTTP: Final = "http"        # (head, body): the fast path's response, less Date/Connection
+    HDL: Final = "hdl"          # (responseCode, body): the Handle native protocol's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +189,14 @@ def _http(r: Reply) -> tuple[bytes, bytes]:
     return http_head(r), r.body
 
 
+def _hdl(r: Reply) -> tuple[int, bytes]:
+    return from_reply(r.code, r.body)
+
+
 # what each form keeps of a reply, and its size for the cache's byte bound
 RENDER: dict[str, tuple[Callable[[Reply], Any], Callable[[Any], int]]] = {
     Form.JSON: (_json, len),
     Form.MSGPACK: (_msgpack, lambda v: len(v[1])),
     Form.HTTP: (_http, lambda v: len(v[0]) + len(v[1])),
+    Form.HDL: (_hdl, lambda v: len(v[1])),
 }

@@ -33,15 +33,17 @@ def test_module_size(path: Path) -> None:
 
 # what a pure module may import from outside idres: no I/O, no event loop
 PURE = {"__future__", "base64", "binascii", "collections", "dataclasses", "enum", "functools",
-        "hashlib", "hmac", "html", "http", "json", "math", "re", "secrets", "string", "time", "typing",
+        "calendar", "hashlib", "hmac", "html", "http", "ipaddress", "json", "struct", "math", "re", "secrets", "string", "time", "typing",
         "unicodedata", "urllib", "cryptography", "msgpack", "orjson"}
 # the sans-I/O modules outside the core: decisions and data structures, no I/O
 SANS_IO = ("resolver.cache", "resolver.reply", "resolver.protocol.frames",
-           "resolver.recursion.walk", "resolver.page")
+           "resolver.recursion.walk", "resolver.page", "resolver.native.wire",
+           "resolver.native.values")
 # package prefix -> (idres modules it may import, external packages it may import; None: any)
 CONTRACTS: dict[str, tuple[tuple[str, ...], set[str] | None]] = {
     "resolver.core": (("resolver.core",), PURE),
-    **{m: (("resolver.core", "resolver.cache"), PURE) for m in SANS_IO},
+    **{m: (("resolver.core", "resolver.cache", "resolver.native.wire",
+            "resolver.native.values"), PURE) for m in SANS_IO},
     "registry": (("registry", "resolver.core"), None),
     "resolver": (("resolver",), None),
     # the composition root and the command line put the two packages together

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from resolver.core import sharing
+from resolver.core.filters import select as select, visible as visible  # (re-exported)
 from resolver.core.errors import BadRequest, InvalidValue
 from resolver.core.record import (
     ADMIN_PERMISSIONS_ALL,
@@ -34,6 +35,7 @@ from resolver.core.record import (
     check_index,
     check_value,
     decode_hex,
+    extras,
 )
 
 Stored = dict[str, Any]
@@ -129,6 +131,8 @@ def value_from_input(obj: object, timestamp: int) -> Stored:
     check_value(index, type_, fmt, value, ttl, perms)
     out: Stored = {"index": index, "type": type_, "data": {"format": fmt, "value": value},
                    "ttl": ttl, "timestamp": timestamp, "permissions": perms}
+    if "ttlType" in obj or "refs" in obj:  # (rare: kept only when set: see record.extras)
+        out.update(extras(index, obj.get("ttlType", 0), obj.get("refs", [])))
     if classified == "shared":
         out["classification"] = "shared"
     return out
@@ -219,37 +223,6 @@ def from_stored(d: Stored) -> HandleValue:
     )
 
 
-def select(
-    values: Sequence[Stored], indexes: frozenset[int] = frozenset(), types: Sequence[str] = ()
-) -> list[Stored]:
-    """Stored values matching any requested index or type (Handle ORs them; TM §14.5.1).
-
-    A type ending in ``.`` also matches its subtypes (``order.`` matches
-    ``order.status``). Types compare ASCII case-insensitively. No filter → all.
-    """
-    if not indexes and not types:
-        return list(values)
-    wanted = [t.upper() for t in types]
-    out = []
-    for v in values:
-        if v["index"] in indexes:
-            out.append(v)
-            continue
-        vt = v["type"].upper()
-        if any(vt == t or (t.endswith(".") and vt.startswith(t)) for t in wanted):
-            out.append(v)
-    return out
-
-
-def visible(values: Sequence[Stored], admin: bool = False) -> list[Stored]:
-    """The values a client may see: public-read ones, plus admin-read ones for an
-    operator who administers the identifier. A value with neither bit (an
-    ``HS_SECKEY`` holding a secret's hash) is never shown."""
-    if admin:
-        return [v for v in values if v["permissions"][2] == "1" or v["permissions"][0] == "1"]
-    return [v for v in values if v["permissions"][2] == "1"]
-
-
 # --- output (Handle REST GET) -----------------------------------------------------
 
 
@@ -275,12 +248,16 @@ def to_output(d: Stored) -> Stored:
     if data["format"] != "string" or next(iter(data)) != "format":  # else: ours, in order
         data = _data_output(data)
     out: Stored = {"index": d["index"], "type": d["type"], "data": data, "ttl": d["ttl"]}
+    if "ttlType" in d:
+        out["ttlType"] = d["ttlType"]
     if d["timestamp"]:
         out["timestamp"] = iso_timestamp(d["timestamp"])
     if d["permissions"] != DEFAULT_PERMISSIONS:
         out["permissions"] = d["permissions"]
         if "classification" in d:
             out["classification"] = d["classification"]
+    if "refs" in d:
+        out["refs"] = d["refs"]
     return out
 
 

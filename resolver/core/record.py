@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from resolver.core import hsdata
 from resolver.core.errors import InvalidValue
 
 MAX_INDEX = 2**31 - 1
@@ -24,7 +25,7 @@ DEFAULT_TTL = 86400
 DEFAULT_PERMISSIONS = "1110"  # admin read, admin write, public read; no public write
 ADMIN_PERMISSIONS_ALL = "111111111111"
 
-FORMATS = ("string", "base64", "admin", "vlist")
+FORMATS = ("string", "base64", "admin", "vlist", "site", "key")
 _TYPE_OK = re.compile(r"[^\x00-\x20\x7f]+\Z")
 _PERMISSIONS = frozenset(f"{n:04b}" for n in range(16))
 _BITS12 = re.compile(r"[01]{12}\Z")
@@ -148,10 +149,13 @@ def _check_data(index: int, fmt: str, value: Any) -> None:
             ):
                 raise InvalidValue(f"{where}: vlist entries must be {{handle, index}}")
             check_index(ref["index"], f"{where}: vlist index")
+    elif fmt in ("site", "key"):  # checked by encoding them (resolver/core/hsdata.py)
+        if len(hsdata.data_bytes("HS_SITE" if fmt == "site" else "HS_PUBKEY",
+                                 {"format": fmt, "value": value})) > MAX_DATA_BYTES:
+            raise InvalidValue(f"{where}: data is longer than {MAX_DATA_BYTES} bytes")
     else:
-        raise InvalidValue(
-            f"{where}: data format {fmt!r} is not supported; use string, base64, hex, admin or vlist"
-        )
+        raise InvalidValue(f"{where}: data format {fmt!r} is not supported; use string, "
+                           "base64, hex, admin, vlist, site or key")
 
 
 def check_record(values: Sequence[dict[str, Any]]) -> None:
@@ -166,6 +170,29 @@ def check_record(values: Sequence[dict[str, Any]]) -> None:
         if v["index"] in seen:
             raise InvalidValue(f"duplicate index {v['index']} in the record")
         seen.add(v["index"])
+
+
+def check_extras(index: int, ttl_type: object, refs: object) -> None:
+    """A value's TTL type (0 relative, 1 absolute: ``ttl`` is then an epoch time) and
+    its references (``[{handle, index}]``, RFC 3651 §3.1; almost always empty)."""
+    if ttl_type not in (0, 1) or isinstance(ttl_type, bool):
+        raise InvalidValue(f"value {index}: ttlType must be 0 (relative) or 1 (absolute)")
+    if not isinstance(refs, list) or len(refs) > MAX_VALUES or not all(
+            isinstance(r, dict) and set(r) == {"handle", "index"}
+            and isinstance(r["handle"], str) and isinstance(r["index"], int)
+            and not isinstance(r["index"], bool) and 0 <= r["index"] <= MAX_INDEX
+            for r in refs):
+        raise InvalidValue(f"value {index}: refs must be a list of {{handle, index}}")
+
+
+def extras(index: int, ttl_type: object, refs: object) -> dict[str, Any]:
+    """The stored fields of a TTL type and references, checked: only those that are set,
+    so that most values keep the six fields of the stored form."""
+    check_extras(index, ttl_type, refs)
+    out: dict[str, Any] = {"ttlType": ttl_type} if ttl_type else {}
+    if refs:
+        out["refs"] = [{"handle": r["handle"], "index": r["index"]} for r in refs]  # type: ignore[attr-defined]
+    return out
 
 
 def decode_hex(index: int, value: object) -> str:

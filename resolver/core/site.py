@@ -15,8 +15,12 @@ PROTOCOL_VERSION = "2.11"  # the Handle.Net 9.x server's (Common.MAJOR/MINOR_VER
 
 
 def site_info(address: str, port: int, tls: bool, public_key: str, description: str,
-              serial: int = 1) -> dict[str, Any]:
-    """The ``site`` object: ``public_key`` is the node's key, unpadded base64url."""
+              serial: int = 1, handle_port: int = 0) -> dict[str, Any]:
+    """The ``site`` object: ``public_key`` is the node's key, unpadded base64url; with a
+    ``handle_port``, the native protocol's TCP and UDP interfaces come first (a Handle
+    client takes the first interface that fits), then HTTP."""
+    native = [{"query": True, "admin": proto == "TCP", "protocol": proto, "port": handle_port}
+              for proto in ("TCP", "UDP")] if handle_port else []
     return {
         "version": 1,
         "protocolVersion": PROTOCOL_VERSION,
@@ -29,7 +33,15 @@ def site_info(address: str, port: int, tls: bool, public_key: str, description: 
             "address": address,
             "publicKey": {"format": "key",
                           "value": {"kty": "OKP", "crv": "Ed25519", "x": public_key}},
-            "interfaces": [{"query": True, "admin": True, "protocol": "HTTPS" if tls else "HTTP",
-                            "port": port}],
+            "interfaces": [*native, {"query": True, "admin": True,
+                                     "protocol": "HTTPS" if tls else "HTTP", "port": port}],
         }],
     }
+
+
+def native_site(site: dict[str, Any]) -> dict[str, Any]:
+    """The site as its HS_SITE value carries it: the same, but for the server's key, which
+    the Handle.Net software reads only as RSA or DSA (handle-facts §1.4): an Ed25519 key
+    is left out there (it stays in ``GET /api/site``), so the value has an empty key."""
+    servers = [{**s, "publicKey": {"format": "base64", "value": ""}} for s in site["servers"]]
+    return {**site, "servers": servers}

@@ -161,8 +161,9 @@ async def site(request: web.Request) -> web.Response:
         address = str(sock[0]) if sock else "127.0.0.1"
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     port = int(sockname[1]) if sockname else settings.port
-    info = site_info(address, port, settings.tls_cert is not None,
-                     signing.public_key_text(request.app[SIGNER]), f"idres {__version__}")
+    info = site_info(settings.site_address or address, port, settings.tls_cert is not None,
+                     signing.public_key_text(request.app[SIGNER]), f"idres {__version__}",
+                     handle_port=settings.handle_port)
     return respond(reply.message(200, 1, site=info))
 
 

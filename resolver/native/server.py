@@ -1,0 +1,292 @@
+"""The Handle native protocol's listeners: TCP and UDP on ``--handle-port``.
+
+Both take the resolution path every front end takes (``resolver/lookup.py``), with the
+native answer kept in the cache entry beside the others (``reply.Form.HDL``): a
+resolution of a cached identifier, asked as before, costs a dict lookup and the 44 bytes
+of envelope and header; everything else runs as a task. So a native answer after an
+acknowledged write is never stale, by the same rule as HTTP (docs/architecture.md).
+
+TCP: messages are read while the client keeps up (``resolver/connections.py``);
+answers carry the request's id and may come in any order. A message whose envelope
+declares more than 256 KiB gets an error answer and the connection is closed (the stream
+cannot be trusted after it); any other malformed message gets an error answer and the
+connection stays. Administration (``admin.py``) runs only over TCP, as the Handle.Net
+client sends it.
+
+UDP: an answer larger than one 512-byte packet leaves as several (``wire.datagrams``);
+multi-packet requests are put together (``wire.Assembler``, bounded). At most
+``MAX_UDP_TASKS`` misses are in progress; a datagram beyond that is answered "server too
+busy" (3) at once, as the Handle.Net server answers when its queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from resolver.connections import MAX_PENDING, TrackedProtocol
+from resolver.core.errors import IdresError, InvalidIdentifier, ProtocolError
+from resolver.core.identifier import parse
+from resolver.lookup import Resolver
+from resolver.native import wire
+from resolver.native.values import from_reply
+from resolver.native.wire import Message, Reader, string
+from resolver.reply import Form
+from resolver.usage import cached
+
+log = logging.getLogger("idres.native")
+
+MAX_UDP_TASKS = 1024
+EXPIRATION = 43200          # seconds an answer's header says it is good for
+RD_HASHES = {wire.HASH_MD5: hashlib.md5, wire.HASH_SHA1: hashlib.sha1,
+             wire.HASH_SHA256: hashlib.sha256}
+_ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
+                        wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
+                        wire.OC_RESPONSE_TO_CHALLENGE})
+
+
+class Administration(Protocol):
+    """What the registry offers the native protocol (resolver/node.py builds it)."""
+
+    async def handle(self, conn: Any, msg: Message) -> tuple[int, bytes]: ...
+
+
+class NativeContext:
+    def __init__(self, resolver: Resolver, site: bytes, serial: int = 1,
+                 admin: Administration | None = None) -> None:
+        self.resolver = resolver
+        self.site = site              # the HS_SITE data this node answers GET_SITE_INFO with
+        self.serial = serial
+        self.admin = admin
+        self.connections: set[Any] = set()
+        self.requests = 0
+        self.errors = 0
+        self.busy = 0                 # datagrams answered "server too busy"
+
+
+def answer(msg: Message, code: int, body: bytes, now: float | None = None,
+           serial: int = 0) -> bytes:
+    """The response to ``msg``: same version (at most ours), session, request id and
+    operation; with RD, the body starts with the digest of the request (hash code byte,
+    int4 length, digest), as the Handle.Net server writes it."""
+    if msg.flags & wire.RD and code == wire.RC_SUCCESS:
+        body = _digest(msg) + body
+    minor = min(msg.minor, wire.MINOR) if msg.major == wire.MAJOR else wire.MINOR
+    expiration = int(time.time() if now is None else now) + EXPIRATION
+    return wire.encode(wire.MAJOR, minor, msg.session_id, msg.request_id, msg.op, code,
+                       0, body, expiration=expiration, serial=serial,
+                       recursion=msg.recursion)
+
+
+def _digest(msg: Message) -> bytes:
+    return bytes([wire.HASH_SHA1]) + string(hashlib.sha1(msg.digest_input()).digest())
+
+
+def error(msg: Message, code: int, text: str) -> bytes:
+    return answer(msg, code, string(text))
+
+
+def parse_resolution(body: bytes) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+    """(handle, indexes, types) of a resolution request body.
+
+    :raises ProtocolError: not a resolution request."""
+    r = Reader(body)
+    raw = r.bytes()
+    indexes = tuple(r.int4() for _ in range(r.count()))
+    types = tuple(r.text() for _ in range(r.count()))
+    try:
+        return raw.decode("utf-8"), indexes, types
+    except UnicodeDecodeError:
+        raise InvalidIdentifier("the handle is not UTF-8") from None
+
+
+class Native:
+    """What both transports share: a message in, an answer out."""
+
+    def __init__(self, ctx: NativeContext) -> None:
+        self.ctx = ctx
+        self.lookup = ctx.resolver.coalescer.lookup
+        self.usage = ctx.resolver.usage
+
+    def fast(self, msg: Message) -> bytes | None:
+        """The answer to a resolution of an identifier kept in the cache, as asked before
+        (no filter), else None (ask :meth:`slow`)."""
+        body = msg.body
+        if msg.op != wire.OC_RESOLUTION or body[-8:] != bytes(8):
+            return None
+        size = int.from_bytes(body[:4], "big")
+        if size != len(body) - 12:
+            return None
+        try:
+            text = body[4:4 + size].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        hit = self.lookup(Form.HDL, text)
+        if hit is None:
+            return None
+        self.usage.count(text, "native", cached(hit))
+        return answer(msg, hit[0], hit[1], serial=self.ctx.serial)
+
+    async def slow(self, msg: Message, conn: Any = None) -> bytes:
+        """Any message: resolution through the resolver, site information, or (over TCP,
+        ``conn`` given) administration."""
+        ctx = self.ctx
+        try:
+            if msg.op == wire.OC_RESOLUTION:
+                return await self._resolve(msg)  # network op
+            if msg.op == wire.OC_GET_SITE_INFO:
+                return answer(msg, wire.RC_SUCCESS, ctx.site, serial=ctx.serial)
+            if msg.op in _ADMIN_OPS and ctx.admin is not None:
+                if conn is None:
+                    return error(msg, wire.RC_OPERATION_NOT_SUPPORTED,
+                                 "administration is over TCP only")
+                code, body = await ctx.admin.handle(conn, msg)  # network op
+                return answer(msg, code, body, serial=ctx.serial)
+            return error(msg, wire.RC_OPERATION_NOT_SUPPORTED,
+                         f"operation {msg.op} is not supported by this server")
+        except IdresError as exc:
+            ctx.errors += 1
+            return error(msg, exc.response_code, exc.message)
+
+    async def _resolve(self, msg: Message) -> bytes:
+        resolver = self.ctx.resolver
+        text, indexes, types = parse_resolution(msg.body)
+        select = (frozenset(indexes), types) if indexes or types else None
+        spelling = text if select is None else (text, indexes, types)
+        key = None
+        try:
+            ident = parse(text)
+            key = ident.key
+            resolution = await resolver.resolve(ident, via="native")  # network op
+            code, body = resolver.encoded(resolution, Form.HDL, text, spelling, select)
+        except IdresError as exc:
+            rep = resolver.reply_for(text, exc, key)
+            code, body = from_reply(rep.code, rep.body)
+        return answer(msg, code, body, serial=self.ctx.serial)
+
+
+class NativeTCP(TrackedProtocol):
+    def __init__(self, native: Native) -> None:
+        super().__init__(native.ctx.connections)
+        self.native = native
+        self.reader = wire.StreamReader()
+        self.backlog: deque[tuple[tuple[int, ...], bytes]] = deque()
+        self.fatal: ProtocolError | None = None
+        self.inflight = 0
+        self.state: dict[str, Any] = {}   # per connection: pending challenges (admin.py)
+
+    def busy(self) -> bool:
+        return self.inflight >= MAX_PENDING
+
+    def on_writable(self) -> None:
+        self._run()
+
+    def data_received(self, data: bytes) -> None:
+        if self.fatal is not None:
+            return
+        messages, self.fatal = self.reader.feed(data)
+        self.backlog.extend(messages)
+        self._run()
+        self.sync_reading()
+
+    def _run(self) -> None:
+        out = []
+        ctx = self.native.ctx
+        while self.backlog and self.can_work():
+            env, payload = self.backlog.popleft()
+            ctx.requests += 1
+            try:
+                msg = wire.parse_message(env, payload)
+            except ProtocolError as exc:
+                ctx.errors += 1
+                out.append(_bare_error(env, exc.message))
+                continue
+            hit = self.native.fast(msg)
+            if hit is not None:
+                out.append(hit)
+                continue
+            self.inflight += 1
+            asyncio.get_running_loop().create_task(self._slow(msg))
+        fatal = self.fatal if not self.backlog else None
+        if fatal is not None:
+            out.append(_bare_error((wire.MAJOR, wire.MINOR, 0, 0, 0, 0, 0), fatal.message))
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+        if fatal is not None and self.transport is not None:
+            ctx.errors += 1
+            self.transport.close()
+
+    async def _slow(self, msg: Message) -> None:
+        data = await self.native.slow(msg, self)  # network op
+        self.inflight -= 1
+        if self.transport is not None:
+            self.transport.write(data)
+            self._run()
+            self.sync_reading()
+
+
+def _bare_error(env: tuple[int, ...], text: str) -> bytes:
+    """An error answer to a message that could not be read past its envelope."""
+    return wire.encode(wire.MAJOR, wire.MINOR, env[3], env[4], 0, wire.RC_PROTOCOL_ERROR, 0,
+                       string(text))
+
+
+class NativeUDP(asyncio.DatagramProtocol):
+    def __init__(self, native: Native) -> None:
+        self.native = native
+        self.transport: asyncio.DatagramTransport | None = None
+        self.assembler = wire.Assembler()
+        self.tasks = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        ctx = self.native.ctx
+        ctx.requests += 1
+        try:
+            env = wire.parse_envelope(data)
+            payload = data[wire.ENVELOPE_SIZE:]
+            if env[2] & wire.ENV_TRUNCATED:
+                whole = self.assembler.add(addr, env, payload, time.monotonic())
+                if whole is None:
+                    return
+                payload = whole
+            elif len(payload) != env[6]:
+                raise ProtocolError("the datagram's length is not its message's length")
+            msg = wire.parse_message(env, payload)
+        except ProtocolError as exc:
+            ctx.errors += 1
+            if len(data) >= wire.ENVELOPE_SIZE:
+                env = wire.ENVELOPE.unpack_from(data)
+                self._send(_bare_error((0, 0, 0, env[4], env[5]), exc.message), addr)
+            return
+        hit = self.native.fast(msg)
+        if hit is not None:
+            self._send(hit, addr)
+            return
+        if self.tasks >= MAX_UDP_TASKS:
+            ctx.busy += 1
+            self._send(error(msg, wire.RC_SERVER_TOO_BUSY, "server too busy"), addr)
+            return
+        self.tasks += 1
+        asyncio.get_running_loop().create_task(self._slow(msg, addr))
+
+    async def _slow(self, msg: Message, addr: Any) -> None:
+        try:
+            self._send(await self.native.slow(msg), addr)  # network op
+        finally:
+            self.tasks -= 1
+
+    def _send(self, message: bytes, addr: Any) -> None:
+        if self.transport is None:
+            return
+        for packet in wire.datagrams(message):
+            self.transport.sendto(packet, addr)
+
+    def error_received(self, exc: Exception) -> None:  # (ICMP: the client went away)
+        log.debug("UDP error: %s", exc)

@@ -1,0 +1,156 @@
+"""Native resolution over real TCP and UDP sockets against a running ``idres serve``:
+values as REST wrote them, filters, every response code, multi-packet UDP answers, the
+same cache coherence as HTTP, and site information."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from resolver.core import hsdata
+from resolver.native import wire
+from tests.conftest import Operator, Server, Tenant, free_port, new_operator
+from tests.native.client import TCP, UDP, request, resolution
+
+
+@pytest.fixture(scope="module")
+def native(pg_dsn: str) -> Iterator[tuple[Server, int]]:
+    port = free_port()
+    srv = Server(pg_dsn, "--handle-port", str(port)).wait_ready()
+    yield srv, port
+    assert srv.stop() == 0, srv.output()
+
+
+@pytest.fixture
+def owner(native: tuple[Server, int], admin: Operator) -> Tenant:
+    srv = native[0]
+    op = new_operator(srv, admin, f"native-{free_port()}")
+    prefix = f"88.{free_port()}.7"
+    r = requests.post(f"{srv.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
+                      headers=admin.bearer, timeout=10)
+    assert r.status_code == 201, r.text
+    return Tenant(op, prefix, srv.url)
+
+
+VALUES = [
+    {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.com/o/1"}},
+    {"index": 2, "type": "EMAIL", "data": "ops@example.com", "ttl": 60},
+    {"index": 3, "type": "BLOB", "data": {"format": "base64",
+                                          "value": base64.b64encode(bytes(range(256))).decode()}},
+    {"index": 4, "type": "order.status", "data": "released", "ttlType": 1, "ttl": 1900000000,
+     "refs": [{"handle": "88.1/REF", "index": 7}]},
+    {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
+        "handle": "0.NA/88.1", "index": 200, "permissions": "011111110011"}}},
+    {"index": 200, "type": "HS_VLIST", "data": {"format": "vlist", "value": [
+        {"handle": "0.OPERATOR/A", "index": 300}, {"handle": "0.OPERATOR/B", "index": 301}]}},
+    {"index": 5, "type": "HS_ALIAS", "data": "88.1/OTHER"},
+    {"index": 6, "type": "SECRET", "data": "hidden", "permissions": "1100"},
+]
+
+
+def put(t: Tenant, suffix: str, values: list[dict]) -> None:
+    r = requests.put(t.handle_url(suffix), json={"values": values}, headers=t.op.bearer,
+                     timeout=10)
+    assert r.status_code in (200, 201), r.text
+
+
+@pytest.mark.parametrize("transport", [TCP, UDP])
+def test_a_record_written_over_rest_reads_the_same_over_both_transports(
+        native: tuple[Server, int], owner: Tenant, transport: type) -> None:
+    put(owner, "ORDER-1", VALUES)
+    rest = requests.get(owner.handle_url("ORDER-1"), timeout=10).json()["values"]
+    client = transport(native[1])
+    try:
+        for attempt in range(2):   # the second answer comes from the cache
+            got = client.ask(resolution(f"{owner.prefix}/order-1", request_id=7 + attempt))
+            assert (got.code, got.request_id) == (1, 7 + attempt)
+            values = got.values()
+            by_index = {v["index"]: v for v in values}
+            assert sorted(by_index) == [1, 2, 3, 4, 5, 100, 200]   # 6 is not public
+            for v in rest:
+                mine = by_index[v["index"]]
+                assert mine["type"] == v["type"]
+                assert mine["data"] == v["data"]
+                assert mine["ttl"] == v["ttl"]
+                assert mine.get("ttlType", 0) == v.get("ttlType", 0)
+                assert mine.get("refs", []) == v.get("refs", [])
+                assert mine["permissions"] == v.get("permissions", "1110")
+            assert by_index[3]["data"]["value"] == VALUES[2]["data"]["value"]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("transport", [TCP, UDP])
+def test_filters_and_response_codes(native: tuple[Server, int], owner: Tenant,
+                                    transport: type) -> None:
+    put(owner, "F", VALUES[:4])
+    client = transport(native[1])
+    try:
+        got = client.ask(resolution(f"{owner.prefix}/F", types=("EMAIL",)))
+        assert got.code == 1 and [v["index"] for v in got.values()] == [2]
+        got = client.ask(resolution(f"{owner.prefix}/F", indexes=(1, 3)))
+        assert sorted(v["index"] for v in got.values()) == [1, 3]
+        got = client.ask(resolution(f"{owner.prefix}/F", types=("order.",)))
+        assert [v["index"] for v in got.values()] == [4]
+        got = client.ask(resolution(f"{owner.prefix}/F", types=("NOPE",)))
+        assert got.code == wire.RC_VALUES_NOT_FOUND
+        got = client.ask(resolution(f"{owner.prefix}/MISSING"))
+        assert got.code == wire.RC_HANDLE_NOT_FOUND and "not found" in got.message()
+        got = client.ask(resolution("77.404/X"))
+        assert got.code == wire.RC_SERVER_NOT_RESP
+        got = client.ask(resolution("no-slash"))
+        assert got.code == wire.RC_INVALID_HANDLE
+        got = client.ask(request(wire.OC_LIST_HANDLES, b""))
+        assert got.code == wire.RC_OPERATION_NOT_SUPPORTED
+    finally:
+        client.close()
+
+
+def test_a_large_answer_leaves_udp_in_several_packets(native: tuple[Server, int],
+                                                      owner: Tenant) -> None:
+    big = "x" * 3000
+    put(owner, "BIG", [{"index": 1, "type": "NOTE", "data": big}])
+    client = UDP(native[1])
+    try:
+        for _ in range(2):
+            got = client.ask(resolution(f"{owner.prefix}/BIG"))
+            assert got.code == 1 and got.values()[0]["data"]["value"] == big
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("transport", [TCP, UDP])
+def test_a_native_answer_after_an_acknowledged_write_is_never_stale(
+        native: tuple[Server, int], owner: Tenant, transport: type) -> None:
+    client = transport(native[1])
+    try:
+        for n in range(20):
+            put(owner, "LIVE", [{"index": 1, "type": "order.status", "data": f"s{n}"}])
+            got = client.ask(resolution(f"{owner.prefix}/LIVE"))
+            assert got.values()[0]["data"]["value"] == f"s{n}"
+        requests.delete(owner.handle_url("LIVE"), headers=owner.op.bearer, timeout=10)
+        assert client.ask(resolution(f"{owner.prefix}/LIVE")).code == wire.RC_HANDLE_NOT_FOUND
+    finally:
+        client.close()
+
+
+def test_site_information_names_the_native_port(native: tuple[Server, int]) -> None:
+    srv, port = native
+    client = TCP(port)
+    try:
+        got = client.ask(request(wire.OC_GET_SITE_INFO, b""))
+    finally:
+        client.close()
+    assert got.code == 1
+    site = hsdata.to_json("HS_SITE", got.body)
+    assert site["format"] == "site"
+    rest = requests.get(f"{srv.url}/api/site", timeout=10).json()["site"]
+    mine = site["value"]
+    assert mine["protocolVersion"] == rest["protocolVersion"]
+    assert mine["servers"][0]["address"] == rest["servers"][0]["address"]
+    assert mine["servers"][0]["interfaces"] == rest["servers"][0]["interfaces"]
+    assert {"protocol": "UDP", "port": port, "query": True, "admin": False} in \
+        mine["servers"][0]["interfaces"]
