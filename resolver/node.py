@@ -29,7 +29,7 @@ from resolver import __version__
 from resolver.config import Settings, StartupError
 from resolver.core.delegation import Server, Zone
 from resolver.core.identifier import Identifier
-from resolver.core.signing import public_key_text
+from resolver.core.signing import derived_key, public_key_text
 from resolver.http.app import build_app
 from resolver.http.body import read_body
 from resolver.http.fast import FastHTTP
@@ -42,6 +42,8 @@ from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 from resolver.core.hsdata import site_bytes
 from resolver.core.site import native_site, site_info
+from registry.native import NativeWrites
+from resolver.native.admin import Administration
 from resolver.native.server import Native, NativeContext, NativeTCP, NativeUDP
 from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.recursion.recursor import Recursor
@@ -75,13 +77,15 @@ class Node:
         metrics.register(self.collector, self.resolver, self.invalidator)
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator,
-                              bounded=lambda aw: within(aw, settings.db_timeout))
+                              bounded=lambda aw: within(aw, settings.db_timeout),
+                              session_key=derived_key(self.key, b"idres http sessions"))
         self.collector.register(RegistryCollector(ctx))
         self.read_log = partial(readlog.record, pool)   # (party, reads): every front end's
         self.app = build_app(settings, self.resolver, self.collector, self.key,
                              lambda app: add_routes(app, ctx), read_view, self.read_log)
         self.app[LISTENER] = self.invalidator
-        self.native_admin = None   # the native protocol's administration (registry)
+        # the native protocol's writes go through the registry (resolver/native/admin.py)
+        self.native_admin = Administration(NativeWrites(ctx.db))
         self.counting: asyncio.Task[None] | None = None
         self.collector.register(metrics.TrafficCollector(self.app[TRAFFIC]))
 

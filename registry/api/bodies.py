@@ -51,6 +51,12 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
     expires_in: int | None = None
 
 
+class NewKey(msgspec.Struct, forbid_unknown_fields=True):
+    """A public key (PEM text, or a JWK object; RSA or DSA) for the identity's index."""
+    index: int
+    publicKey: str | dict[str, str]
+
+
 class ServerIn(msgspec.Struct, forbid_unknown_fields=True):
     """A node serving a delegated prefix: its base URL, its Ed25519 key, its binary port."""
     url: str

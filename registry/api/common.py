@@ -43,6 +43,9 @@ class RegistryContext:
     groups: WriteGroups = field(default_factory=WriteGroups)
     # bearer tokens of one loop turn looked up together (registry/bearers.py)
     bearers: Bearers | None = None
+    # signs the challenges of "Authorization: Handle" (registry/challenges.py); the node
+    # derives it from its key, so that every worker checks the others' challenges
+    session_key: bytes = b""
 
     def __post_init__(self) -> None:
         if self.bearers is None:
@@ -80,6 +83,9 @@ async def principal(request: web.Request) -> Principal:
             "this operation needs credentials: HTTP Basic with INDEX:HANDLE and the secret, "
             "or Authorization: Bearer <token>"
         )
+    if header[:7].lower() == "handle ":
+        from registry.api import sessions  # (it imports this module)
+        return await sessions.authenticate(request, header)  # network op
     try:
         ctx = context(request)
         return await authenticate(ctx.pool, header, ctx.bearers)  # network op

@@ -9,6 +9,7 @@ from registry.api import (
     delegations,
     handles,
     operators,
+    sessions,
     prefixes,
     records,
     search,
@@ -20,6 +21,7 @@ from registry.api.common import REGISTRY, RegistryContext
 
 def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     app[REGISTRY] = ctx
+    app["www_authenticate"] = sessions.challenge_header   # (resolver/http/app.py, on a 401)
     r = app.router
     r.add_put(r"/api/handles/{handle:[\s\S]+}", handles.put_handle)
     r.add_delete(r"/api/handles/{handle:[\s\S]+}", handles.delete_handle)
@@ -31,6 +33,10 @@ def add_routes(app: web.Application, ctx: RegistryContext) -> None:
     r.add_get("/api/operators", operators.get_operators)
     r.add_post("/api/operators", operators.post_operator)
     r.add_post("/api/operators/{name}/secret", operators.post_secret)
+    r.add_post("/api/operators/{name}/keys", sessions.post_key)
+    r.add_post("/api/sessions", sessions.post_session)
+    for method in ("GET", "PUT", "POST", "DELETE"):
+        r.add_route(method, "/api/sessions/this", sessions.this_session)
     r.add_post("/api/operators/{name}/{state:disable|enable}", operators.post_operator_state)
     r.add_post("/api/tokens", operators.post_token)
     r.add_get("/api/tokens", operators.get_tokens)

@@ -78,3 +78,14 @@ AUDIT_COLUMNS = """a.id, a.at, a.actor, a.action, a.handle, a.prefix, a.before,
           ORDER BY n.id LIMIT 1),
          (SELECT h."values" FROM handles h WHERE h.handle = a.handle))
        ELSE a.after END AS after"""
+
+
+async def indexes_of(pool: asyncpg.Pool, key: str) -> set[int] | None:
+    """The indexes of an identifier's values, None when it does not exist."""
+    found = await pool.fetchval(  # network op
+        """SELECT array_agg((v->>'index')::int) FROM handles h,
+           json_array_elements(h."values") v WHERE h.handle = $1""", key)
+    if found is None:
+        exists = await pool.fetchval("SELECT true FROM handles WHERE handle = $1", key)
+        return set() if exists else None
+    return set(found)

@@ -27,7 +27,7 @@ _HASH = {0: "prefix", 1: "suffix", 2: "handle"}
 _HASH_CODES = {v: k for k, v in _HASH.items()}
 
 
-class _Cursor:
+class Cursor:
     __slots__ = ("data", "pos")
 
     def __init__(self, data: bytes) -> None:
@@ -59,7 +59,7 @@ class _Cursor:
             raise ValueError("trailing bytes")
 
 
-def _blob(raw: bytes | str) -> bytes:
+def blob(raw: bytes | str) -> bytes:
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     return len(data).to_bytes(4, "big") + data
 
@@ -74,12 +74,12 @@ def _i4(n: int) -> bytes:
 def admin_bytes(value: dict[str, Any]) -> bytes:
     """An HS_ADMIN value: int2 permissions (bit 0 = add handle; the JSON string is MSB
     first), the admin's handle, its index."""
-    return int(value["permissions"], 2).to_bytes(2, "big") + _blob(value["handle"]) \
+    return int(value["permissions"], 2).to_bytes(2, "big") + blob(value["handle"]) \
         + _i4(value["index"])
 
 
 def _admin(data: bytes) -> dict[str, Any]:
-    c = _Cursor(data)
+    c = Cursor(data)
     perms = c.num(2)
     handle = c.text()
     index = c.num()
@@ -88,11 +88,11 @@ def _admin(data: bytes) -> dict[str, Any]:
 
 
 def vlist_bytes(value: list[dict[str, Any]]) -> bytes:
-    return _i4(len(value)) + b"".join(_blob(r["handle"]) + _i4(r["index"]) for r in value)
+    return _i4(len(value)) + b"".join(blob(r["handle"]) + _i4(r["index"]) for r in value)
 
 
 def _vlist(data: bytes) -> list[dict[str, Any]]:
-    c = _Cursor(data)
+    c = Cursor(data)
     out = [{"handle": c.text(), "index": c.num()} for _ in range(c.count())]
     c.end()
     return out
@@ -109,16 +109,16 @@ def site_bytes(site: dict[str, Any]) -> bytes:
     out = [int(site.get("version", 1)).to_bytes(2, "big"), bytes([int(major), int(minor or 0)]),
            int(site.get("serialNumber", 1)).to_bytes(2, "big"), bytes([flags]),
            bytes([_HASH_CODES[site.get("hashOption", "handle")]]),
-           _blob(base64.b64decode(site.get("hashFilter", ""))),
+           blob(base64.b64decode(site.get("hashFilter", ""))),
            _i4(len(site.get("attributes", [])))]
-    out += [_blob(a["name"]) + _blob(a["value"]) for a in site.get("attributes", [])]
+    out += [blob(a["name"]) + blob(a["value"]) for a in site.get("attributes", [])]
     servers = site.get("servers", [])
     out.append(_i4(len(servers)))
     for server in servers:
         address = ipaddress.ip_address(server["address"])
         packed = address.packed if address.version == 6 else bytes(12) + address.packed
         key = server.get("publicKey") or {"format": "base64", "value": ""}
-        out += [_i4(server["serverId"]), packed, _blob(data_bytes("HS_PUBKEY", key))]
+        out += [_i4(server["serverId"]), packed, blob(data_bytes("HS_PUBKEY", key))]
         interfaces = server.get("interfaces", [])
         out.append(_i4(len(interfaces)))
         for i in interfaces:
@@ -128,7 +128,7 @@ def site_bytes(site: dict[str, Any]) -> bytes:
 
 
 def _site(data: bytes) -> dict[str, Any]:
-    c = _Cursor(data)
+    c = Cursor(data)
     version = c.num(2)
     major, minor = c.take(1)[0], c.take(1)[0]
     serial = c.num(2)
@@ -166,18 +166,18 @@ def _site(data: bytes) -> dict[str, Any]:
 # --- public keys (HS_PUBKEY) ------------------------------------------------------------
 
 
-def _b64u(n: int) -> str:
+def b64u(n: int) -> str:
     raw = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _unb64u(text: str) -> int:
+def unb64u(text: str) -> int:
     return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
 
 
 def _bigint(n: int) -> bytes:
     """As Java's BigInteger.toByteArray: two's complement, a sign byte when needed."""
-    return _blob(n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
+    return blob(n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
 
 
 _KEY_PARTS = {"RSA_PUB_KEY": ("RSA", ("e", "n")), "DSA_PUB_KEY": ("DSA", ("q", "p", "g", "y"))}
@@ -188,17 +188,17 @@ def key_bytes(jwk: dict[str, Any]) -> bytes:
     """An HS_PUBKEY value from a JWK (RSA: n, e; DSA: p, q, g, y): the key type, int2
     flags 0, then the numbers as the Handle.Net software writes them."""
     name, parts = _KTY[jwk["kty"]]
-    return _blob(name) + bytes(2) + b"".join(_bigint(_unb64u(jwk[p])) for p in parts)
+    return blob(name) + bytes(2) + b"".join(_bigint(unb64u(jwk[p])) for p in parts)
 
 
 def _key(data: bytes) -> dict[str, Any]:
-    c = _Cursor(data)
+    c = Cursor(data)
     kty, parts = _KEY_PARTS[c.text()]
     if c.num(2) != 0:
         raise ValueError("key flags")
     jwk: dict[str, Any] = {"kty": kty}
     for p in parts:
-        jwk[p] = _b64u(int.from_bytes(c.blob(), "big", signed=True))
+        jwk[p] = b64u(int.from_bytes(c.blob(), "big", signed=True))
     c.end()
     return jwk
 

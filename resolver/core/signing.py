@@ -24,7 +24,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from resolver.core.errors import BadSignature
 
@@ -87,3 +94,10 @@ def signed(key: Ed25519PrivateKey, statement: dict[str, Any], ttl: int, now: int
     exp = now + max(1, min(ttl, 3600))
     return {"alg": "Ed25519", "key": public_key_text(key), "iat": now, "exp": exp,
             "sig": sign(key, {**statement, "iat": now, "exp": exp})}
+
+
+def derived_key(key: Ed25519PrivateKey, purpose: bytes) -> bytes:
+    """A 32-byte secret for ``purpose``, derived from the node's key (HKDF-SHA256): every
+    process of the node derives the same, nobody without the key can."""
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(raw)

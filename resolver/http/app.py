@@ -67,7 +67,11 @@ _HTTP_ERRORS: dict[int, type[IdresError]] = {
 def _error(request: web.Request, exc: IdresError) -> web.Response:
     # echo the identifier as decoded by the handler, else as the router matched it
     handle = request.get("handle") or request.match_info.get("handle")
-    return respond(reply.error(exc, handle))
+    response = respond(reply.error(exc, handle))
+    challenge = request.app.get("www_authenticate") if exc.http_status == 401 else None
+    if challenge is not None:   # (the registry's: a Handle challenge-response session)
+        response.headers.add("WWW-Authenticate", challenge(request))
+    return response
 
 
 def error_middleware(traffic: Traffic) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -22,7 +22,6 @@ busy" (3) at once, as the Handle.Net server answers when its queue is full.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import deque
@@ -42,17 +41,15 @@ log = logging.getLogger("idres.native")
 
 MAX_UDP_TASKS = 1024
 EXPIRATION = 43200          # seconds an answer's header says it is good for
-RD_HASHES = {wire.HASH_MD5: hashlib.md5, wire.HASH_SHA1: hashlib.sha1,
-             wire.HASH_SHA256: hashlib.sha256}
 _ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                         wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
                         wire.OC_RESPONSE_TO_CHALLENGE})
 
 
 class Administration(Protocol):
-    """What the registry offers the native protocol (resolver/node.py builds it)."""
+    """The native protocol's writes (resolver/native/admin.py)."""
 
-    async def handle(self, conn: Any, msg: Message) -> tuple[int, bytes]: ...
+    async def handle(self, msg: Message) -> bytes: ...
 
 
 class NativeContext:
@@ -68,22 +65,28 @@ class NativeContext:
         self.busy = 0                 # datagrams answered "server too busy"
 
 
+# request flags a response carries over (handle-facts, the Handle.Net AbstractResponse)
+_COPIED = wire.CT | wire.CA | wire.ENC | wire.PO | wire.DNRF | wire.RD
+
+
 def answer(msg: Message, code: int, body: bytes, now: float | None = None,
-           serial: int = 0) -> bytes:
-    """The response to ``msg``: same version (at most ours), session, request id and
-    operation; with RD, the body starts with the digest of the request (hash code byte,
-    int4 length, digest), as the Handle.Net server writes it."""
-    if msg.flags & wire.RD and code == wire.RC_SUCCESS:
-        body = _digest(msg) + body
-    minor = min(msg.minor, wire.MINOR) if msg.major == wire.MAJOR else wire.MINOR
+           serial: int = 0, op: int | None = None, request_id: int | None = None,
+           session_id: int | None = None, digest: bool = False) -> bytes:
+    """The response to ``msg``, as the Handle.Net server builds one: the version both
+    speak, the request's session, id, operation and flags (``_COPIED``), authoritative
+    (this node is its prefixes' primary) and recursive set, an expiration 12 hours on
+    (clients refuse expired answers) and, with RD (or ``digest``: a challenge), the body
+    after the request's digest."""
+    flags = (msg.flags & _COPIED) | wire.AT | wire.REC
+    if msg.flags & wire.RD or digest:
+        body = msg.digest() + body
+        flags |= wire.RD
+    major, minor = msg.answer_version()
     expiration = int(time.time() if now is None else now) + EXPIRATION
-    return wire.encode(wire.MAJOR, minor, msg.session_id, msg.request_id, msg.op, code,
-                       0, body, expiration=expiration, serial=serial,
-                       recursion=msg.recursion)
-
-
-def _digest(msg: Message) -> bytes:
-    return bytes([wire.HASH_SHA1]) + string(hashlib.sha1(msg.digest_input()).digest())
+    return wire.encode(major, minor, msg.session_id if session_id is None else session_id,
+                       msg.request_id if request_id is None else request_id,
+                       msg.op if op is None else op, code, flags, body,
+                       expiration=expiration, serial=serial, recursion=msg.recursion)
 
 
 def error(msg: Message, code: int, text: str) -> bytes:
@@ -94,14 +97,16 @@ def parse_resolution(body: bytes) -> tuple[str, tuple[int, ...], tuple[str, ...]
     """(handle, indexes, types) of a resolution request body.
 
     :raises ProtocolError: not a resolution request."""
-    r = Reader(body)
+    r = Reader(body)   # (the IDIS SDK adds authentication bytes after the types: ignored)
     raw = r.bytes()
     indexes = tuple(r.int4() for _ in range(r.count()))
     types = tuple(r.text() for _ in range(r.count()))
     try:
-        return raw.decode("utf-8"), indexes, types
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidIdentifier("the handle is not UTF-8") from None
+    # a handle without a slash is a prefix: its prefix handle (the Handle.Net server's rule)
+    return (text if "/" in text else "0.NA/" + text), indexes, types
 
 
 class Native:
@@ -116,10 +121,11 @@ class Native:
         """The answer to a resolution of an identifier kept in the cache, as asked before
         (no filter), else None (ask :meth:`slow`)."""
         body = msg.body
-        if msg.op != wire.OC_RESOLUTION or body[-8:] != bytes(8):
+        if msg.op != wire.OC_RESOLUTION:
             return None
         size = int.from_bytes(body[:4], "big")
-        if size != len(body) - 12:
+        rest = body[4 + size:]   # no index, no type (and the IDIS SDK's empty auth bytes)
+        if rest != bytes(8) and rest != bytes(12):
             return None
         try:
             text = body[4:4 + size].decode("utf-8")
@@ -141,16 +147,19 @@ class Native:
             if msg.op == wire.OC_GET_SITE_INFO:
                 return answer(msg, wire.RC_SUCCESS, ctx.site, serial=ctx.serial)
             if msg.op in _ADMIN_OPS and ctx.admin is not None:
-                if conn is None:
-                    return error(msg, wire.RC_OPERATION_NOT_SUPPORTED,
-                                 "administration is over TCP only")
-                code, body = await ctx.admin.handle(conn, msg)  # network op
-                return answer(msg, code, body, serial=ctx.serial)
+                if conn is None and msg.op != wire.OC_RESPONSE_TO_CHALLENGE:  # (query-only)
+                    return error(msg, wire.RC_PROTOCOL_ERROR,
+                                 "Received admin request on non-admin interface: use TCP")
+                return await ctx.admin.handle(msg)  # network op
             return error(msg, wire.RC_OPERATION_NOT_SUPPORTED,
                          f"operation {msg.op} is not supported by this server")
         except IdresError as exc:
             ctx.errors += 1
             return error(msg, exc.response_code, exc.message)
+        except Exception:   # a defect: answered (the client must not hang), and logged
+            ctx.errors += 1
+            log.exception("native request (operation %d) failed", msg.op)
+            return error(msg, wire.RC_ERROR, "Server error processing request, see server logs")
 
     async def _resolve(self, msg: Message) -> bytes:
         resolver = self.ctx.resolver

@@ -13,6 +13,7 @@ asyncio, no storage. Limits are the Handle.Net server's (handle-facts §1.1, §1
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -93,11 +94,13 @@ HASH_SIZES = {HASH_MD5: 16, HASH_SHA1: 20, HASH_SHA256: 32}
 
 @dataclass(slots=True)
 class Message:
-    """One decoded message. ``body`` is the raw body; ``signed`` the bytes a credential
-    signs (header and body); ``credential`` the raw credential, empty when unsigned."""
+    """One decoded message. ``body`` is the raw body; ``credential`` the raw credential,
+    empty when unsigned; ``raw`` the header, body and credential as read; ``suggested``
+    the highest version the sender speaks, (major, minor)."""
 
     major: int
     minor: int
+    suggested: tuple[int, int]
     session_id: int
     request_id: int
     op: int
@@ -113,6 +116,17 @@ class Message:
     def digest_input(self) -> bytes:
         """What a request digest covers: the header and the body as sent."""
         return self.raw[:HEADER_SIZE + len(self.body)]
+
+    def answer_version(self) -> tuple[int, int]:
+        """The version of the response: the highest both sides speak."""
+        return min(self.suggested, (MAJOR, MINOR))
+
+    def digest(self) -> bytes:
+        """The request digest as a response carries it (RD, challenges): a hash code byte
+        and the raw digest, SHA-256 from version 2.7 on, else SHA-1."""
+        if self.answer_version() >= (2, 7):
+            return bytes([HASH_SHA256]) + hashlib.sha256(self.digest_input()).digest()
+        return bytes([HASH_SHA1]) + hashlib.sha1(self.digest_input()).digest()
 
 
 class Reader:
@@ -186,15 +200,16 @@ def string(data: bytes | str) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
-def parse_envelope(data: bytes) -> tuple[int, int, int, int, int, int, int]:
-    """(major, minor, flags, session id, request id, message id, message length)."""
+def parse_envelope(data: bytes) -> tuple[int, int, int, int, int, int, int, int]:
+    """(major, minor, flags, session id, request id, message id, message length,
+    suggested minor); the suggested major is in the flags' low two bits."""
     if len(data) < ENVELOPE_SIZE:
         raise ProtocolError("a message starts with a 20-byte envelope")
-    major, minor, flags, _suggested, session, request, msg_id, length = \
+    major, minor, flags, suggested, session, request, msg_id, length = \
         ENVELOPE.unpack_from(data)
     if length > MAX_MESSAGE:
         raise ProtocolError(f"a message of {length} bytes is over the limit of {MAX_MESSAGE}")
-    return major, minor, flags, session, request, msg_id, length
+    return major, minor, flags, session, request, msg_id, length, suggested
 
 
 def parse_message(envelope: tuple[int, ...], payload: bytes) -> Message:
@@ -203,31 +218,36 @@ def parse_message(envelope: tuple[int, ...], payload: bytes) -> Message:
     :raises ProtocolError: an unknown major version, compressed or encrypted messages
         (sessions are not offered), lengths that disagree."""
     major, minor, flags, session, request = envelope[:5]
-    if major != MAJOR and not (major == 5 and minor == 0):
+    if major != MAJOR:
         raise ProtocolError(f"protocol version {major}.{minor} is not spoken here (2.x)")
     if flags & (ENV_COMPRESSED | ENV_ENCRYPTED):
         raise ProtocolError("compressed or encrypted messages need a session, not offered")
-    if len(payload) < HEADER_SIZE + 4:
-        raise ProtocolError("a message holds a 24-byte header and a credential length")
+    if len(payload) < HEADER_SIZE:
+        raise ProtocolError("Invalid message length: a message holds a 24-byte header")
     op, code, op_flags, serial, recursion, _r, expiration, body_len = HEADER.unpack_from(payload)
     end = HEADER_SIZE + body_len
-    if body_len < 0 or end + 4 > len(payload):
+    if body_len < 0 or end > len(payload):
         raise ProtocolError(f"a body of {body_len} bytes does not fit a message of "
                             f"{len(payload)} bytes")
-    cred_len = int.from_bytes(payload[end:end + 4], "big", signed=True)
-    if cred_len < 0 or end + 4 + cred_len != len(payload):
-        raise ProtocolError("the credential's length does not match the message's length")
-    return Message(major, minor, session, request, op, code, op_flags, serial, recursion,
-                   expiration, payload[HEADER_SIZE:end], payload[end + 4:], payload)
+    credential = b""
+    if end + 4 <= len(payload):   # (the IDIS SDK's login is sent without a credential)
+        cred_len = int.from_bytes(payload[end:end + 4], "big", signed=True)
+        if cred_len < 0 or end + 4 + cred_len > len(payload):
+            raise ProtocolError("the credential's length does not fit the message")
+        credential = payload[end + 4:end + 4 + cred_len]
+    suggested = (flags & 3, envelope[7]) if flags & 3 else (major, minor)
+    return Message(major, minor, suggested, session, request, op, code, op_flags, serial,
+                   recursion, expiration, payload[HEADER_SIZE:end], credential, payload)
 
 
 def encode(major: int, minor: int, session: int, request: int, op: int, code: int, flags: int,
            body: bytes, *, expiration: int = 0, serial: int = 0, recursion: int = 0,
            credential: bytes = b"") -> bytes:
-    """One message (envelope included), for TCP: header, body, credential."""
+    """One message (envelope included), for TCP: header, body, credential; it suggests
+    this server's version (2.11)."""
     length = HEADER_SIZE + len(body) + 4 + len(credential)
     return b"".join((
-        ENVELOPE.pack(major, minor, 0, MINOR, session, request, 0, length),
+        ENVELOPE.pack(major, minor, MAJOR, MINOR, session, request, 0, length),
         HEADER.pack(op, code, flags, serial, recursion, 0, expiration, len(body)),
         body, len(credential).to_bytes(4, "big"), credential))
 

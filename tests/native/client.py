@@ -35,6 +35,8 @@ class Answer:
     body: bytes
     major: int
     minor: int
+    session: int = 0
+    flags: int = 0
 
     def values(self) -> list[dict[str, Any]]:
         r = Reader(self.body)
@@ -48,7 +50,8 @@ class Answer:
 def parse(data: bytes) -> Answer:
     env = wire.parse_envelope(data)
     msg = wire.parse_message(env, data[wire.ENVELOPE_SIZE:wire.ENVELOPE_SIZE + env[6]])
-    return Answer(msg.request_id, msg.op, msg.code, msg.body, msg.major, msg.minor)
+    return Answer(msg.request_id, msg.op, msg.code, msg.body, msg.major, msg.minor,
+                  msg.session_id, msg.flags)
 
 
 class TCP:
@@ -105,3 +108,36 @@ class UDP:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def create(handle: str, values: list[bytes], **kw: Any) -> bytes:
+    return request(wire.OC_CREATE_HANDLE, string(handle) + int4(len(values)) + b"".join(values),
+                   **kw)
+
+
+def values_op(op: int, handle: str, values: list[bytes], **kw: Any) -> bytes:
+    return request(op, string(handle) + int4(len(values)) + b"".join(values), **kw)
+
+
+def handle_op(op: int, handle: str, **kw: Any) -> bytes:
+    return request(op, string(handle), **kw)
+
+
+def remove(handle: str, indexes: list[int], **kw: Any) -> bytes:
+    return request(wire.OC_REMOVE_VALUE, string(handle) + int4(len(indexes))
+                   + b"".join(int4(i) for i in indexes), **kw)
+
+
+def challenge_parts(answer: Answer) -> tuple[bytes, bytes]:
+    """(raw digest, nonce) of a 402 answer: hash code, digest, then the nonce."""
+    code = answer.body[0]
+    size = wire.HASH_SIZES[code]
+    digest = answer.body[1:1 + size]
+    return digest, Reader(answer.body, 1 + size).bytes()
+
+
+def pubkey_answer(handle: str, index: int, signature: bytes, session: int, request_id: int,
+                  alg: str = "SHA-256") -> bytes:
+    proof = string(alg) + string(signature)
+    body = string("HS_PUBKEY") + string(handle) + int4(index) + string(proof)
+    return request(wire.OC_RESPONSE_TO_CHALLENGE, body, request_id=request_id, session=session)

@@ -101,7 +101,9 @@ def test_filters_and_response_codes(native: tuple[Server, int], owner: Tenant,
         assert got.code == wire.RC_HANDLE_NOT_FOUND and "not found" in got.message()
         got = client.ask(resolution("77.404/X"))
         assert got.code == wire.RC_SERVER_NOT_RESP
-        got = client.ask(resolution("no-slash"))
+        got = client.ask(resolution(b"88.1/\xff\xfe"))
+        assert got.code == wire.RC_INVALID_HANDLE
+        got = client.ask(resolution("/X"))
         assert got.code == wire.RC_INVALID_HANDLE
         got = client.ask(request(wire.OC_LIST_HANDLES, b""))
         assert got.code == wire.RC_OPERATION_NOT_SUPPORTED

@@ -1,0 +1,58 @@
+"""The registry's side of the Handle native protocol's writes (resolver/native/admin.py):
+challenges held and taken, identities proven, and each write done by the same function
+as its REST counterpart (registry/store/records.py), so ownership, templates, the audit
+trail and the acknowledgement of the write are the same whatever the protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from registry import challenges
+from registry.permissions import Principal
+from registry.store import Db, records
+from registry.store.queries import indexes_of
+from resolver.core.errors import IdentifierNotFound, ValuesNotFound
+from resolver.core.identifier import parse
+
+
+class NativeWrites:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    async def hold(self, nonce: bytes, request: bytes) -> int:
+        return await challenges.hold(self.db.pool, nonce, request)  # network op
+
+    async def take(self, session_id: int) -> tuple[bytes, bytes] | None:
+        return await challenges.take(self.db.pool, session_id)  # network op
+
+    async def prove(self, handle: str, index: int, kind: str, proof: bytes,
+                    data: bytes) -> Principal:
+        return await challenges.prove(self.db.pool, handle, index, kind, proof,
+                                      data)  # network op
+
+    async def create(self, who: Principal, text: str, values: list[dict[str, Any]],
+                     overwrite: bool) -> bool:
+        return await records.put_record(self.db, who, parse(text), values,
+                                        overwrite=overwrite)  # network op
+
+    async def put_values(self, who: Principal, text: str, values: list[dict[str, Any]],
+                         overwrite: bool, existing: bool) -> None:
+        """ADD_VALUE, or MODIFY_VALUE (``existing``: every index must be there already,
+        else "values not found", as the Handle.Net server answers)."""
+        ident = parse(text)
+        if existing:
+            present = await indexes_of(self.db.pool, ident.key)  # network op
+            if present is None:
+                raise IdentifierNotFound(f"handle {ident.key} not found")
+            missing = sorted({v["index"] for v in values} - present)
+            if missing:
+                raise ValuesNotFound(f"handle {ident.key} has no values at index {missing} "
+                                     "to modify")
+        await records.put_values(self.db, who, ident, values,
+                                 overwrite=overwrite)  # network op
+
+    async def remove(self, who: Principal, text: str, indexes: frozenset[int]) -> None:
+        await records.delete(self.db, who, parse(text), indexes)  # network op
+
+    async def delete(self, who: Principal, text: str) -> None:
+        await records.delete(self.db, who, parse(text))  # network op

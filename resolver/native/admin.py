@@ -1,0 +1,149 @@
+"""Administration over the native protocol: create, delete, add, modify and remove
+values, each after the protocol's challenge-response (docs/handle-protocol.md).
+
+1. A request (TCP only) is checked, then kept in the database with a fresh nonce
+   (``registry/challenges.py``: the Handle.Net client answers on a new connection, which
+   another worker may take) and answered 402 with the request's digest and the nonce,
+   under a new session id.
+2. The client answers (``RESPONSE_TO_CHALLENGE``, that session id): the identity it
+   names must be an operator's, proven by a signature (HS_PUBKEY) over ``nonce ‖ digest``.
+3. The request then runs as that operator, through the registry's own writes: the same
+   ownership rules, templates, audit trail and acknowledgement as the REST API. Its answer
+   carries the original operation and the answer's request id.
+
+Error codes are the Handle.Net server's: 405 when the challenge is unknown or older than
+20 s, 403 when the proof fails, 400 when the operator may not write there, and the codes
+of the write itself (100, 101, 200, 201, 202...).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Protocol
+
+from resolver.core.errors import (
+    AuthenticationFailed,
+    IdresError,
+    InsufficientPermissions,
+    NotSupported,
+    ProtocolError,
+)
+from resolver.core.hauth import NONCE_SIZE
+from resolver.core.identifier import parse
+from resolver.native import wire
+from resolver.native.server import answer, error
+from resolver.native.values import decode_values
+from resolver.native.wire import Message, Reader, string
+
+WRITES = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
+                    wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE})
+
+
+class Registry(Protocol):
+    """The registry's operations the native protocol needs (resolver/node.py)."""
+
+    async def hold(self, nonce: bytes, request: bytes) -> int: ...
+    async def take(self, session_id: int) -> tuple[bytes, bytes] | None: ...
+    async def prove(self, handle: str, index: int, kind: str, proof: bytes,
+                    data: bytes) -> Any: ...
+    async def create(self, who: Any, text: str, values: list[dict[str, Any]],
+                     overwrite: bool) -> bool: ...
+    async def put_values(self, who: Any, text: str, values: list[dict[str, Any]],
+                         overwrite: bool, existing: bool) -> None: ...
+    async def remove(self, who: Any, text: str, indexes: frozenset[int]) -> None: ...
+    async def delete(self, who: Any, text: str) -> None: ...
+
+
+def parse_write(msg: Message) -> tuple[str, Any]:
+    """(handle, what the operation takes: values or indexes) of a write's body, checked
+    before the challenge so that a malformed request fails at once.
+
+    :raises ProtocolError, InvalidValue, InvalidIdentifier:"""
+    r = Reader(msg.body)
+    text = r.text()
+    parse(text)
+    if msg.op in (wire.OC_CREATE_HANDLE, wire.OC_ADD_VALUE, wire.OC_MODIFY_VALUE):
+        values = decode_values(r, int(time.time()))
+        if msg.op != wire.OC_CREATE_HANDLE and not values:
+            raise ProtocolError("Value list was empty")
+        return text, values
+    if msg.op == wire.OC_REMOVE_VALUE:
+        return text, frozenset(r.int4() for _ in range(r.count()))
+    return text, None
+
+
+def envelope_and(msg: Message) -> bytes:
+    """``msg`` as it arrived (envelope and message), to be read again after the answer."""
+    suggested_major, suggested_minor = msg.suggested
+    return wire.ENVELOPE.pack(msg.major, msg.minor, suggested_major, suggested_minor,
+                              msg.session_id, msg.request_id, 0, len(msg.raw)) + msg.raw
+
+
+def reread(request: bytes) -> Message:
+    return wire.parse_message(wire.parse_envelope(request), request[wire.ENVELOPE_SIZE:])
+
+
+class Administration:
+    def __init__(self, registry: Registry, serial: int = 1) -> None:
+        self.registry = registry
+        self.serial = serial
+
+    async def handle(self, msg: Message) -> bytes:
+        """The answer to a write (a challenge) or to the answer of a challenge."""
+        try:
+            if msg.op in WRITES:
+                parse_write(msg)
+                if msg.flags & wire.MINT:
+                    raise NotSupported("minting a suffix (MINT) is not supported here")
+                nonce = secrets.token_bytes(NONCE_SIZE)
+                sid = await self.registry.hold(nonce, envelope_and(msg))  # network op
+                return answer(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce),
+                              serial=self.serial, session_id=sid, digest=True)
+            if msg.op == wire.OC_RESPONSE_TO_CHALLENGE:
+                return await self._answered(msg)  # network op
+        except IdresError as exc:
+            return error(msg, exc.response_code, exc.message)
+        return error(msg, wire.RC_OPERATION_NOT_SUPPORTED, f"operation {msg.op}")
+
+    async def _answered(self, msg: Message) -> bytes:
+        held = await self.registry.take(msg.session_id)  # network op
+        if held is None:
+            return error(msg, wire.RC_AUTHEN_TIMEOUT, "no challenge is waiting under this "
+                         "session id (unknown, answered, or older than 20 s): ask again")
+        nonce, request = held
+        original = reread(request)
+        r = Reader(msg.body)
+        kind, handle, index, proof = r.text(), r.text(), r.int4(), r.bytes()
+        digest = original.digest()[1:]
+        try:
+            who = await self.registry.prove(handle, index, kind, proof,
+                                            nonce + digest)  # network op
+        except AuthenticationFailed as exc:
+            code = wire.RC_INVALID_CREDENTIAL if kind not in ("HS_PUBKEY", "HS_SECKEY") \
+                else wire.RC_AUTHENTICATION_FAILED
+            return error(msg, code, exc.message)
+        try:
+            code, body = await self._write(who, original)  # network op
+        except InsufficientPermissions as exc:
+            code, body = wire.RC_INVALID_ADMIN, string(exc.message)
+        except IdresError as exc:
+            code, body = exc.response_code, string(exc.message)
+        return answer(original, code, body, serial=self.serial, request_id=msg.request_id,
+                      session_id=msg.session_id)
+
+    async def _write(self, who: Any, msg: Message) -> tuple[int, bytes]:
+        text, taken = parse_write(msg)
+        reg = self.registry
+        overwrite = bool(msg.flags & wire.OVRW)
+        if msg.op == wire.OC_CREATE_HANDLE:
+            await reg.create(who, text, taken, overwrite)  # network op
+            return wire.RC_SUCCESS, string(text)
+        if msg.op == wire.OC_DELETE_HANDLE:
+            await reg.delete(who, text)  # network op
+        elif msg.op == wire.OC_REMOVE_VALUE:
+            await reg.remove(who, text, taken)  # network op
+        else:
+            await reg.put_values(who, text, taken, msg.op == wire.OC_MODIFY_VALUE or overwrite,
+                                 existing=msg.op == wire.OC_MODIFY_VALUE)  # network op
+        return wire.RC_SUCCESS, b""

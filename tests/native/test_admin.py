@@ -1,0 +1,196 @@
+"""Administration over the native protocol with challenge-response (RSA keys, as the CNRI
+client signs), and the same proof over HTTP (``Authorization: Handle``): the writes are
+the REST API's (ownership, audit, read-your-writes), and every failure has its code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from resolver.native import wire
+from resolver.native.values import encode_value
+from tests.conftest import Operator, Server, Tenant, free_port, new_operator, run_sql
+from tests.native.client import (
+    TCP,
+    UDP,
+    Answer,
+    challenge_parts,
+    create,
+    handle_op,
+    pubkey_answer,
+    remove,
+    resolution,
+    values_op,
+)
+
+
+@pytest.fixture(scope="module")
+def native(pg_dsn: str) -> Iterator[tuple[Server, int]]:
+    port = free_port()
+    srv = Server(pg_dsn, "--handle-port", str(port)).wait_ready()
+    yield srv, port
+    assert srv.stop() == 0, srv.output()
+
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PEM = KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def keyed(srv: Server, admin: Operator, key: rsa.RSAPrivateKey = KEY) -> tuple[Tenant, str, int]:
+    """An operator owning a fresh prefix, with ``key`` at index 301 of its identity."""
+    op = new_operator(srv, admin, f"nat-{secrets.token_hex(4)}")
+    prefix = f"88.{free_port()}.9"
+    r = requests.post(f"{srv.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
+                      headers=admin.bearer, timeout=10)
+    assert r.status_code == 201, r.text
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    r = requests.post(f"{srv.url}/api/operators/{op.name}/keys",
+                      json={"index": 301, "publicKey": pem}, headers=op.bearer, timeout=10)
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"].startswith("301:")
+    return Tenant(op, prefix, srv.url), r.json()["identity"].split(":", 1)[1], 301
+
+
+def run(client: TCP, message: bytes, handle: str, index: int,
+        key: rsa.RSAPrivateKey = KEY, tamper: bool = False) -> Answer:
+    """Send a write, answer its challenge, return the final answer."""
+    challenge = client.ask(message)
+    assert challenge.code == wire.RC_AUTHENTICATION_NEEDED, challenge.message()
+    digest, nonce = challenge_parts(challenge)
+    request_bytes = message[wire.ENVELOPE_SIZE:]
+    body_len = int.from_bytes(request_bytes[20:24], "big")
+    assert digest == hashlib.sha256(request_bytes[:24 + body_len]).digest()
+    assert len(nonce) == 16
+    signature = key.sign(nonce + digest, padding.PKCS1v15(), hashes.SHA256())
+    if tamper:
+        signature = bytes([signature[0] ^ 1]) + signature[1:]
+    assert challenge.flags & wire.RD and challenge.session > 0
+    return client.ask(pubkey_answer(handle, index, signature, challenge.session, 99))
+
+
+def value(index: int, type_: str, data: bytes, perms: int = 0b1110) -> bytes:
+    return encode_value({"index": index, "type": type_, "ttl": 86400,
+                         "permissions": f"{perms:04b}",
+                         "data": {"format": "base64", "value": base64.b64encode(data).decode()}})
+
+
+def test_create_add_modify_remove_delete_with_a_public_key(native: tuple[Server, int],
+                                                           admin: Operator, pg_dsn: str) -> None:
+    srv, port = native
+    t, handle, index = keyed(srv, admin)
+    name = f"{t.prefix}/NATIVE-1"
+    client = TCP(port)
+    try:
+        done = run(client, create(name, [value(1, "URL", b"https://example.com/a"),
+                                         value(2, "BIN", bytes(range(200)))]), handle, index)
+        assert (done.code, done.op, done.request_id) == (1, wire.OC_CREATE_HANDLE, 99)
+        rest = requests.get(f"{srv.url}/api/handles/{name}", timeout=10).json()
+        assert [v["data"]["value"] for v in rest["values"]] == [
+            "https://example.com/a", base64.b64encode(bytes(range(200))).decode()]
+        # read-your-writes over the native protocol too
+        assert client.ask(resolution(name)).code == 1
+        again = run(client, create(name, [value(1, "URL", b"x")]), handle, index)
+        assert again.code == wire.RC_HANDLE_ALREADY_EXISTS
+        done = run(client, values_op(wire.OC_ADD_VALUE, name, [value(3, "EMAIL", b"a@b.c")]),
+                   handle, index)
+        assert done.code == 1
+        taken = run(client, values_op(wire.OC_ADD_VALUE, name, [value(3, "EMAIL", b"x@y")]),
+                    handle, index)
+        assert taken.code == wire.RC_VALUE_ALREADY_EXISTS
+        done = run(client, values_op(wire.OC_MODIFY_VALUE, name, [value(3, "EMAIL", b"new@b.c")]),
+                   handle, index)
+        assert done.code == 1
+        missing = run(client, values_op(wire.OC_MODIFY_VALUE, name, [value(9, "X", b"y")]),
+                      handle, index)
+        assert missing.code == wire.RC_VALUES_NOT_FOUND
+        got = client.ask(resolution(name, indexes=(3,)))
+        assert got.values()[0]["data"] == {"format": "string", "value": "new@b.c"}
+        assert run(client, remove(name, [2]), handle, index).code == 1
+        assert sorted(v["index"] for v in client.ask(resolution(name)).values()) == [1, 3]
+        assert run(client, handle_op(wire.OC_DELETE_HANDLE, name), handle, index).code == 1
+        assert client.ask(resolution(name)).code == wire.RC_HANDLE_NOT_FOUND
+    finally:
+        client.close()
+    actions = [r["action"] for r in run_sql(
+        pg_dsn, "SELECT action FROM audit WHERE handle = $1 ORDER BY id", name.upper())]
+    # the refused writes (exists, index taken, index missing) left no row
+    assert actions == ["create", "add_values", "add_values", "remove_values", "delete"]
+    who = run_sql(pg_dsn, "SELECT DISTINCT o.name FROM audit a JOIN operators o ON "
+                  "o.id = a.operator_id WHERE a.handle = $1", name.upper())
+    assert [r["name"] for r in who] == [t.op.name]
+
+
+def test_refusals(native: tuple[Server, int], admin: Operator, pg_dsn: str) -> None:
+    srv, port = native
+    t, handle, index = keyed(srv, admin)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other, other_handle, _ = keyed(srv, admin, other_key)
+    name = f"{t.prefix}/REFUSED"
+    client = TCP(port)
+    try:
+        bad = run(client, create(name, [value(1, "URL", b"x")]), handle, index, tamper=True)
+        assert bad.code == wire.RC_AUTHENTICATION_FAILED
+        # a valid proof, of an operator who does not own the prefix
+        denied = run(client, create(name, [value(1, "URL", b"x")]), other_handle, 301, other_key)
+        assert denied.code == wire.RC_INVALID_ADMIN
+        # an answer to no challenge
+        late = client.ask(pubkey_answer(handle, index, b"sig", 12345, 5))
+        assert late.code == wire.RC_AUTHEN_TIMEOUT
+        # a value idres does not take: refused before any challenge
+        zero = client.ask(create(name, [value(0, "URL", b"x")]))
+        assert zero.code == wire.RC_INVALID_VALUE
+    finally:
+        client.close()
+    assert requests.get(f"{srv.url}/api/handles/{name}", timeout=10).status_code == 404
+    udp = UDP(port)
+    try:
+        assert udp.ask(create(name, [value(1, "URL", b"x")])).code == wire.RC_PROTOCOL_ERROR
+    finally:
+        udp.close()
+
+
+def test_authorization_handle_over_http(native: tuple[Server, int], admin: Operator) -> None:
+    srv, _ = native
+    t, handle, index = keyed(srv, admin)
+    anonymous = requests.put(t.handle_url("H1"), json=[{"index": 1, "type": "URL", "data": "x"}],
+                             timeout=10)
+    assert anonymous.status_code == 401
+    assert any(v.startswith("Handle sessionId=") for v in
+               anonymous.raw.headers.getlist("WWW-Authenticate"))
+    session = requests.post(f"{srv.url}/api/sessions", timeout=10).json()
+    cnonce = secrets.token_bytes(16)
+    data = base64.b64decode(session["nonce"]) + cnonce
+    sig = KEY.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    proof = (f'Handle sessionId="{session["sessionId"]}", id="{index}%3A{handle}", '
+             f'type="HS_PUBKEY", cnonce="{base64.b64encode(cnonce).decode()}", alg="SHA256", '
+             f'signature="{base64.b64encode(sig).decode()}"')
+    r = requests.put(t.handle_url("H1"), json=[{"index": 1, "type": "URL", "data": "x"}],
+                     headers={"Authorization": proof}, timeout=10)
+    assert r.status_code == 201, r.text
+    later = {"Authorization": f'Handle sessionId="{session["sessionId"]}"'}
+    r = requests.put(t.handle_url("H2"), json=[{"index": 1, "type": "URL", "data": "y"}],
+                     headers=later, timeout=10)
+    assert r.status_code == 201, r.text
+    me = requests.get(f"{srv.url}/api/sessions/this", headers=later, timeout=10).json()
+    assert me["operator"] == t.op.name
+    wrong = proof.replace(base64.b64encode(sig).decode(),
+                          base64.b64encode(bytes(len(sig))).decode())
+    fresh = requests.post(f"{srv.url}/api/sessions", timeout=10).json()
+    wrong = wrong.replace(session["sessionId"], fresh["sessionId"])
+    r = requests.put(t.handle_url("H3"), json=[{"index": 1, "type": "URL", "data": "z"}],
+                     headers={"Authorization": wrong}, timeout=10)
+    assert r.status_code in (401, 403) and "does not prove" in r.text
+    assert requests.delete(f"{srv.url}/api/sessions/this", headers=later,
+                           timeout=10).status_code == 204
+    r = requests.put(t.handle_url("H4"), json=[{"index": 1, "type": "URL", "data": "w"}],
+                     headers=later, timeout=10)
+    assert r.status_code in (401, 403)
