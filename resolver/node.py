@@ -42,6 +42,7 @@ from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
 from resolver.core.hsdata import site_bytes
 from resolver.core.site import native_site, site_info
+from registry import sitehandles
 from registry.native import NativeWrites
 from resolver.native.admin import Administration
 from resolver.native.server import Native, NativeContext, NativeTCP, NativeUDP
@@ -79,6 +80,7 @@ class Node:
                               settings.max_bulk_records, read_body, sync=self.invalidator,
                               bounded=lambda aw: within(aw, settings.db_timeout),
                               session_key=derived_key(self.key, b"idres http sessions"))
+        self.registry = ctx
         self.collector.register(RegistryCollector(ctx))
         self.read_log = partial(readlog.record, pool)   # (party, reads): every front end's
         self.app = build_app(settings, self.resolver, self.collector, self.key,
@@ -236,6 +238,7 @@ class Listeners:
             settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1")
         info = site_info(address, self.port, settings.tls_cert is not None,
                          public_key_text(node.key), f"idres {__version__}", handle_port=port)
+        node.registry.site.value = native_site(info)   # (prefix handles name it)
         ctx = self.nctx = NativeContext(node.resolver, site_bytes(native_site(info)),
                                         admin=node.native_admin)
         native = Native(ctx)
@@ -295,6 +298,9 @@ async def serve(settings: Settings) -> None:
             if listeners.native is not None:
                 log.info("Handle protocol on %s:%d (TCP and UDP)", settings.host,
                          listeners.handle_port)
+                if settings.worker == 0:   # (one process writes them)
+                    written = await sitehandles.sync(node.registry.db, node.registry.site)
+                    log.info("prefix handles (0.NA/...) written: %d", written)
             scheme = "https" if settings.tls_cert else "http"
             log.info("idres listening on %s://%s:%d", scheme, settings.host, listeners.port)
             log.info("node key %s%s", public_key_text(node.key),

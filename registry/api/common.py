@@ -11,6 +11,7 @@ from aiohttp import web
 
 from registry.accounts import authenticate, authenticate_reader
 from registry.bearers import Bearers
+from registry.sitehandles import Site
 from registry.permissions import Principal
 from registry.sharing import refuse_reader, view_of
 from registry.store import Db
@@ -46,6 +47,8 @@ class RegistryContext:
     # signs the challenges of "Authorization: Handle" (registry/challenges.py); the node
     # derives it from its key, so that every worker checks the others' challenges
     session_key: bytes = b""
+    # this node's site, once its ports are open (registry/sitehandles.py)
+    site: Site = field(default_factory=Site)
 
     def __post_init__(self) -> None:
         if self.bearers is None:

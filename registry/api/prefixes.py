@@ -6,6 +6,7 @@ from aiohttp import web
 
 from registry.api.bodies import NewPrefix, PrefixOwner, decode
 from registry.api.common import context, json_body, ok, principal
+from registry import sitehandles
 from registry.prefixes import create_prefix, list_prefixes, transfer_prefix
 from resolver.core.described import takes
 from resolver.core.identifier import parse_prefix
@@ -32,6 +33,7 @@ async def post_prefix(request: web.Request) -> web.Response:
     body: NewPrefix = decode(await json_body(request, ctx.max_body_bytes), NewPrefix)
     prefix = parse_prefix(body.prefix)
     owner = await create_prefix(ctx.db, who, prefix, body.owner or who.name)
+    await sitehandles.sync(ctx.db, ctx.site, [prefix.text])  # its 0.NA/ handle
     return ok(201, None, prefix=prefix.text, owner=owner.name)
 
 
@@ -43,4 +45,5 @@ async def post_prefix_owner(request: web.Request) -> web.Response:
     body: PrefixOwner = decode(await json_body(request, ctx.max_body_bytes), PrefixOwner)
     prefix = parse_prefix(request.match_info["prefix"])
     before, after = await transfer_prefix(ctx.db, who, prefix, body.owner)
+    await sitehandles.sync(ctx.db, ctx.site, [prefix.text])  # its HS_ADMIN
     return ok(200, None, prefix=prefix.text, before=before, owner=after)

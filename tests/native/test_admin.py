@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from resolver.native import wire
 from resolver.native.values import encode_value
 from tests.conftest import Operator, Server, Tenant, free_port, new_operator, run_sql
+from tests.native.conftest import NativeNode
 from tests.native.client import (
     TCP,
     UDP,
@@ -31,12 +31,14 @@ from tests.native.client import (
 )
 
 
-@pytest.fixture(scope="module")
-def native(pg_dsn: str) -> Iterator[tuple[Server, int]]:
-    port = free_port()
-    srv = Server(pg_dsn, "--handle-port", str(port)).wait_ready()
-    yield srv, port
-    assert srv.stop() == 0, srv.output()
+@pytest.fixture
+def native(node: NativeNode) -> tuple[Server, int]:
+    return node.server, node.port
+
+
+@pytest.fixture
+def admin(node: NativeNode) -> Operator:
+    return node.admin
 
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -84,7 +86,7 @@ def value(index: int, type_: str, data: bytes, perms: int = 0b1110) -> bytes:
 
 
 def test_create_add_modify_remove_delete_with_a_public_key(native: tuple[Server, int],
-                                                           admin: Operator, pg_dsn: str) -> None:
+                                                           admin: Operator, node: NativeNode) -> None:
     srv, port = native
     t, handle, index = keyed(srv, admin)
     name = f"{t.prefix}/NATIVE-1"
@@ -121,15 +123,15 @@ def test_create_add_modify_remove_delete_with_a_public_key(native: tuple[Server,
     finally:
         client.close()
     actions = [r["action"] for r in run_sql(
-        pg_dsn, "SELECT action FROM audit WHERE handle = $1 ORDER BY id", name.upper())]
+        node.dsn, "SELECT action FROM audit WHERE handle = $1 ORDER BY id", name.upper())]
     # the refused writes (exists, index taken, index missing) left no row
     assert actions == ["create", "add_values", "add_values", "remove_values", "delete"]
-    who = run_sql(pg_dsn, "SELECT DISTINCT o.name FROM audit a JOIN operators o ON "
+    who = run_sql(node.dsn, "SELECT DISTINCT o.name FROM audit a JOIN operators o ON "
                   "o.id = a.operator_id WHERE a.handle = $1", name.upper())
     assert [r["name"] for r in who] == [t.op.name]
 
 
-def test_refusals(native: tuple[Server, int], admin: Operator, pg_dsn: str) -> None:
+def test_refusals(native: tuple[Server, int], admin: Operator, node: NativeNode) -> None:
     srv, port = native
     t, handle, index = keyed(srv, admin)
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

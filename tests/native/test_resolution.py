@@ -5,7 +5,6 @@ same cache coherence as HTTP, and site information."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,15 +12,18 @@ import requests
 from resolver.core import hsdata
 from resolver.native import wire
 from tests.conftest import Operator, Server, Tenant, free_port, new_operator
+from tests.native.conftest import NativeNode
 from tests.native.client import TCP, UDP, request, resolution
 
 
-@pytest.fixture(scope="module")
-def native(pg_dsn: str) -> Iterator[tuple[Server, int]]:
-    port = free_port()
-    srv = Server(pg_dsn, "--handle-port", str(port)).wait_ready()
-    yield srv, port
-    assert srv.stop() == 0, srv.output()
+@pytest.fixture
+def native(node: NativeNode) -> tuple[Server, int]:
+    return node.server, node.port
+
+
+@pytest.fixture
+def admin(node: NativeNode) -> Operator:
+    return node.admin
 
 
 @pytest.fixture
@@ -156,3 +158,29 @@ def test_site_information_names_the_native_port(native: tuple[Server, int]) -> N
     assert mine["servers"][0]["interfaces"] == rest["servers"][0]["interfaces"]
     assert {"protocol": "UDP", "port": port, "query": True, "admin": False} in \
         mine["servers"][0]["interfaces"]
+
+
+@pytest.mark.parametrize("transport", [TCP, UDP])
+def test_prefix_handles_point_clients_at_this_node(native: tuple[Server, int], owner: Tenant,
+                                                   transport: type) -> None:
+    srv, port = native
+    client = transport(port)
+    try:
+        for asked in (f"0.NA/{owner.prefix}", f"0.na/{owner.prefix}", owner.prefix):
+            got = client.ask(resolution(asked))
+            assert got.code == 1, (asked, got.message() if got.code != 1 else "")
+            by_type = {v["type"]: v for v in got.values()}
+            site = by_type["HS_SITE"]["data"]
+            assert site["format"] == "site"
+            interfaces = site["value"]["servers"][0]["interfaces"]
+            assert {"query": True, "admin": True, "protocol": "TCP", "port": port} in interfaces
+            admin = by_type["HS_ADMIN"]["data"]["value"]
+            assert f'{admin["index"]}:{admin["handle"]}' == owner.op.identity
+    finally:
+        client.close()
+    rest = requests.get(f"{srv.url}/api/handles/0.NA/{owner.prefix}", timeout=10).json()
+    assert {v["type"] for v in rest["values"]} == {"HS_SITE", "HS_ADMIN"}
+    got_site = requests.get(f"{srv.url}/api/site", timeout=10).json()["site"]
+    stored = next(v for v in rest["values"] if v["type"] == "HS_SITE")["data"]["value"]
+    assert stored["servers"][0]["interfaces"] == got_site["servers"][0]["interfaces"]
+    assert stored["servers"][0]["address"] == got_site["servers"][0]["address"]
