@@ -19,6 +19,9 @@ class NativeWrites:
     def __init__(self, db: Db) -> None:
         self.db = db
 
+    async def exists(self, text: str) -> bool:
+        return await indexes_of(self.db.pool, parse(text).key) is not None  # network op
+
     async def hold(self, nonce: bytes, request: bytes) -> int:
         return await challenges.hold(self.db.pool, nonce, request)  # network op
 

@@ -15,6 +15,8 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -37,10 +39,10 @@ from resolver.http.fast_context import FastContext
 from resolver.http.handler import BadInputLog, RequestHandler
 from resolver.http.keys import LISTENER, TRAFFIC
 from resolver.invalidate import Invalidator
-from resolver.keys import load_or_create
+from resolver.keys import load_or_create, load_or_create_rsa
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
-from resolver.core.hsdata import site_bytes
+from resolver.core.hsdata import b64u, site_bytes
 from resolver.core.site import native_site, site_info
 from registry import sitehandles
 from registry.native import NativeWrites
@@ -238,9 +240,18 @@ class Listeners:
             settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1")
         info = site_info(address, self.port, settings.tls_cert is not None,
                          public_key_text(node.key), f"idres {__version__}", handle_port=port)
-        node.registry.site.value = native_site(info)   # (prefix handles name it)
-        ctx = self.nctx = NativeContext(node.resolver, site_bytes(native_site(info)),
+        key = load_or_create_rsa(settings.key_file.with_suffix(".rsa.pem") if settings.key_file
+                                 else settings.data_dir / "node_rsa.pem")
+        numbers = key.public_key().public_numbers()
+        site = native_site(info, {"kty": "RSA", "n": b64u(numbers.n), "e": b64u(numbers.e)})
+        node.registry.site.value = site   # (prefix handles name it)
+
+        def signer(data: bytes) -> tuple[str, bytes]:
+            return "SHA-256", key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+        ctx = self.nctx = NativeContext(node.resolver, site_bytes(site), signer=signer,
                                         admin=node.native_admin)
+        node.native_admin.signer = signer
         native = Native(ctx)
         tcp = await _listen("the Handle protocol (--handle-port)", lambda: NativeTCP(native),
                             settings.host, port, settings.workers > 1)

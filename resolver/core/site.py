@@ -39,9 +39,10 @@ def site_info(address: str, port: int, tls: bool, public_key: str, description: 
     }
 
 
-def native_site(site: dict[str, Any]) -> dict[str, Any]:
+def native_site(site: dict[str, Any], rsa_jwk: dict[str, str]) -> dict[str, Any]:
     """The site as its HS_SITE value carries it: the same, but for the server's key, which
-    the Handle.Net software reads only as RSA or DSA (handle-facts §1.4): an Ed25519 key
-    is left out there (it stays in ``GET /api/site``), so the value has an empty key."""
-    servers = [{**s, "publicKey": {"format": "base64", "value": ""}} for s in site["servers"]]
+    the Handle.Net software reads only as RSA or DSA (handle-facts §1.4): the node's RSA
+    key, which certifies native answers, instead of its Ed25519 key (which stays in
+    ``GET /api/site``: it signs referrals, docs/trust.md)."""
+    servers = [{**s, "publicKey": {"format": "key", "value": rsa_jwk}} for s in site["servers"]]
     return {**site, "servers": servers}

@@ -32,7 +32,7 @@ from resolver.core.errors import (
 from resolver.core.hauth import NONCE_SIZE
 from resolver.core.identifier import parse
 from resolver.native import wire
-from resolver.native.server import answer, error
+from resolver.native.server import answer
 from resolver.native.values import decode_values
 from resolver.native.wire import Message, Reader, string
 
@@ -43,6 +43,7 @@ WRITES = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VA
 class Registry(Protocol):
     """The registry's operations the native protocol needs (resolver/node.py)."""
 
+    async def exists(self, text: str) -> bool: ...
     async def hold(self, nonce: bytes, request: bytes) -> int: ...
     async def take(self, session_id: int) -> tuple[bytes, bytes] | None: ...
     async def prove(self, handle: str, index: int, kind: str, proof: bytes,
@@ -85,32 +86,43 @@ def reread(request: bytes) -> Message:
 
 
 class Administration:
-    def __init__(self, registry: Registry, serial: int = 1) -> None:
+    def __init__(self, registry: Registry, serial: int = 1,
+                 signer: wire.Signer | None = None) -> None:
         self.registry = registry
         self.serial = serial
+        self.signer = signer      # (set by the listener: certified answers, CT)
+
+    def _reply(self, msg: Message, code: int, body: bytes, **kw: Any) -> bytes:
+        return answer(msg, code, body, serial=self.serial, signer=self.signer, **kw)
 
     async def handle(self, msg: Message) -> bytes:
         """The answer to a write (a challenge) or to the answer of a challenge."""
         try:
             if msg.op in WRITES:
-                parse_write(msg)
+                text, _ = parse_write(msg)
                 if msg.flags & wire.MINT:
                     raise NotSupported("minting a suffix (MINT) is not supported here")
+                if msg.op == wire.OC_CREATE_HANDLE and not msg.flags & wire.OVRW and \
+                        await self.registry.exists(text):  # network op
+                    # (before any challenge, as the Handle.Net server answers)
+                    return self._reply(msg, wire.RC_HANDLE_ALREADY_EXISTS,
+                                       string(f"handle {text} already exists"))
                 nonce = secrets.token_bytes(NONCE_SIZE)
                 sid = await self.registry.hold(nonce, envelope_and(msg))  # network op
-                return answer(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce),
-                              serial=self.serial, session_id=sid, digest=True)
+                return self._reply(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce),
+                                   session_id=sid, digest=True)
             if msg.op == wire.OC_RESPONSE_TO_CHALLENGE:
                 return await self._answered(msg)  # network op
         except IdresError as exc:
-            return error(msg, exc.response_code, exc.message)
-        return error(msg, wire.RC_OPERATION_NOT_SUPPORTED, f"operation {msg.op}")
+            return self._reply(msg, exc.response_code, string(exc.message))
+        return self._reply(msg, wire.RC_OPERATION_NOT_SUPPORTED, string(f"operation {msg.op}"))
 
     async def _answered(self, msg: Message) -> bytes:
         held = await self.registry.take(msg.session_id)  # network op
         if held is None:
-            return error(msg, wire.RC_AUTHEN_TIMEOUT, "no challenge is waiting under this "
-                         "session id (unknown, answered, or older than 20 s): ask again")
+            return self._reply(msg, wire.RC_AUTHEN_TIMEOUT, string(
+                "no challenge is waiting under this session id (unknown, answered, or older "
+                "than 20 s): ask again"))
         nonce, request = held
         original = reread(request)
         r = Reader(msg.body)
@@ -122,15 +134,15 @@ class Administration:
         except AuthenticationFailed as exc:
             code = wire.RC_INVALID_CREDENTIAL if kind not in ("HS_PUBKEY", "HS_SECKEY") \
                 else wire.RC_AUTHENTICATION_FAILED
-            return error(msg, code, exc.message)
+            return self._reply(msg, code, string(exc.message))
         try:
             code, body = await self._write(who, original)  # network op
         except InsufficientPermissions as exc:
             code, body = wire.RC_INVALID_ADMIN, string(exc.message)
         except IdresError as exc:
             code, body = exc.response_code, string(exc.message)
-        return answer(original, code, body, serial=self.serial, request_id=msg.request_id,
-                      session_id=msg.session_id)
+        return self._reply(original, code, body, request_id=msg.request_id,
+                           session_id=msg.session_id)
 
     async def _write(self, who: Any, msg: Message) -> tuple[int, bytes]:
         text, taken = parse_write(msg)

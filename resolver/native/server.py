@@ -54,11 +54,13 @@ class Administration(Protocol):
 
 class NativeContext:
     def __init__(self, resolver: Resolver, site: bytes, serial: int = 1,
-                 admin: Administration | None = None) -> None:
+                 admin: Administration | None = None, signer: wire.Signer | None = None
+                 ) -> None:
         self.resolver = resolver
         self.site = site              # the HS_SITE data this node answers GET_SITE_INFO with
         self.serial = serial
         self.admin = admin
+        self.signer = signer          # certifies answers (CT) with the key HS_SITE names
         self.connections: set[Any] = set()
         self.requests = 0
         self.errors = 0
@@ -71,12 +73,13 @@ _COPIED = wire.CT | wire.CA | wire.ENC | wire.PO | wire.DNRF | wire.RD
 
 def answer(msg: Message, code: int, body: bytes, now: float | None = None,
            serial: int = 0, op: int | None = None, request_id: int | None = None,
-           session_id: int | None = None, digest: bool = False) -> bytes:
+           session_id: int | None = None, digest: bool = False,
+           signer: wire.Signer | None = None) -> bytes:
     """The response to ``msg``, as the Handle.Net server builds one: the version both
     speak, the request's session, id, operation and flags (``_COPIED``), authoritative
     (this node is its prefixes' primary) and recursive set, an expiration 12 hours on
     (clients refuse expired answers) and, with RD (or ``digest``: a challenge), the body
-    after the request's digest."""
+    after the request's digest; with CT and a ``signer``, signed."""
     flags = (msg.flags & _COPIED) | wire.AT | wire.REC
     if msg.flags & wire.RD or digest:
         body = msg.digest() + body
@@ -86,11 +89,12 @@ def answer(msg: Message, code: int, body: bytes, now: float | None = None,
     return wire.encode(major, minor, msg.session_id if session_id is None else session_id,
                        msg.request_id if request_id is None else request_id,
                        msg.op if op is None else op, code, flags, body,
-                       expiration=expiration, serial=serial, recursion=msg.recursion)
+                       expiration=expiration, serial=serial, recursion=msg.recursion,
+                       signer=signer if msg.flags & wire.CT else None)
 
 
-def error(msg: Message, code: int, text: str) -> bytes:
-    return answer(msg, code, string(text))
+def error(msg: Message, code: int, text: str, **kw: Any) -> bytes:
+    return answer(msg, code, string(text), **kw)
 
 
 def parse_resolution(body: bytes) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
@@ -121,7 +125,7 @@ class Native:
         """The answer to a resolution of an identifier kept in the cache, as asked before
         (no filter), else None (ask :meth:`slow`)."""
         body = msg.body
-        if msg.op != wire.OC_RESOLUTION:
+        if msg.op != wire.OC_RESOLUTION or msg.flags & wire.CT:   # (certified: signed)
             return None
         size = int.from_bytes(body[:4], "big")
         rest = body[4 + size:]   # no index, no type (and the IDIS SDK's empty auth bytes)
@@ -137,6 +141,9 @@ class Native:
         self.usage.count(text, "native", cached(hit))
         return answer(msg, hit[0], hit[1], serial=self.ctx.serial)
 
+    def reply(self, msg: Message, code: int, body: bytes) -> bytes:
+        return answer(msg, code, body, serial=self.ctx.serial, signer=self.ctx.signer)
+
     async def slow(self, msg: Message, conn: Any = None) -> bytes:
         """Any message: resolution through the resolver, site information, or (over TCP,
         ``conn`` given) administration."""
@@ -145,21 +152,22 @@ class Native:
             if msg.op == wire.OC_RESOLUTION:
                 return await self._resolve(msg)  # network op
             if msg.op == wire.OC_GET_SITE_INFO:
-                return answer(msg, wire.RC_SUCCESS, ctx.site, serial=ctx.serial)
+                return self.reply(msg, wire.RC_SUCCESS, ctx.site)
             if msg.op in _ADMIN_OPS and ctx.admin is not None:
                 if conn is None and msg.op != wire.OC_RESPONSE_TO_CHALLENGE:  # (query-only)
-                    return error(msg, wire.RC_PROTOCOL_ERROR,
-                                 "Received admin request on non-admin interface: use TCP")
+                    return self.reply(msg, wire.RC_PROTOCOL_ERROR, string(
+                        "Received admin request on non-admin interface: use TCP"))
                 return await ctx.admin.handle(msg)  # network op
-            return error(msg, wire.RC_OPERATION_NOT_SUPPORTED,
-                         f"operation {msg.op} is not supported by this server")
+            return self.reply(msg, wire.RC_OPERATION_NOT_SUPPORTED,
+                              string(f"operation {msg.op} is not supported by this server"))
         except IdresError as exc:
             ctx.errors += 1
-            return error(msg, exc.response_code, exc.message)
+            return self.reply(msg, exc.response_code, string(exc.message))
         except Exception:   # a defect: answered (the client must not hang), and logged
             ctx.errors += 1
             log.exception("native request (operation %d) failed", msg.op)
-            return error(msg, wire.RC_ERROR, "Server error processing request, see server logs")
+            return self.reply(msg, wire.RC_ERROR,
+                              string("Server error processing request, see server logs"))
 
     async def _resolve(self, msg: Message) -> bytes:
         resolver = self.ctx.resolver
@@ -175,7 +183,7 @@ class Native:
         except IdresError as exc:
             rep = resolver.reply_for(text, exc, key)
             code, body = from_reply(rep.code, rep.body)
-        return answer(msg, code, body, serial=self.ctx.serial)
+        return self.reply(msg, code, body)
 
 
 class NativeTCP(TrackedProtocol):

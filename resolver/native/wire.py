@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from resolver.core.errors import ProtocolError
@@ -240,16 +241,36 @@ def parse_message(envelope: tuple[int, ...], payload: bytes) -> Message:
                    recursion, expiration, payload[HEADER_SIZE:end], credential, payload)
 
 
+Signer = Callable[[bytes], tuple[str, bytes]]   # data -> (digest algorithm, signature)
+
+
 def encode(major: int, minor: int, session: int, request: int, op: int, code: int, flags: int,
            body: bytes, *, expiration: int = 0, serial: int = 0, recursion: int = 0,
-           credential: bytes = b"") -> bytes:
+           signer: Signer | None = None) -> bytes:
     """One message (envelope included), for TCP: header, body, credential; it suggests
-    this server's version (2.11)."""
-    length = HEADER_SIZE + len(body) + 4 + len(credential)
-    return b"".join((
-        ENVELOPE.pack(major, minor, MAJOR, MINOR, session, request, 0, length),
-        HEADER.pack(op, code, flags, serial, recursion, 0, expiration, len(body)),
-        body, len(credential).to_bytes(4, "big"), credential))
+    this server's version (2.11). With ``signer``, the credential is its signature of
+    what the Handle.Net client checks (:func:`signed_data`)."""
+    header_body = HEADER.pack(op, code, flags, serial, recursion, 0, expiration,
+                              len(body)) + body
+    credential = b""
+    if signer is not None:
+        alg, signature = signer(signed_data(major, minor, session, request, header_body))
+        section = string(alg) + string(signature)
+        credential = bytes(12) + string("HS_SIGNED") + int4(len(section)) + section
+    length = len(header_body) + 4 + len(credential)
+    return b"".join((ENVELOPE.pack(major, minor, MAJOR, MINOR, session, request, 0, length),
+                     header_body, len(credential).to_bytes(4, "big"), credential))
+
+
+def signed_data(major: int, minor: int, session: int, request: int, header_body: bytes) -> bytes:
+    """What a certified message's signature covers: from 2.7 on, the version (and from
+    2.8 the suggested version), the session and request ids and the session counter (0),
+    then the header and body; before, the header and body alone."""
+    if (major, minor) < (2, 7):
+        return header_body
+    version = bytes([major, minor, MAJOR, MINOR]) if (major, minor) >= (2, 8) \
+        else bytes([major, minor])
+    return version + struct.pack(">III", session, request, 0) + header_body
 
 
 def datagrams(message: bytes) -> list[bytes]:

@@ -79,6 +79,17 @@ class TCP:
         self.send(data)
         return self.read()
 
+    def raw(self, data: bytes) -> bytes:
+        """The answer's bytes (one message, envelope included)."""
+        self.send(data)
+        while True:
+            if len(self.buf) >= wire.ENVELOPE_SIZE:
+                end = wire.ENVELOPE_SIZE + struct.unpack_from(">I", self.buf, 16)[0]
+                if len(self.buf) >= end:
+                    out, self.buf = self.buf[:end], self.buf[end:]
+                    return out
+            self.buf += self.sock.recv(65536)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -90,9 +101,22 @@ class UDP:
         self.addr = (host, port)
 
     def ask(self, data: bytes) -> Answer:
+        return parse(self.raw(data))
+
+    def raw(self, data: bytes) -> bytes:
+        """The answer's bytes, its packets put together (envelope of the first)."""
         for packet in wire.datagrams(data):
             self.sock.sendto(packet, self.addr)
-        return self.read()
+        parts: dict[int, bytes] = {}
+        while True:
+            packet, _ = self.sock.recvfrom(65536)
+            env = wire.parse_envelope(packet)
+            parts[env[5]] = packet[wire.ENVELOPE_SIZE:]
+            if sum(map(len, parts.values())) >= env[6]:
+                head = bytearray(packet[:wire.ENVELOPE_SIZE])
+                head[2] &= ~wire.ENV_TRUNCATED & 0xff
+                head[12:16] = bytes(4)
+                return bytes(head) + b"".join(parts[i] for i in sorted(parts))
 
     def read(self) -> Answer:
         parts: dict[int, bytes] = {}

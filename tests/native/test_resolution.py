@@ -9,7 +9,7 @@ import base64
 import pytest
 import requests
 
-from resolver.core import hsdata
+from resolver.core import hauth, hsdata
 from resolver.native import wire
 from tests.conftest import Operator, Server, Tenant, free_port, new_operator
 from tests.native.conftest import NativeNode
@@ -184,3 +184,30 @@ def test_prefix_handles_point_clients_at_this_node(native: tuple[Server, int], o
     stored = next(v for v in rest["values"] if v["type"] == "HS_SITE")["data"]["value"]
     assert stored["servers"][0]["interfaces"] == got_site["servers"][0]["interfaces"]
     assert stored["servers"][0]["address"] == got_site["servers"][0]["address"]
+
+
+@pytest.mark.parametrize("transport", [TCP, UDP])
+def test_certified_answers_verify_with_the_key_of_the_site(native: tuple[Server, int],
+                                                          owner: Tenant, transport: type) -> None:
+    put(owner, "SIGNED", VALUES[:2])
+    client = transport(native[1])
+    try:
+        site = hsdata.to_json("HS_SITE", client.ask(request(wire.OC_GET_SITE_INFO, b"")).body)
+        jwk = site["value"]["servers"][0]["publicKey"]["value"]
+        key = hauth.public_key({"format": "key", "value": jwk})
+        for _ in range(2):   # the second is a cache hit: signed all the same
+            raw = client.raw(resolution(f"{owner.prefix}/SIGNED", flags=wire.CT | wire.RD))
+            env = wire.parse_envelope(raw)
+            msg = wire.parse_message(env, raw[wire.ENVELOPE_SIZE:])
+            assert msg.code == 1 and msg.flags & wire.CT
+            c = hsdata.Cursor(msg.credential)
+            c.take(12)
+            assert c.text() == "HS_SIGNED"
+            c.num()
+            alg, signature = c.text(), c.blob()
+            data = wire.signed_data(msg.major, msg.minor, msg.session_id, msg.request_id,
+                                    msg.raw[:wire.HEADER_SIZE + len(msg.body)])
+            assert hauth.verify_signature(key, alg, signature, data)
+            assert not hauth.verify_signature(key, alg, signature, data[:-1] + b"x")
+    finally:
+        client.close()
