@@ -10,8 +10,9 @@ Whoever can reach the database is in charge: commands act as an administrator.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from registry import accounts, cli_ops, cli_records, cli_sharing, delegations, prefixes, tokens
+from registry import accounts, challenges, cli_ops, cli_records, cli_sharing, delegations, prefixes, tokens
 from registry.cli_ops import table
 from registry.cli_table import Command, Result, Run, local_actor
 from registry.store import Db
@@ -56,6 +57,20 @@ async def operator_secret(db: Db, args: argparse.Namespace) -> Result:
     return ({"name": owner.name, "identity": owner.identity, "secret": secret},
             f"new secret for {owner.name} ({owner.identity}): {secret}\n"
             "It is shown only now; the old secret no longer works.")
+
+
+async def operator_key(db: Db, args: argparse.Namespace) -> Result:
+    """An HS_PUBKEY value on the operator's identity: Handle clients prove it with the
+    private key (docs/handle-protocol.md)."""
+    async with db.pool.acquire() as conn:
+        owner = await accounts.find_operator(conn, args.name)
+    try:
+        pem = args.file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"cannot read the public key {args.file}: {exc}") from None
+    identity = await challenges.add_public_key(db, local_actor(), owner, args.index, pem)
+    return ({"name": owner.name, "identity": identity},
+            f"{owner.name} now also proves identity {identity} with that key's private key")
 
 
 async def operator_tokens(db: Db, args: argparse.Namespace) -> Result:
@@ -140,6 +155,13 @@ def _positional(p: argparse.ArgumentParser, name: str, kind: type) -> None:
     p.add_argument(name, type=kind)
 
 
+def _key_args(p: argparse.ArgumentParser) -> None:
+    _operator_arg(p)
+    p.add_argument("file", type=Path, help="PEM public key (RSA or DSA)")
+    p.add_argument("--index", type=int, default=301, help="its index in the identity handle "
+                   "(default 301; 300 is the secret's, 100 the HS_ADMIN)")
+
+
 def _token_args(p: argparse.ArgumentParser) -> None:
     _operator_arg(p)
     p.add_argument("--label", default="", help="what the token is for (shown in lists)")
@@ -171,6 +193,8 @@ COMMANDS: tuple[Command, ...] = (
             operator_token, _token_args),
     Command("operator", "reset-secret", "give an operator a new secret; prints it once",
             operator_secret, _operator_arg),
+    Command("operator", "key", "add a public key (RSA or DSA) to an operator's identity, "
+            "for Handle challenge-response", operator_key, _key_args),
     Command("operator", "tokens", "list an operator's tokens (ids, labels, revocations)",
             operator_tokens, _operator_arg),
     Command("operator", "revoke-token", "revoke a token by its id; it stops working at once",

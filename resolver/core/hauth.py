@@ -41,14 +41,14 @@ def public_key(data: dict[str, Any]) -> rsa.RSAPublicKey | dsa.DSAPublicKey | No
     ``base64``), or None when it is not an RSA or DSA key."""
     try:
         jwk = data["value"] if data["format"] == "key" else \
-            hsdata.to_json("HS_PUBKEY", hsdata.data_bytes("HS_PUBKEY", data))["value"]
+            hsdata.parse_key(hsdata.data_bytes("HS_PUBKEY", data))
         n = {k: hsdata.unb64u(v) for k, v in jwk.items() if k != "kty"}
         if jwk["kty"] == "RSA":
             return rsa.RSAPublicNumbers(n["e"], n["n"]).public_key()
         if jwk["kty"] == "DSA":
             params = dsa.DSAParameterNumbers(n["p"], n["q"], n["g"])
             return dsa.DSAPublicNumbers(n["y"], params).public_key()
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError):
         return None
     return None
 

@@ -186,9 +186,23 @@ _KTY = {kty: (name, parts) for name, (kty, parts) in _KEY_PARTS.items()}
 
 def key_bytes(jwk: dict[str, Any]) -> bytes:
     """An HS_PUBKEY value from a JWK (RSA: n, e; DSA: p, q, g, y): the key type, int2
-    flags 0, then the numbers as the Handle.Net software writes them."""
+    flags 0, then the numbers as the Handle.Net software writes them (an RSA key with
+    four zero bytes after them: its buffer has room for four arrays, it writes three)."""
     name, parts = _KTY[jwk["kty"]]
-    return blob(name) + bytes(2) + b"".join(_bigint(unb64u(jwk[p])) for p in parts)
+    tail = bytes(4) if name == "RSA_PUB_KEY" else b""
+    return blob(name) + bytes(2) + b"".join(_bigint(unb64u(jwk[p])) for p in parts) + tail
+
+
+def parse_key(data: bytes) -> dict[str, Any]:
+    """The JWK of HS_PUBKEY bytes, read as the Handle.Net software reads them (bytes after
+    the numbers are ignored).
+
+    :raises ValueError, KeyError, UnicodeDecodeError: not an RSA or DSA key."""
+    c = Cursor(data)
+    kty, parts = _KEY_PARTS[c.text()]
+    c.num(2)
+    return {"kty": kty, **{p: b64u(int.from_bytes(c.blob(), "big", signed=True))
+                           for p in parts}}
 
 
 def _key(data: bytes) -> dict[str, Any]:
@@ -199,6 +213,8 @@ def _key(data: bytes) -> dict[str, Any]:
     jwk: dict[str, Any] = {"kty": kty}
     for p in parts:
         jwk[p] = b64u(int.from_bytes(c.blob(), "big", signed=True))
+    if kty == "RSA" and c.data[c.pos:] == bytes(4):
+        c.take(4)
     c.end()
     return jwk
 
