@@ -101,11 +101,12 @@ def register(registry: CollectorRegistry, resolver: Resolver,
 
 
 class FrontCollector(Collector):
-    """Counters of the HTTP fast path and of the binary protocol."""
+    """Counters of the HTTP fast path, the binary protocol and the Handle protocol."""
 
-    def __init__(self, fast: Any, binary: Any | None) -> None:
+    def __init__(self, fast: Any, binary: Any | None, native: Any | None = None) -> None:
         self.fast = fast
         self.binary = binary
+        self.native = native
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield CounterMetricFamily("idres_http_fast_requests",
@@ -129,6 +130,19 @@ class FrontCollector(Collector):
             yield CounterMetricFamily("idres_binary_errors",
                                       "Binary-protocol frames answered with an error",
                                       value=self.binary.errors)
+        if self.native is not None:
+            yield CounterMetricFamily("idres_native_requests",
+                                      "Handle native-protocol messages (TCP and UDP)",
+                                      value=self.native.requests)
+            yield CounterMetricFamily("idres_native_errors",
+                                      "Handle native-protocol messages answered with an error "
+                                      "or dropped as unreadable", value=self.native.errors)
+            yield CounterMetricFamily("idres_native_busy",
+                                      "UDP requests answered 'server too busy'",
+                                      value=self.native.busy)
+            yield GaugeMetricFamily("idres_native_connections",
+                                    "TCP connections of the Handle native protocol",
+                                    value=len(self.native.connections))
 
 
 class TrafficCollector(Collector):

@@ -226,7 +226,7 @@ class Listeners:
                                         settings.workers > 1)
         if settings.handle_port:
             await self._open_native(settings.handle_port)
-        node.collector.register(metrics.FrontCollector(fast, self.bctx))
+        node.collector.register(metrics.FrontCollector(fast, self.bctx, self.nctx))
 
     @property
     def handle_port(self) -> int:

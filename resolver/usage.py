@@ -60,7 +60,10 @@ class Usage:
 
     def count(self, name: str | bytes, protocol: str, outcome: str) -> None:
         """One resolution of ``name``: a key, an identifier text, or a raw target."""
-        key = (name, protocol, outcome)
+        self.tally((name, protocol, outcome))
+
+    def tally(self, key: tuple[Any, str, str]) -> None:
+        """:meth:`count` with its key built already (a kept answer keeps its key)."""
         counts = self.counts
         if key in counts:
             counts[key] += 1

@@ -22,7 +22,9 @@ busy" (3) at once, as the Handle.Net server answers when its queue is full.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import struct
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -41,6 +43,9 @@ log = logging.getLogger("idres.native")
 
 MAX_UDP_TASKS = 1024
 EXPIRATION = 43200          # seconds an answer's header says it is good for
+# an answer kept whole (UDP) is sent as long as its cache entry is fresh, at most
+# --cache-max-ttl: it says it is good for a week, so that it is never sent expired
+KEPT_EXPIRATION = 7 * 86400
 _ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                         wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
                         wire.OC_RESPONSE_TO_CHALLENGE})
@@ -67,6 +72,18 @@ class NativeContext:
         self.busy = 0                 # datagrams answered "server too busy"
 
 
+_HEADS = struct.Struct(">BBBBIIII" + "iiIHBBii")    # envelope and header together
+_Z4, _Z8, _Z12 = bytes(4), bytes(8), bytes(12)
+
+
+def _kept_size(kept: tuple[int, bytes, Any]) -> int:
+    return len(kept[1])
+
+
+def shape(datagram: bytes) -> bytes:
+    """A request but for what changes between repetitions of it (its session and request
+    ids, its expiration): the spelling under which its whole answer is kept."""
+    return datagram[:4] + datagram[12:36] + datagram[40:]
 # request flags a response carries over (handle-facts, the Handle.Net AbstractResponse)
 _COPIED = wire.CT | wire.CA | wire.ENC | wire.PO | wire.DNRF | wire.RD
 
@@ -118,7 +135,9 @@ class Native:
 
     def __init__(self, ctx: NativeContext) -> None:
         self.ctx = ctx
-        self.lookup = ctx.resolver.coalescer.lookup
+        self.coalescer = ctx.resolver.coalescer
+        self.lookup = self.coalescer.lookup
+        self.encodings = self.coalescer.cache.encodings(Form.HDL)
         self.usage = ctx.resolver.usage
 
     def fast(self, msg: Message) -> bytes | None:
@@ -140,6 +159,49 @@ class Native:
             return None
         self.usage.count(text, "native", cached(hit))
         return answer(msg, hit[0], hit[1], serial=self.ctx.serial)
+
+    def fast_datagram(self, data: bytes) -> bytes | None:
+        """The UDP hot path, straight from the datagram's bytes. A resolution asked before
+        in the same shape (the same bytes but for the session and request ids and the
+        expiration: :func:`shape`) finds its whole answer kept in the cache entry, and
+        only those ids are put in; one asked as text before is answered from its kept
+        body, and the answer is kept for its shape. Else None: :meth:`slow`."""
+        if len(data) < 56:
+            return None
+        (major, minor, eflags, sminor, session, request, _m, length, op, code, flags, _s,
+         recursion, _r, _e, body_len) = _HEADS.unpack_from(data)
+        if op != 1 or major != 2 or code or eflags & 0xe0 or flags & wire.CT \
+                or length != len(data) - 20 or body_len > length - 24:
+            return None
+        end = 48 + int.from_bytes(data[44:48], "big")
+        rest = data[end:44 + body_len]
+        if rest != _Z8 and rest != _Z12:
+            return None
+        try:
+            text = data[48:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        hit = self.lookup(Form.HDL, text)
+        if hit is None:
+            return None
+        self.usage.count(text, "native", cached(hit))
+        major, minor = min((eflags & 3, sminor) if eflags & 3 else (major, minor),
+                           (wire.MAJOR, wire.MINOR))
+        body = hit[1]
+        if flags & wire.RD:
+            digest = hashlib.sha256 if (major, minor) >= (2, 7) else hashlib.sha1
+            body = bytes([wire.HASH_SHA256 if (major, minor) >= (2, 7) else wire.HASH_SHA1]) \
+                + digest(data[20:44 + body_len]).digest() + body
+        out = _HEADS.pack(major, minor, wire.MAJOR, wire.MINOR, session, request, 0,
+                          len(body) + 28, 1, hit[0], (flags & _COPIED) | wire.AT | wire.REC,
+                          self.ctx.serial, recursion, 0, int(time.time()) + KEPT_EXPIRATION,
+                          len(body)) + body + _Z4
+        held = self.encodings.get(text)
+        if held is not None:   # (its entry: the answer is kept for the shape too)
+            tally = (text, "native", cached(hit))
+            self.coalescer.encode(held[0], Form.HDL, shape(data), lambda: (hit[0], out, tally),
+                                  _kept_size)
+        return out
 
     def reply(self, msg: Message, code: int, body: bytes) -> bytes:
         return answer(msg, code, body, serial=self.ctx.serial, signer=self.ctx.signer)
@@ -255,6 +317,8 @@ def _bare_error(env: tuple[int, ...], text: str) -> bytes:
 class NativeUDP(asyncio.DatagramProtocol):
     def __init__(self, native: Native) -> None:
         self.native = native
+        self.lookup = native.lookup
+        self.tally = native.usage.tally
         self.transport: asyncio.DatagramTransport | None = None
         self.assembler = wire.Assembler()
         self.tasks = 0
@@ -265,6 +329,23 @@ class NativeUDP(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         ctx = self.native.ctx
         ctx.requests += 1
+        # the hot path, written out: this request's shape answered before (fast_datagram)
+        kept = self.lookup(Form.HDL, data[:4] + data[12:36] + data[40:])
+        if kept is not None and self.transport is not None:
+            self.tally(kept[2])
+            out = kept[1]
+            if len(out) <= wire.MAX_UDP_PACKET:
+                self.transport.sendto(out[:4] + data[4:12] + out[12:], addr)
+            else:
+                self._send(out[:4] + data[4:12] + out[12:], addr)
+            return
+        hit = self.native.fast_datagram(data)
+        if hit is not None and self.transport is not None:
+            if len(hit) <= wire.MAX_UDP_PACKET:
+                self.transport.sendto(hit, addr)
+            else:
+                self._send(hit, addr)
+            return
         try:
             env = wire.parse_envelope(data)
             payload = data[wire.ENVELOPE_SIZE:]

@@ -110,6 +110,10 @@ def test_malformed_messages_get_clear_codes_and_the_connection_stays(node: Nativ
     finally:
         client.close()
     still_serving(node, owner)
+    metrics = requests.get(f"{node.server.url}/metrics", timeout=10).text
+    errors = next(line for line in metrics.splitlines()
+                  if line.startswith("idres_native_errors_total "))
+    assert float(errors.split()[-1]) >= len(cases) - 1
 
 
 def test_an_oversized_message_is_refused_and_the_connection_closed(node: NativeNode,
