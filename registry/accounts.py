@@ -83,7 +83,8 @@ async def create_operator(
     values = [
         HandleValue(100, "HS_ADMIN", "admin",
                     {"handle": handle, "index": index, "permissions": "111111111111"}),
-        HandleValue(index, "HS_SECKEY", "string", secrets.hash_secret(secret),
+        HandleValue(index, "HS_SECKEY", "string",
+                    secrets.hash_secret(secret, db.seal_key, identity),
                     permissions=SECKEY_PERMISSIONS),
     ]
     stored = [codec.to_stored(v.with_timestamp(int(time.time()))) for v in values]
@@ -158,7 +159,9 @@ async def reset_secret(db: Db, actor: Principal, owner: Principal) -> str:
             f"operator {actor.name!r} may not reset the secret of {owner.name!r}")
     index, handle = parse_identity(owner.identity)
     secret = secrets.new_secret()
-    seckey = codec.to_stored(HandleValue(index, "HS_SECKEY", "string", secrets.hash_secret(secret),
+    seckey = codec.to_stored(HandleValue(index, "HS_SECKEY", "string",
+                                         secrets.hash_secret(secret, db.seal_key,
+                                                             f"{index}:{handle}"),
                                          timestamp=int(time.time()),
                                          permissions=SECKEY_PERMISSIONS))
     async with write_transaction(db) as tx:

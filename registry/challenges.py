@@ -27,6 +27,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from registry import secrets as secrets_
 from registry.accounts import parse_identity
 from registry.permissions import Principal, unreadable_hidden
 from registry.store import Db, audit, write_transaction
@@ -46,7 +47,7 @@ OPERATOR_BY_HANDLE = """
 
 
 async def prove(pool: asyncpg.Pool, handle: str, index: int, kind: str, answer: bytes,
-                data: bytes) -> Principal:
+                data: bytes, seal_key: bytes = b"") -> Principal:
     """The operator whose identity handle is ``handle``, if ``answer`` proves that the
     client holds the value at ``index`` (0: any value of the kind) over ``data``.
     ``kind`` is HS_PUBKEY (``answer``: the algorithm name and the signature, as the native
@@ -70,11 +71,17 @@ async def prove(pool: asyncpg.Pool, handle: str, index: int, kind: str, answer: 
                for v in sorted(values, key=lambda v: v["index"])):
             return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
     elif kind == "HS_SECKEY":
-        if values:
+        opened = [(v["index"], secrets_.unseal(v["data"]["value"], seal_key,
+                                             f"{v['index']}:{key}"))
+                  for v in values if isinstance(v["data"]["value"], str)]
+        if any(k is not None and hauth.verify_mac(k, answer, data) for _, k in opened):
+            return Principal(row["id"], row["name"], row["identity"], row["is_admin"])
+        if values and all(k is None for _, k in opened):
             raise AuthenticationFailed(
                 f"{index}:{handle} keeps only a hash of its secret, which a challenge cannot "
-                "be answered with: prove the identity with a public key (HS_PUBKEY, see "
-                "idres operator key), or send the secret with Basic over HTTPS")
+                "be checked against: reset the secret on the node (idres operator "
+                "reset-secret) to keep it sealed, or prove the identity with a public key "
+                "(idres operator key)")
     else:
         raise AuthenticationFailed(f"unknown authentication type {kind!r}")
     raise AuthenticationFailed(f"the answer does not prove identity {index}:{handle}")

@@ -30,8 +30,8 @@ class NativeWrites:
 
     async def prove(self, handle: str, index: int, kind: str, proof: bytes,
                     data: bytes) -> Principal:
-        return await challenges.prove(self.db.pool, handle, index, kind, proof,
-                                      data)  # network op
+        return await challenges.prove(self.db.pool, handle, index, kind, proof, data,
+                                      self.db.seal_key)  # network op
 
     async def create(self, who: Principal, text: str, values: list[dict[str, Any]],
                      overwrite: bool) -> bool:

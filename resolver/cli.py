@@ -40,7 +40,7 @@ from resolver.config import (
 from resolver.core import signing
 from resolver.core.errors import IdresError
 from resolver.core.identifier import parse_prefix
-from resolver.core.signing import public_key_text
+from resolver.core.signing import derived_key, public_key_text
 from resolver.invalidate import AckListener
 from resolver.keys import load_or_create
 from resolver.pg.embedded import EmbeddedError
@@ -60,10 +60,22 @@ async def _with_db(settings: Settings, work: Callable[[Db], Awaitable[int]]) -> 
         acks = AckListener(dsn)
         try:
             await acks.start()
-            return await work(Db(pool, acks))
+            return await work(Db(pool, acks, seal_key=_seal_key(settings)))
         finally:
             await acks.close()
             await pool.close()
+
+
+def _seal_key(settings: Settings) -> bytes:
+    """The key that seals operators' secrets, if this node's key is here (it is never made
+    by a command: a server elsewhere would not know it)."""
+    path = settings.key_file or settings.data_dir / "node_ed25519.pem"
+    try:
+        return derived_key(load_or_create(path), b"idres secret keys") if path.exists() else b""
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the node key %s (%s): secrets made now are not sealed", path,
+                    exc)
+        return b""
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

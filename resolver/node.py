@@ -81,7 +81,8 @@ class Node:
         ctx = RegistryContext(pool, settings.max_body_bytes, settings.max_bulk_bytes,
                               settings.max_bulk_records, read_body, sync=self.invalidator,
                               bounded=lambda aw: within(aw, settings.db_timeout),
-                              session_key=derived_key(self.key, b"idres http sessions"))
+                              session_key=derived_key(self.key, b"idres http sessions"),
+                              seal_key=derived_key(self.key, b"idres secret keys"))
         self.registry = ctx
         self.collector.register(RegistryCollector(ctx))
         self.read_log = partial(readlog.record, pool)   # (party, reads): every front end's

@@ -47,6 +47,7 @@ class RegistryContext:
     # signs the challenges of "Authorization: Handle" (registry/challenges.py); the node
     # derives it from its key, so that every worker checks the others' challenges
     session_key: bytes = b""
+    seal_key: bytes = b""       # (registry/secrets.py seal, also derived from the node's key)
     # this node's site, once its ports are open (registry/sitehandles.py)
     site: Site = field(default_factory=Site)
 
@@ -56,7 +57,7 @@ class RegistryContext:
 
     @property
     def db(self) -> Db:
-        return Db(self.pool, self.sync, self.groups)
+        return Db(self.pool, self.sync, self.groups, self.seal_key)
 
 
 REGISTRY = web.AppKey("registry", RegistryContext)

@@ -88,7 +88,8 @@ async def authenticate(request: web.Request, header: str) -> Principal:
             raise AuthenticationFailed(f"unknown alg {alg!r} for HS_SECKEY")
         proof = mac
     data = nonce + _b64(p.get("cnonce", ""), "cnonce")
-    who = await challenges.prove(ctx.pool, handle, index, kind, proof, data)  # network op
+    who = await challenges.prove(ctx.pool, handle, index, kind, proof, data,
+                                 ctx.seal_key)  # network op
     await challenges.open_session(ctx.pool, sid, who, f"{index}:{handle}")  # network op
     return who
 

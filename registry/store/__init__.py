@@ -55,6 +55,9 @@ class Db:
     pool: asyncpg.Pool
     sync: CommitSync = NoSync()
     groups: WriteGroups | None = None
+    # seals operators' new secrets (registry/secrets.py); derived from the node's key, so
+    # empty where that key is not at hand (a command run elsewhere)
+    seal_key: bytes = b""
 
 
 @dataclass

@@ -192,10 +192,11 @@ class Native:
             digest = hashlib.sha256 if (major, minor) >= (2, 7) else hashlib.sha1
             body = bytes([wire.HASH_SHA256 if (major, minor) >= (2, 7) else wire.HASH_SHA1]) \
                 + digest(data[20:44 + body_len]).digest() + body
-        out = _HEADS.pack(major, minor, wire.MAJOR, wire.MINOR, session, request, 0,
-                          len(body) + 28, 1, hit[0], (flags & _COPIED) | wire.AT | wire.REC,
-                          self.ctx.serial, recursion, 0, int(time.time()) + KEPT_EXPIRATION,
-                          len(body)) + body + _Z4
+        out: bytes = _HEADS.pack(major, minor, wire.MAJOR, wire.MINOR, session, request, 0,
+                                 len(body) + 28, 1, hit[0],
+                                 (flags & _COPIED) | wire.AT | wire.REC, self.ctx.serial,
+                                 recursion, 0, int(time.time()) + KEPT_EXPIRATION,
+                                 len(body)) + body + _Z4
         held = self.encodings.get(text)
         if held is not None:   # (its entry: the answer is kept for the shape too)
             tally = (text, "native", cached(hit))

@@ -196,3 +196,61 @@ def test_authorization_handle_over_http(native: tuple[Server, int], admin: Opera
     r = requests.put(t.handle_url("H4"), json=[{"index": 1, "type": "URL", "data": "w"}],
                      headers=later, timeout=10)
     assert r.status_code in (401, 403)
+
+
+def seckey_answer(handle: str, index: int, secret: bytes, nonce: bytes, digest: bytes,
+                  session: int) -> bytes:
+    """An HS_SECKEY answer as the CNRI client makes it from 2.7 on: PBKDF2-HMAC-SHA1 (16
+    bytes of salt, 10,000 iterations, 160 bits), then HMAC-SHA1 of nonce ‖ digest."""
+    import hmac
+    from resolver.native.wire import int4, string
+    salt = secrets.token_bytes(16)
+    derived = hashlib.pbkdf2_hmac("sha1", secret, salt, 10_000, 20)
+    mac = hmac.new(derived, nonce + digest, hashlib.sha1).digest()
+    proof = bytes([0x22]) + string(salt) + int4(10_000) + int4(160) + string(mac)
+    body = string("HS_SECKEY") + string(handle) + int4(index) + string(proof)
+    return wire.encode(2, 11, session, 77, wire.OC_RESPONSE_TO_CHALLENGE, 0, 0, body)
+
+
+def test_secret_keys_sealed_by_the_node_answer_challenges(node: NativeNode,
+                                                          native: tuple[Server, int]) -> None:
+    srv, port = native
+    t, _, _ = keyed(srv, node.admin)      # created over REST: its secret is sealed
+    index, handle = t.op.identity.split(":", 1)
+    name = f"{t.prefix}/SECRET-1"
+    client = TCP(port)
+    try:
+        for secret, expected in ((b"wrong", wire.RC_AUTHENTICATION_FAILED),
+                                 (t.op.secret.encode(), wire.RC_SUCCESS)):
+            challenge = client.ask(create(name, [value(1, "URL", b"x")]))
+            digest, nonce = challenge_parts(challenge)
+            done = client.ask(seckey_answer(handle, int(index), secret, nonce, digest,
+                                            challenge.session))
+            assert done.code == expected, done.body
+        # an operator made by a command without the node's key keeps only a hash
+        a_index, a_handle = node.admin.identity.split(":", 1)
+        challenge = client.ask(create(f"{t.prefix}/SECRET-2", [value(1, "URL", b"x")]))
+        digest, nonce = challenge_parts(challenge)
+        done = client.ask(seckey_answer(a_handle, int(a_index), node.admin.secret.encode(),
+                                        nonce, digest, challenge.session))
+        assert done.code == wire.RC_AUTHENTICATION_FAILED
+        assert "only a hash" in done.message()
+    finally:
+        client.close()
+    # Basic authentication with a sealed secret works as before
+    r = requests.put(t.handle_url("BASIC"), json=[{"index": 1, "type": "URL", "data": "b"}],
+                     auth=t.op.basic, timeout=10)
+    assert r.status_code == 201, r.text
+    # and over HTTP, the secret-key proof of a Handle session
+    session = requests.post(f"{srv.url}/api/sessions", timeout=10).json()
+    cnonce, salt = secrets.token_bytes(16), secrets.token_bytes(16)
+    import hmac
+    derived = hashlib.pbkdf2_hmac("sha1", t.op.secret.encode(), salt, 10_000, 20)
+    mac = hmac.new(derived, base64.b64decode(session["nonce"]) + cnonce, hashlib.sha1).digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    header = (f'Handle sessionId="{session["sessionId"]}", id="{index}%3A{handle}", '
+              f'type="HS_SECKEY", cnonce="{b64(cnonce)}", alg="PBKDF2-HMAC-SHA1", '
+              f'salt="{b64(salt)}", iterations="10000", length="160", signature="{b64(mac)}"')
+    r = requests.put(t.handle_url("SESSION"), json=[{"index": 1, "type": "URL", "data": "s"}],
+                     headers={"Authorization": header}, timeout=10)
+    assert r.status_code == 201, r.text
