@@ -47,6 +47,7 @@ from resolver.core.site import native_site, site_info
 from registry import sitehandles
 from registry.native import NativeWrites
 from resolver.native.admin import Administration
+from resolver.native.tunnel import TUNNEL
 from resolver.native.server import Native, NativeContext, NativeTCP, NativeUDP
 from resolver.protocol.server import BinaryContext, BinaryProtocol
 from resolver.recursion.recursor import Recursor
@@ -253,7 +254,7 @@ class Listeners:
         ctx = self.nctx = NativeContext(node.resolver, site_bytes(site), signer=signer,
                                         admin=node.native_admin)
         node.native_admin.signer = signer
-        native = Native(ctx)
+        native = node.app[TUNNEL].native = Native(ctx)   # (HDL over HTTP too)
         tcp = await _listen("the Handle protocol (--handle-port)", lambda: NativeTCP(native),
                             settings.host, port, settings.workers > 1)
         try:

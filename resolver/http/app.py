@@ -15,6 +15,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from resolver import __version__, reply
+from resolver.native.tunnel import TUNNEL, Tunnel, tunnel
 from resolver.config import Settings
 from resolver.core import params, signing
 from resolver.core.errors import (
@@ -254,5 +255,7 @@ def build_app(
     app.router.add_get("/api/openapi.json", openapi)
     if registry_routes is not None:
         registry_routes(app)
+    app[TUNNEL] = Tunnel()   # HDL over HTTP, once the native protocol is on (resolver/node.py)
     app.router.add_get(r"/{handle:[\s\S]+}", handles.proxy)
+    app.router.add_post(r"/{handle:[\s\S]+}", tunnel)
     return app

@@ -283,7 +283,7 @@ class NativeTCP(TrackedProtocol):
                 msg = wire.parse_message(env, payload)
             except ProtocolError as exc:
                 ctx.errors += 1
-                out.append(_bare_error(env, exc.message))
+                out.append(bare_error(env, exc.message))
                 continue
             hit = self.native.fast(msg)
             if hit is not None:
@@ -293,7 +293,7 @@ class NativeTCP(TrackedProtocol):
             asyncio.get_running_loop().create_task(self._slow(msg))
         fatal = self.fatal if not self.backlog else None
         if fatal is not None:
-            out.append(_bare_error((wire.MAJOR, wire.MINOR, 0, 0, 0, 0, 0), fatal.message))
+            out.append(bare_error((wire.MAJOR, wire.MINOR, 0, 0, 0, 0, 0), fatal.message))
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
         if fatal is not None and self.transport is not None:
@@ -309,7 +309,7 @@ class NativeTCP(TrackedProtocol):
             self.sync_reading()
 
 
-def _bare_error(env: tuple[int, ...], text: str) -> bytes:
+def bare_error(env: tuple[int, ...], text: str) -> bytes:
     """An error answer to a message that could not be read past its envelope."""
     return wire.encode(wire.MAJOR, wire.MINOR, env[3], env[4], 0, wire.RC_PROTOCOL_ERROR, 0,
                        string(text))
@@ -362,7 +362,7 @@ class NativeUDP(asyncio.DatagramProtocol):
             ctx.errors += 1
             if len(data) >= wire.ENVELOPE_SIZE:
                 env = wire.ENVELOPE.unpack_from(data)
-                self._send(_bare_error((0, 0, 0, env[4], env[5]), exc.message), addr)
+                self._send(bare_error((0, 0, 0, env[4], env[5]), exc.message), addr)
             return
         hit = self.native.fast(msg)
         if hit is not None:

@@ -13,7 +13,7 @@ from resolver.core import hauth, hsdata
 from resolver.native import wire
 from tests.conftest import Operator, Server, Tenant, free_port, new_operator
 from tests.native.conftest import NativeNode
-from tests.native.client import TCP, UDP, request, resolution
+from tests.native.client import TCP, UDP, parse, request, resolution
 
 
 @pytest.fixture
@@ -211,3 +211,25 @@ def test_certified_answers_verify_with_the_key_of_the_site(native: tuple[Server,
             assert not hauth.verify_signature(key, alg, signature, data[:-1] + b"x")
     finally:
         client.close()
+
+
+def test_hdl_over_http(native: tuple[Server, int], owner: Tenant) -> None:
+    """The native messages tunnelled in HTTP, as the CNRI client sends them to an HTTP
+    interface of the site."""
+    srv, _ = native
+    put(owner, "TUNNEL", VALUES[:2])
+    headers = {"Content-Type": "application/x-hdl-message",
+               "Accept": "application/x-hdl-message"}
+    for _ in range(2):
+        r = requests.post(f"{srv.url}/{owner.prefix}/TUNNEL",
+                          data=resolution(f"{owner.prefix}/TUNNEL", request_id=41),
+                          headers=headers, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-hdl-message"
+        got = parse(r.content)
+        assert (got.code, got.request_id) == (1, 41)
+        assert [v["index"] for v in got.values()] == [1, 2]
+    bad = requests.post(f"{srv.url}/x", data=b"\x02\x0a" + bytes(30), headers=headers, timeout=10)
+    assert parse(bad.content).code == wire.RC_PROTOCOL_ERROR
+    other = requests.post(f"{srv.url}/{owner.prefix}/TUNNEL", data=b"{}",
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert other.status_code == 404
