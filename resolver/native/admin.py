@@ -36,6 +36,7 @@ from resolver.native.server import answer
 from resolver.native.values import decode_values
 from resolver.native.wire import Message, Reader, string
 
+OC_LOGIN = 2001   # the IDIS SDK's OC_LOGIN_ID_SYSTEM (docs/handle-protocol.md)
 WRITES = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                     wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE})
 
@@ -95,9 +96,19 @@ class Administration:
     def _reply(self, msg: Message, code: int, body: bytes, **kw: Any) -> bytes:
         return answer(msg, code, body, serial=self.serial, signer=self.signer, **kw)
 
-    async def handle(self, msg: Message) -> bytes:
-        """The answer to a write (a challenge) or to the answer of a challenge."""
+    async def handle(self, msg: Message, conn: Any = None) -> bytes:
+        """The answer to a write (a challenge) or to the answer of a challenge; on a TCP
+        connection (``conn``), also the IDIS SDK's login and writes in its session."""
+        state = getattr(conn, "state", None)
         try:
+            if msg.op == OC_LOGIN and state is not None:
+                return self._login(msg, state)
+            if msg.op in WRITES and state is not None and \
+                    msg.session_id in state.get("sessions", {}):
+                return await self._run(state["sessions"][msg.session_id], msg, msg)
+            if msg.op == wire.OC_RESPONSE_TO_CHALLENGE and state is not None and \
+                    state.get("login", (None,))[0] == msg.session_id:
+                return await self._logged_in(msg, state)
             if msg.op in WRITES:
                 text, _ = parse_write(msg)
                 if msg.flags & wire.MINT:
@@ -135,6 +146,10 @@ class Administration:
             code = wire.RC_INVALID_CREDENTIAL if kind not in ("HS_PUBKEY", "HS_SECKEY") \
                 else wire.RC_AUTHENTICATION_FAILED
             return self._reply(msg, code, string(exc.message))
+        return await self._run(who, original, msg)
+
+    async def _run(self, who: Any, original: Message, msg: Message) -> bytes:
+        """``original`` done as ``who``, answered with ``msg``'s ids."""
         try:
             code, body = await self._write(who, original)  # network op
         except InsufficientPermissions as exc:
@@ -143,6 +158,31 @@ class Administration:
             code, body = exc.response_code, string(exc.message)
         return self._reply(original, code, body, request_id=msg.request_id,
                            session_id=msg.session_id)
+
+    def _login(self, msg: Message, state: dict[str, Any]) -> bytes:
+        """The IDIS SDK's login on a pooled connection (opcode 2001, the identity in the
+        body): challenged under the client's own session id, on this connection."""
+        r = Reader(msg.body)
+        r.text(), r.int4()
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        state["login"] = (msg.session_id, nonce, msg, time.monotonic())
+        return self._reply(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce), digest=True)
+
+    async def _logged_in(self, msg: Message, state: dict[str, Any]) -> bytes:
+        sid, nonce, login, started = state.pop("login")
+        if time.monotonic() - started > 20:
+            return self._reply(msg, wire.RC_AUTHEN_TIMEOUT, string("the login took over 20 s"))
+        r = Reader(msg.body)
+        kind, handle, index, proof = r.text(), r.text(), r.int4(), r.bytes()
+        try:
+            who = await self.registry.prove(handle, index, kind, proof,
+                                            nonce + login.digest()[1:])  # network op
+        except AuthenticationFailed as exc:
+            return self._reply(msg, wire.RC_AUTHENTICATION_FAILED, string(exc.message))
+        sessions = state.setdefault("sessions", {})
+        if len(sessions) < 64:   # (a connection's sessions: bounded)
+            sessions[sid] = who
+        return self._reply(login, wire.RC_SUCCESS, b"", request_id=msg.request_id)
 
     async def _write(self, who: Any, msg: Message) -> tuple[int, bytes]:
         text, taken = parse_write(msg)

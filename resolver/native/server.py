@@ -48,13 +48,13 @@ EXPIRATION = 43200          # seconds an answer's header says it is good for
 KEPT_EXPIRATION = 7 * 86400
 _ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                         wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
-                        wire.OC_RESPONSE_TO_CHALLENGE})
+                        wire.OC_RESPONSE_TO_CHALLENGE, 2001})   # (2001: the IDIS login)
 
 
 class Administration(Protocol):
     """The native protocol's writes (resolver/native/admin.py)."""
 
-    async def handle(self, msg: Message) -> bytes: ...
+    async def handle(self, msg: Message, conn: Any = None) -> bytes: ...
 
 
 class NativeContext:
@@ -220,7 +220,7 @@ class Native:
                 if conn is None and msg.op != wire.OC_RESPONSE_TO_CHALLENGE:  # (query-only)
                     return self.reply(msg, wire.RC_PROTOCOL_ERROR, string(
                         "Received admin request on non-admin interface: use TCP"))
-                return await ctx.admin.handle(msg)  # network op
+                return await ctx.admin.handle(msg, conn)  # network op
             return self.reply(msg, wire.RC_OPERATION_NOT_SUPPORTED,
                               string(f"operation {msg.op} is not supported by this server"))
         except IdresError as exc:

@@ -254,3 +254,36 @@ def test_secret_keys_sealed_by_the_node_answer_challenges(node: NativeNode,
     r = requests.put(t.handle_url("SESSION"), json=[{"index": 1, "type": "URL", "data": "s"}],
                      headers={"Authorization": header}, timeout=10)
     assert r.status_code == 201, r.text
+
+
+def test_the_idis_login_authenticates_a_connection(native: tuple[Server, int],
+                                                    admin: Operator) -> None:
+    """The IDIS SDK logs a pooled connection in (opcode 2001, sent without a credential
+    length, under a session id it chose) and then writes without a challenge each."""
+    from resolver.native.wire import int4, string
+    srv, port = native
+    t, handle, index = keyed(srv, admin)
+    body = string(handle) + int4(index)
+    head = wire.HEADER.pack(2001, 0, wire.RD, 0, 0, 0, 0, len(body))
+    login = wire.ENVELOPE.pack(2, 10, 2, 11, 10001, 5, 0, len(head) + len(body)) + head + body
+    client = TCP(port)
+    try:
+        challenge = client.ask(login)
+        assert (challenge.code, challenge.session) == (wire.RC_AUTHENTICATION_NEEDED, 10001)
+        digest, nonce = challenge_parts(challenge)
+        signature = KEY.sign(nonce + digest, padding.PKCS1v15(), hashes.SHA256())
+        done = client.ask(pubkey_answer(handle, index, signature, 10001, 6))
+        assert (done.code, done.op, done.request_id) == (1, 2001, 6)
+        name = f"{t.prefix}/LOGGED-IN"
+        made = client.ask(create(name, [value(1, "URL", b"x")], session=10001, request_id=7))
+        assert (made.code, made.request_id) == (1, 7)
+        # the same session id elsewhere is not logged in
+        other = TCP(port)
+        try:
+            assert other.ask(handle_op(wire.OC_DELETE_HANDLE, name, session=10001)).code == \
+                wire.RC_AUTHENTICATION_NEEDED
+        finally:
+            other.close()
+    finally:
+        client.close()
+    assert requests.get(f"{srv.url}/api/handles/{name}", timeout=10).status_code == 200
