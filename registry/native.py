@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from registry import challenges
+from registry.ownership import check_homed
 from registry.permissions import Principal
 from registry.store import Db, records
 from registry.store.queries import indexes_of
-from resolver.core.errors import IdentifierNotFound, ValuesNotFound
+from resolver.core.errors import IdentifierExists, IdentifierNotFound, ValuesNotFound
 from resolver.core.identifier import parse
 
 
@@ -19,8 +20,25 @@ class NativeWrites:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    async def exists(self, text: str) -> bool:
-        return await indexes_of(self.db.pool, parse(text).key) is not None  # network op
+    async def check(self, op: int, text: str, indexes: frozenset[int], overwrite: bool) -> None:
+        """What a write's answer needs no identity for, checked before its challenge:
+        the prefix is served here; a create (100) without overwrite finds no record; a
+        modify (104) finds the record and every index.
+
+        :raises PrefixNotHomed, IdentifierExists, IdentifierNotFound, ValuesNotFound:"""
+        ident = parse(text)
+        async with self.db.pool.acquire() as conn:
+            await check_homed(conn, [ident.prefix])  # network op
+        present = await indexes_of(self.db.pool, ident.key)  # network op
+        if op == 100 and not overwrite and present is not None:
+            raise IdentifierExists(f"handle {text} already exists")
+        if op == 104:
+            if present is None:
+                raise IdentifierNotFound(f"handle {ident.key} not found")
+            missing = sorted(indexes - present)
+            if missing:
+                raise ValuesNotFound(f"handle {ident.key} has no values at index {missing} "
+                                     "to modify")
 
     async def hold(self, nonce: bytes, request: bytes) -> int:
         return await challenges.hold(self.db.pool, nonce, request)  # network op

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from typing import Any, Protocol
 
 from resolver.core.errors import (
     AuthenticationFailed,
     IdresError,
     InsufficientPermissions,
-    NotSupported,
     ProtocolError,
 )
 from resolver.core.hauth import NONCE_SIZE
@@ -44,7 +44,8 @@ WRITES = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VA
 class Registry(Protocol):
     """The registry's operations the native protocol needs (resolver/node.py)."""
 
-    async def exists(self, text: str) -> bool: ...
+    async def check(self, op: int, text: str, indexes: frozenset[int],
+                    overwrite: bool) -> None: ...
     async def hold(self, nonce: bytes, request: bytes) -> int: ...
     async def take(self, session_id: int) -> tuple[bytes, bytes] | None: ...
     async def prove(self, handle: str, index: int, kind: str, proof: bytes,
@@ -64,7 +65,7 @@ def parse_write(msg: Message) -> tuple[str, Any]:
     :raises ProtocolError, InvalidValue, InvalidIdentifier:"""
     r = Reader(msg.body)
     text = r.text()
-    parse(text)
+    parse(text + "X" if msg.flags & wire.MINT and msg.op == wire.OC_CREATE_HANDLE else text)
     if msg.op in (wire.OC_CREATE_HANDLE, wire.OC_ADD_VALUE, wire.OC_MODIFY_VALUE):
         values = decode_values(r, int(time.time()))
         if msg.op != wire.OC_CREATE_HANDLE and not values:
@@ -110,14 +111,15 @@ class Administration:
                     state.get("login", (None,))[0] == msg.session_id:
                 return await self._logged_in(msg, state)
             if msg.op in WRITES:
-                text, _ = parse_write(msg)
-                if msg.flags & wire.MINT:
-                    raise NotSupported("minting a suffix (MINT) is not supported here")
-                if msg.op == wire.OC_CREATE_HANDLE and not msg.flags & wire.OVRW and \
-                        await self.registry.exists(text):  # network op
-                    # (before any challenge, as the Handle.Net server answers)
-                    return self._reply(msg, wire.RC_HANDLE_ALREADY_EXISTS,
-                                       string(f"handle {text} already exists"))
+                text, taken = parse_write(msg)
+                if not (msg.flags & wire.MINT and msg.op == wire.OC_CREATE_HANDLE):
+                    # what needs no identity is answered before any challenge, as the
+                    # Handle.Net server answers it: not served here (301), exists (101),
+                    # values to modify missing (100, 200)
+                    indexes = frozenset(v["index"] for v in taken or ()) \
+                        if msg.op != wire.OC_REMOVE_VALUE else taken
+                    await self.registry.check(msg.op, text, indexes,
+                                              bool(msg.flags & wire.OVRW))  # network op
                 nonce = secrets.token_bytes(NONCE_SIZE)
                 sid = await self.registry.hold(nonce, envelope_and(msg))  # network op
                 return self._reply(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce),
@@ -145,19 +147,19 @@ class Administration:
         except AuthenticationFailed as exc:
             code = wire.RC_INVALID_CREDENTIAL if kind not in ("HS_PUBKEY", "HS_SECKEY") \
                 else wire.RC_AUTHENTICATION_FAILED
-            return self._reply(msg, code, string(exc.message))
+            return self._reply(original, code, string(exc.message), request_id=msg.request_id)
         return await self._run(who, original, msg)
 
     async def _run(self, who: Any, original: Message, msg: Message) -> bytes:
         """``original`` done as ``who``, answered with ``msg``'s ids."""
+        also = 0
         try:
-            code, body = await self._write(who, original)  # network op
+            code, body, also = await self._write(who, original)  # network op
         except InsufficientPermissions as exc:
             code, body = wire.RC_INVALID_ADMIN, string(exc.message)
         except IdresError as exc:
             code, body = exc.response_code, string(exc.message)
-        return self._reply(original, code, body, request_id=msg.request_id,
-                           session_id=msg.session_id)
+        return self._reply(original, code, body, request_id=msg.request_id, also=also)
 
     def _login(self, msg: Message, state: dict[str, Any]) -> bytes:
         """The IDIS SDK's login on a pooled connection (opcode 2001, the identity in the
@@ -184,13 +186,16 @@ class Administration:
             sessions[sid] = who
         return self._reply(login, wire.RC_SUCCESS, b"", request_id=msg.request_id)
 
-    async def _write(self, who: Any, msg: Message) -> tuple[int, bytes]:
+    async def _write(self, who: Any, msg: Message) -> tuple[int, bytes, int]:
+        """(response code, body, flags the answer adds) of a write done as ``who``."""
         text, taken = parse_write(msg)
         reg = self.registry
         overwrite = bool(msg.flags & wire.OVRW)
         if msg.op == wire.OC_CREATE_HANDLE:
-            await reg.create(who, text, taken, overwrite)  # network op
-            return wire.RC_SUCCESS, string(text)
+            if msg.flags & wire.MINT:   # a suffix of the server's choosing, as REST mints one
+                text += str(uuid.uuid4()).upper()
+            created = await reg.create(who, text, taken, overwrite)  # network op
+            return wire.RC_SUCCESS, string(text), 0 if created else wire.OVRW
         if msg.op == wire.OC_DELETE_HANDLE:
             await reg.delete(who, text)  # network op
         elif msg.op == wire.OC_REMOVE_VALUE:
@@ -198,4 +203,4 @@ class Administration:
         else:
             await reg.put_values(who, text, taken, msg.op == wire.OC_MODIFY_VALUE or overwrite,
                                  existing=msg.op == wire.OC_MODIFY_VALUE)  # network op
-        return wire.RC_SUCCESS, b""
+        return wire.RC_SUCCESS, b"", 0

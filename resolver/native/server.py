@@ -91,13 +91,14 @@ _COPIED = wire.CT | wire.CA | wire.ENC | wire.PO | wire.DNRF | wire.RD
 def answer(msg: Message, code: int, body: bytes, now: float | None = None,
            serial: int = 0, op: int | None = None, request_id: int | None = None,
            session_id: int | None = None, digest: bool = False,
-           signer: wire.Signer | None = None) -> bytes:
+           signer: wire.Signer | None = None, also: int = 0) -> bytes:
     """The response to ``msg``, as the Handle.Net server builds one: the version both
     speak, the request's session, id, operation and flags (``_COPIED``), authoritative
     (this node is its prefixes' primary) and recursive set, an expiration 12 hours on
     (clients refuse expired answers) and, with RD (or ``digest``: a challenge), the body
-    after the request's digest; with CT and a ``signer``, signed."""
-    flags = (msg.flags & _COPIED) | wire.AT | wire.REC
+    after the request's digest; with CT and a ``signer``, signed. ``also``: flags the
+    answer adds (OVRW: an overwrite replaced a handle)."""
+    flags = (msg.flags & _COPIED) | wire.AT | wire.REC | also
     if msg.flags & wire.RD or digest:
         body = msg.digest() + body
         flags |= wire.RD
@@ -123,11 +124,9 @@ def parse_resolution(body: bytes) -> tuple[str, tuple[int, ...], tuple[str, ...]
     indexes = tuple(r.int4() for _ in range(r.count()))
     types = tuple(r.text() for _ in range(r.count()))
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8"), indexes, types
     except UnicodeDecodeError:
         raise InvalidIdentifier("the handle is not UTF-8") from None
-    # a handle without a slash is a prefix: its prefix handle (the Handle.Net server's rule)
-    return (text if "/" in text else "0.NA/" + text), indexes, types
 
 
 class Native:
@@ -197,8 +196,9 @@ class Native:
                                  (flags & _COPIED) | wire.AT | wire.REC, self.ctx.serial,
                                  recursion, 0, int(time.time()) + KEPT_EXPIRATION,
                                  len(body)) + body + _Z4
-        held = self.encodings.get(text)
-        if held is not None:   # (its entry: the answer is kept for the shape too)
+        held = self.encodings.get(text) if not flags & wire.RD else None
+        if held is not None:   # (its entry: the answer is kept for the shape too; not with
+            # RD: the digest covers the request's expiration, which the shape leaves out)
             tally = (text, "native", cached(hit))
             self.coalescer.encode(held[0], Form.HDL, shape(data), lambda: (hit[0], out, tally),
                                   _kept_size)
@@ -239,7 +239,9 @@ class Native:
         spelling = text if select is None else (text, indexes, types)
         key = None
         try:
-            ident = parse(text)
+            # a handle without a slash is a prefix: its prefix handle (the Handle.Net
+            # server's rule), answered under the handle as asked
+            ident = parse(text if "/" in text else "0.NA/" + text)
             key = ident.key
             resolution = await resolver.resolve(ident, via="native")  # network op
             code, body = resolver.encoded(resolution, Form.HDL, text, spelling, select)

@@ -111,9 +111,23 @@ def test_create_add_modify_remove_delete_with_a_public_key(native: tuple[Server,
         done = run(client, values_op(wire.OC_MODIFY_VALUE, name, [value(3, "EMAIL", b"new@b.c")]),
                    handle, index)
         assert done.code == 1
-        missing = run(client, values_op(wire.OC_MODIFY_VALUE, name, [value(9, "X", b"y")]),
-                      handle, index)
+        # answered before any challenge, as the Handle.Net server does
+        missing = client.ask(values_op(wire.OC_MODIFY_VALUE, name, [value(9, "X", b"y")]))
         assert missing.code == wire.RC_VALUES_NOT_FOUND
+        elsewhere = client.ask(create("77.77/X", [value(1, "URL", b"x")]))
+        assert elsewhere.code == wire.RC_SERVER_NOT_RESP
+        # an overwrite says it replaced; a minted suffix comes back in the answer
+        replaced = run(client, create(name, [value(1, "URL", b"https://example.com/a"),
+                                             value(2, "BIN", bytes(range(200))),
+                                             value(3, "EMAIL", b"new@b.c")],
+                                      flags=wire.OVRW), handle, index)
+        assert replaced.code == 1 and replaced.flags & wire.OVRW and replaced.session == 0
+        minted = run(client, create(f"{t.prefix}/M-", [value(1, "URL", b"m")], flags=wire.MINT),
+                     handle, index)
+        minted_name = wire.Reader(minted.body).text()
+        assert minted.code == 1 and minted_name.startswith(f"{t.prefix}/M-") and \
+            len(minted_name) > len(f"{t.prefix}/M-") + 30
+        assert client.ask(resolution(minted_name)).code == 1
         got = client.ask(resolution(name, indexes=(3,)))
         assert got.values()[0]["data"] == {"format": "string", "value": "new@b.c"}
         assert run(client, remove(name, [2]), handle, index).code == 1
@@ -125,7 +139,8 @@ def test_create_add_modify_remove_delete_with_a_public_key(native: tuple[Server,
     actions = [r["action"] for r in run_sql(
         node.dsn, "SELECT action FROM audit WHERE handle = $1 ORDER BY id", name.upper())]
     # the refused writes (exists, index taken, index missing) left no row
-    assert actions == ["create", "add_values", "add_values", "remove_values", "delete"]
+    assert actions == ["create", "add_values", "add_values", "replace", "remove_values",
+                       "delete"]
     who = run_sql(node.dsn, "SELECT DISTINCT o.name FROM audit a JOIN operators o ON "
                   "o.id = a.operator_id WHERE a.handle = $1", name.upper())
     assert [r["name"] for r in who] == [t.op.name]
@@ -140,7 +155,7 @@ def test_refusals(native: tuple[Server, int], admin: Operator, node: NativeNode)
     client = TCP(port)
     try:
         bad = run(client, create(name, [value(1, "URL", b"x")]), handle, index, tamper=True)
-        assert bad.code == wire.RC_AUTHENTICATION_FAILED
+        assert (bad.code, bad.op) == (wire.RC_AUTHENTICATION_FAILED, wire.OC_CREATE_HANDLE)
         # a valid proof, of an operator who does not own the prefix
         denied = run(client, create(name, [value(1, "URL", b"x")]), other_handle, 301, other_key)
         assert denied.code == wire.RC_INVALID_ADMIN

@@ -169,6 +169,7 @@ def test_prefix_handles_point_clients_at_this_node(native: tuple[Server, int], o
         for asked in (f"0.NA/{owner.prefix}", f"0.na/{owner.prefix}", owner.prefix):
             got = client.ask(resolution(asked))
             assert got.code == 1, (asked, got.message() if got.code != 1 else "")
+            assert wire.Reader(got.body).text() == asked   # echoed as asked
             by_type = {v["type"]: v for v in got.values()}
             site = by_type["HS_SITE"]["data"]
             assert site["format"] == "site"
@@ -233,3 +234,24 @@ def test_hdl_over_http(native: tuple[Server, int], owner: Tenant) -> None:
     other = requests.post(f"{srv.url}/{owner.prefix}/TUNNEL", data=b"{}",
                           headers={"Content-Type": "application/json"}, timeout=10)
     assert other.status_code == 404
+
+
+def test_request_digests_fit_each_request_over_udp(native: tuple[Server, int],
+                                                   owner: Tenant) -> None:
+    """RD: the answer starts with the digest of the request as sent, expiration included;
+    asking again with another expiration (as a client does a second later) gets its own."""
+    import hashlib
+    import struct
+    put(owner, "DIGEST", VALUES[:1])
+    client = UDP(native[1])
+    try:
+        for n in range(4):
+            req = bytearray(resolution(f"{owner.prefix}/DIGEST", flags=wire.RD, request_id=n))
+            struct.pack_into(">i", req, 36, 1_900_000_000 + n)   # the header's expiration
+            got = client.ask(bytes(req))
+            assert got.code == 1 and got.flags & wire.RD
+            body_len = int.from_bytes(req[40:44], "big")
+            assert got.body[0] == wire.HASH_SHA256
+            assert got.body[1:33] == hashlib.sha256(bytes(req[20:44 + body_len])).digest()
+    finally:
+        client.close()
