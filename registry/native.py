@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from registry import challenges
-from registry.ownership import check_homed
+from registry.ownership import check_homed, require
 from registry.permissions import Principal
 from registry.store import Db, records
-from registry.store.queries import indexes_of
+from registry.store.queries import indexes_of, list_handles
 from resolver.core.errors import IdentifierExists, IdentifierNotFound, ValuesNotFound
-from resolver.core.identifier import parse
+from resolver.core.identifier import parse, parse_prefix
 
 
 class NativeWrites:
@@ -26,6 +26,10 @@ class NativeWrites:
         modify (104) finds the record and every index.
 
         :raises PrefixNotHomed, IdentifierExists, IdentifierNotFound, ValuesNotFound:"""
+        if op == 105:   # LIST_HANDLES of 0.NA/<prefix>: that prefix is served here
+            async with self.db.pool.acquire() as conn:
+                await check_homed(conn, [parse_prefix(text.partition("/")[2] or text)])
+            return
         ident = parse(text)
         async with self.db.pool.acquire() as conn:
             await check_homed(conn, [ident.prefix])  # network op
@@ -71,6 +75,24 @@ class NativeWrites:
                                      "to modify")
         await records.put_values(self.db, who, ident, values,
                                  overwrite=overwrite)  # network op
+
+    async def list(self, who: Principal, prefix_handle: str) -> list[str]:
+        """LIST_HANDLES: the identifiers directly under the prefix of ``0.NA/<prefix>``,
+        for an operator who administers it (as ``GET /api/handles?prefix=`` answers).
+
+        :raises InsufficientPermissions, InvalidPrefix:"""
+        prefix = parse_prefix(prefix_handle.partition("/")[2] if "/" in prefix_handle
+                              else prefix_handle)
+        names: list[str] = []
+        async with self.db.pool.acquire() as conn:
+            await require(conn, who, [prefix], "list")  # network op
+            page = 0
+            while True:
+                _, got = await list_handles(conn, prefix, page, 10_000)  # network op
+                names += got
+                if len(got) < 10_000:
+                    return names
+                page += 1
 
     async def remove(self, who: Principal, text: str, indexes: frozenset[int]) -> None:
         await records.delete(self.db, who, parse(text), indexes)  # network op

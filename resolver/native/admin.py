@@ -34,11 +34,12 @@ from resolver.core.identifier import parse
 from resolver.native import wire
 from resolver.native.server import answer
 from resolver.native.values import decode_values
-from resolver.native.wire import Message, Reader, string
+from resolver.native.wire import Message, Reader, int4, string
 
 OC_LOGIN = 2001   # the IDIS SDK's OC_LOGIN_ID_SYSTEM (docs/handle-protocol.md)
 WRITES = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
-                    wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE})
+                    wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE, wire.OC_LIST_HANDLES})
+LIST_CHUNK = 50   # names per message of a LIST_HANDLES answer, as the Handle.Net server sends
 
 
 class Registry(Protocol):
@@ -55,6 +56,7 @@ class Registry(Protocol):
     async def put_values(self, who: Any, text: str, values: list[dict[str, Any]],
                          overwrite: bool, existing: bool) -> None: ...
     async def remove(self, who: Any, text: str, indexes: frozenset[int]) -> None: ...
+    async def list(self, who: Any, prefix_handle: str) -> list[str]: ...
     async def delete(self, who: Any, text: str) -> None: ...
 
 
@@ -65,6 +67,8 @@ def parse_write(msg: Message) -> tuple[str, Any]:
     :raises ProtocolError, InvalidValue, InvalidIdentifier:"""
     r = Reader(msg.body)
     text = r.text()
+    if msg.op == wire.OC_LIST_HANDLES:   # a prefix handle (0.NA/ added when left out)
+        return (text if "/" in text else "0.NA/" + text), None
     parse(text + "X" if msg.flags & wire.MINT and msg.op == wire.OC_CREATE_HANDLE else text)
     if msg.op in (wire.OC_CREATE_HANDLE, wire.OC_ADD_VALUE, wire.OC_MODIFY_VALUE):
         values = decode_values(r, int(time.time()))
@@ -152,6 +156,17 @@ class Administration:
 
     async def _run(self, who: Any, original: Message, msg: Message) -> bytes:
         """``original`` done as ``who``, answered with ``msg``'s ids."""
+        if original.op == wire.OC_LIST_HANDLES:
+            try:
+                names = await self.registry.list(who, parse_write(original)[0])  # network op
+            except InsufficientPermissions as exc:
+                return self._reply(original, wire.RC_INVALID_ADMIN, string(exc.message),
+                                   request_id=msg.request_id)
+            chunks = [names[i:i + LIST_CHUNK] for i in range(0, len(names), LIST_CHUNK)] or [[]]
+            return b"".join(self._reply(
+                original, wire.RC_SUCCESS, int4(len(c)) + b"".join(string(n) for n in c),
+                request_id=msg.request_id, also=wire.CN if i < len(chunks) - 1 else 0)
+                for i, c in enumerate(chunks))
         also = 0
         try:
             code, body, also = await self._write(who, original)  # network op

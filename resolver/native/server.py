@@ -48,7 +48,8 @@ EXPIRATION = 43200          # seconds an answer's header says it is good for
 KEPT_EXPIRATION = 7 * 86400
 _ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                         wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
-                        wire.OC_RESPONSE_TO_CHALLENGE, 2001})   # (2001: the IDIS login)
+                        wire.OC_RESPONSE_TO_CHALLENGE, wire.OC_LIST_HANDLES,
+                        2001})   # (2001: the IDIS login)
 
 
 class Administration(Protocol):

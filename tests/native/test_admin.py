@@ -302,3 +302,27 @@ def test_the_idis_login_authenticates_a_connection(native: tuple[Server, int],
     finally:
         client.close()
     assert requests.get(f"{srv.url}/api/handles/{name}", timeout=10).status_code == 200
+
+
+def test_list_handles_after_a_challenge(native: tuple[Server, int], admin: Operator) -> None:
+    srv, port = native
+    t, handle, index = keyed(srv, admin)
+    records = [{"handle": f"{t.prefix}/L-{i:03d}", "values": [
+        {"index": 1, "type": "URL", "data": f"https://example.com/{i}"}]} for i in range(57)]
+    r = requests.post(f"{srv.url}/api/bulk", json={"records": records}, headers=t.op.bearer,
+                      timeout=30)
+    assert r.status_code in (200, 201), r.text
+    client = TCP(port)
+    try:
+        first = run(client, handle_op(wire.OC_LIST_HANDLES, t.prefix), handle, index)
+        assert first.code == 1 and first.flags & wire.CN
+        second = client.read()
+        assert second.code == 1 and not second.flags & wire.CN
+        names = []
+        for part in (first, second):
+            r_ = wire.Reader(part.body)
+            names += [r_.text() for _ in range(r_.count())]
+        assert sorted(names) == sorted(rec["handle"].upper() for rec in records)
+        assert client.ask(handle_op(wire.OC_LIST_HANDLES, "77.77")).code == wire.RC_SERVER_NOT_RESP
+    finally:
+        client.close()
