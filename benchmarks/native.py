@@ -4,7 +4,9 @@
   (``--reference HOST:PORT``, a server you started, see benchmarks/README.md; its
   identifiers ``--reference-handles``, e.g. ``88.100.7/BENCH-%04d``);
 * TCP with pipelined requests on one connection, against the msgpack protocol's single
-  resolutions with the same depth (``docs/protocol.md``).
+  resolutions with the same depth (``docs/protocol.md``); and TCP with a connection per
+  request, one at a time, against the Handle.Net server (which answers one request per
+  connection, so it cannot be pipelined).
 
 The load comes from benchmarks/netload.c (built here with the system's C compiler:
 recvmmsg/sendmmsg batches), since a Python loop sends no more than about 50,000
@@ -129,8 +131,10 @@ def main() -> None:
                 host, rport = ref[0], int(ref[1])
                 sides.setdefault("Handle.Net UDP", []).append(
                     measure(tool, "udp", rport, ref_frames, d, w, host=host))
-                sides.setdefault("Handle.Net TCP, pipelined", []).append(
-                    measure(tool, "tcp", rport, ref_frames, d, w, host=host))
+                sides.setdefault("Handle.Net TCP, a connection each", []).append(
+                    measure(tool, "tcp1", rport, ref_frames, d, w, host=host))
+                sides.setdefault("idres TCP, a connection each", []).append(
+                    measure(tool, "tcp1", port, native, d, w))
             sides.setdefault("idres TCP, pipelined", []).append(
                 measure(tool, "tcp", port, native, d, w))
             sides.setdefault("idres msgpack, single", []).append(
@@ -141,9 +145,9 @@ def main() -> None:
              "Handle.Net UDP", unit)
     scenario(results, "native TCP pipelined, cached", b["idres TCP, pipelined"],
              b["idres msgpack, single"], "msgpack protocol, single", unit)
-    if "Handle.Net TCP, pipelined" in b:
-        scenario(results, "native TCP pipelined vs Handle.Net", b["idres TCP, pipelined"],
-                 b["Handle.Net TCP, pipelined"], "Handle.Net TCP", unit)
+    if "Handle.Net TCP, a connection each" in b:
+        scenario(results, "native TCP, a connection per request", b["idres TCP, a connection each"],
+                 b["Handle.Net TCP, a connection each"], "Handle.Net TCP", unit)
     save(results, args.out, "native")
 
 

@@ -4,7 +4,9 @@
  * against a bare uvloop echo server), below what the servers under test answer, so the
  * load is made here, with recvmmsg/sendmmsg batches (UDP) or one pipelined stream (TCP).
  *
- *   netload udp|tcp HOST PORT SECONDS WINDOW REQUESTS_FILE LEN_OFFSET LEN_ADD
+ *   netload udp|tcp|tcp1 HOST PORT SECONDS WINDOW REQUESTS_FILE LEN_OFFSET LEN_ADD
+ *
+ * tcp1: a connection per request, one at a time (WINDOW unused).
  *
  * REQUESTS_FILE: requests, each a 4-byte big-endian length and the bytes. Over TCP an
  * answer's length is the big-endian 32-bit integer at LEN_OFFSET plus LEN_ADD (Handle
@@ -120,6 +122,37 @@ static int tcp(int fd, double seconds, int window, int off, int add) {
     return 0;
 }
 
+/* A connection per request, one at a time (the Handle.Net server answers one request per
+ * TCP connection and closes it, as its client expects). */
+static int tcp1(struct sockaddr_in *a, double seconds, int off, int add) {
+    static unsigned char buf[1 << 16];
+    long answers = 0;
+    size_t next = 0;
+    double start = now(), end = start + seconds;
+    while (now() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct linger lg = {1, 0};   /* reset on close: no TIME_WAIT pile-up on the client */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        if (connect(fd, (struct sockaddr *)a, sizeof *a) < 0) { perror("connect"); return 1; }
+        if (write(fd, reqs[next % nreq], lens[next % nreq]) < 0) { perror("write"); return 1; }
+        next++;
+        size_t have = 0;
+        for (;;) {
+            ssize_t r = read(fd, buf + have, sizeof buf - have);
+            if (r <= 0) break;
+            have += r;
+            if (have >= (size_t)(off + 4)) {
+                uint32_t n = ((uint32_t)buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3];
+                if (have >= n + add) { answers++; break; }
+            }
+        }
+        close(fd);
+    }
+    double took = now() - start;
+    printf("{\"per_second\": %.1f, \"answers\": %ld, \"not_success\": 0}\n", answers / took, answers);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 9) { fprintf(stderr, "usage: netload udp|tcp HOST PORT SECONDS WINDOW FILE LEN_OFFSET LEN_ADD\n"); return 2; }
     int is_udp = strcmp(argv[1], "udp") == 0;
@@ -127,6 +160,7 @@ int main(int argc, char **argv) {
     a.sin_family = AF_INET; a.sin_port = htons(atoi(argv[3]));
     inet_pton(AF_INET, argv[2], &a.sin_addr);
     load(argv[6]);
+    if (strcmp(argv[1], "tcp1") == 0) return tcp1(&a, atof(argv[4]), atoi(argv[7]), atoi(argv[8]));
     int fd = socket(AF_INET, is_udp ? SOCK_DGRAM : SOCK_STREAM, 0);
     int big = 1 << 22;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);

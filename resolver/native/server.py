@@ -140,32 +140,13 @@ class Native:
         self.encodings = self.coalescer.cache.encodings(Form.HDL)
         self.usage = ctx.resolver.usage
 
-    def fast(self, msg: Message) -> bytes | None:
-        """The answer to a resolution of an identifier kept in the cache, as asked before
-        (no filter), else None (ask :meth:`slow`)."""
-        body = msg.body
-        if msg.op != wire.OC_RESOLUTION or msg.flags & wire.CT:   # (certified: signed)
-            return None
-        size = int.from_bytes(body[:4], "big")
-        rest = body[4 + size:]   # no index, no type (and the IDIS SDK's empty auth bytes)
-        if rest != bytes(8) and rest != bytes(12):
-            return None
-        try:
-            text = body[4:4 + size].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        hit = self.lookup(Form.HDL, text)
-        if hit is None:
-            return None
-        self.usage.count(text, "native", cached(hit))
-        return answer(msg, hit[0], hit[1], serial=self.ctx.serial)
-
-    def fast_datagram(self, data: bytes) -> bytes | None:
-        """The UDP hot path, straight from the datagram's bytes. A resolution asked before
-        in the same shape (the same bytes but for the session and request ids and the
-        expiration: :func:`shape`) finds its whole answer kept in the cache entry, and
-        only those ids are put in; one asked as text before is answered from its kept
-        body, and the answer is kept for its shape. Else None: :meth:`slow`."""
+    def fast_raw(self, data: bytes) -> bytes | None:
+        """The answer to a resolution of an identifier kept in the cache, asked as before
+        (no filter, not certified), straight from the message's bytes (a datagram, or one
+        message of a TCP stream: envelope included), else None (:meth:`slow`). The answer
+        is also kept for the request's shape (:func:`shape`), which the transports look up
+        first: a request asked again then costs a dict lookup and two slices.
+        """
         if len(data) < 56:
             return None
         (major, minor, eflags, sminor, session, request, _m, length, op, code, flags, _s,
@@ -174,9 +155,9 @@ class Native:
                 or length != len(data) - 20 or body_len > length - 24:
             return None
         end = 48 + int.from_bytes(data[44:48], "big")
-        rest = data[end:44 + body_len]
-        if rest != _Z8 and rest != _Z12:
-            return None
+        rest, credential = data[end:44 + body_len], data[44 + body_len:]
+        if rest != _Z8 and rest != _Z12 or credential != _Z4 and credential:
+            return None   # (filters, or a credential: the whole reading)
         try:
             text = data[48:end].decode("utf-8")
         except UnicodeDecodeError:
@@ -257,7 +238,9 @@ class NativeTCP(TrackedProtocol):
         super().__init__(native.ctx.connections)
         self.native = native
         self.reader = wire.StreamReader()
-        self.backlog: deque[tuple[tuple[int, ...], bytes]] = deque()
+        self.backlog: deque[bytes] = deque()   # messages read, not yet handled
+        self.lookup = native.lookup
+        self.tally = native.usage.tally
         self.fatal: ProtocolError | None = None
         self.inflight = 0
         self.state: dict[str, Any] = {}   # per connection: pending challenges (admin.py)
@@ -279,24 +262,31 @@ class NativeTCP(TrackedProtocol):
     def _run(self) -> None:
         out = []
         ctx = self.native.ctx
+        lookup, fast = self.lookup, self.native.fast_raw
         while self.backlog and self.can_work():
-            env, payload = self.backlog.popleft()
+            raw = self.backlog.popleft()
             ctx.requests += 1
-            try:
-                msg = wire.parse_message(env, payload)
-            except ProtocolError as exc:
-                ctx.errors += 1
-                out.append(bare_error(env, exc.message))
+            kept = lookup(Form.HDL, raw[:4] + raw[12:36] + raw[40:])   # (its shape)
+            if kept is not None:
+                self.tally(kept[2])
+                out.append(kept[1][:4] + raw[4:12] + kept[1][12:])
                 continue
-            hit = self.native.fast(msg)
+            hit = fast(raw)
             if hit is not None:
                 out.append(hit)
+                continue
+            try:
+                env = wire.parse_envelope(raw)
+                msg = wire.parse_message(env, raw[wire.ENVELOPE_SIZE:])
+            except ProtocolError as exc:
+                ctx.errors += 1
+                out.append(bare_error(raw, exc.message))
                 continue
             self.inflight += 1
             asyncio.get_running_loop().create_task(self._slow(msg))
         fatal = self.fatal if not self.backlog else None
         if fatal is not None:
-            out.append(bare_error((wire.MAJOR, wire.MINOR, 0, 0, 0, 0, 0), fatal.message))
+            out.append(bare_error(b"", fatal.message))
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
         if fatal is not None and self.transport is not None:
@@ -312,9 +302,11 @@ class NativeTCP(TrackedProtocol):
             self.sync_reading()
 
 
-def bare_error(env: tuple[int, ...], text: str) -> bytes:
-    """An error answer to a message that could not be read past its envelope."""
-    return wire.encode(wire.MAJOR, wire.MINOR, env[3], env[4], 0, wire.RC_PROTOCOL_ERROR, 0,
+def bare_error(raw: bytes, text: str) -> bytes:
+    """An error answer to a message that could not be read past its envelope (its session
+    and request ids, when there is an envelope)."""
+    ids = wire.ENVELOPE.unpack_from(raw)[4:6] if len(raw) >= wire.ENVELOPE_SIZE else (0, 0)
+    return wire.encode(wire.MAJOR, wire.MINOR, ids[0], ids[1], 0, wire.RC_PROTOCOL_ERROR, 0,
                        string(text))
 
 
@@ -343,7 +335,7 @@ class NativeUDP(asyncio.DatagramProtocol):
             else:
                 self._send(out[:4] + data[4:12] + out[12:], addr)
             return
-        hit = self.native.fast_datagram(data)
+        hit = self.native.fast_raw(data)
         if hit is not None and self.transport is not None:
             if len(hit) <= wire.MAX_UDP_PACKET:
                 self.transport.sendto(hit, addr)
@@ -364,12 +356,7 @@ class NativeUDP(asyncio.DatagramProtocol):
         except ProtocolError as exc:
             ctx.errors += 1
             if len(data) >= wire.ENVELOPE_SIZE:
-                env = wire.ENVELOPE.unpack_from(data)
-                self._send(bare_error((0, 0, 0, env[4], env[5]), exc.message), addr)
-            return
-        hit = self.native.fast(msg)
-        if hit is not None:
-            self._send(hit, addr)
+                self._send(bare_error(data, exc.message), addr)
             return
         if self.tasks >= MAX_UDP_TASKS:
             ctx.busy += 1

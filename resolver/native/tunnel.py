@@ -41,9 +41,8 @@ async def tunnel(request: web.Request) -> web.Response:
         msg = wire.parse_message(env, body[wire.ENVELOPE_SIZE:])
     except ProtocolError as exc:
         native.ctx.errors += 1
-        head = wire.ENVELOPE.unpack_from(body) if len(body) >= wire.ENVELOPE_SIZE else (0,) * 6
-        data = bare_error((0, 0, 0, head[4], head[5]), exc.message)
+        data = bare_error(body, exc.message)
     else:
         native.ctx.requests += 1
-        data = native.fast(msg) or await native.slow(msg, request)  # network op
+        data = native.fast_raw(body) or await native.slow(msg, request)  # network op
     return web.Response(body=data, content_type=CONTENT_TYPE)

@@ -290,27 +290,27 @@ def datagrams(message: bytes) -> list[bytes]:
 
 
 class StreamReader:
-    """Splits a TCP byte stream into (envelope fields, payload) pairs. A message that
+    """Splits a TCP byte stream into messages (envelope included, as read). A message that
     declares a length over the limit is a fatal error: nothing after it can be trusted."""
 
     def __init__(self) -> None:
         self._buf = b""
 
-    def feed(self, data: bytes) -> tuple[list[tuple[tuple[int, ...], bytes]], ProtocolError | None]:
+    def feed(self, data: bytes) -> tuple[list[bytes], ProtocolError | None]:
         buf = self._buf + data if self._buf else data
-        out: list[tuple[tuple[int, ...], bytes]] = []
+        out: list[bytes] = []
         pos, end = 0, len(buf)
         while end - pos >= ENVELOPE_SIZE:
-            try:
-                env = parse_envelope(buf[pos:pos + ENVELOPE_SIZE])
-            except ProtocolError as exc:
+            length = int.from_bytes(buf[pos + 16:pos + 20], "big")
+            if length > MAX_MESSAGE:
                 self._buf = b""
-                return out, exc
-            length = env[6]
-            if end - pos - ENVELOPE_SIZE < length:
+                return out, ProtocolError(f"a message of {length} bytes is over the limit "
+                                          f"of {MAX_MESSAGE}")
+            stop = pos + ENVELOPE_SIZE + length
+            if stop > end:
                 break
-            out.append((env, buf[pos + ENVELOPE_SIZE:pos + ENVELOPE_SIZE + length]))
-            pos += ENVELOPE_SIZE + length
+            out.append(buf[pos:stop])
+            pos = stop
         self._buf = buf[pos:] if pos < end else b""
         return out, None
 
