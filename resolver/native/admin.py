@@ -33,6 +33,7 @@ from resolver.core.hauth import NONCE_SIZE
 from resolver.core.identifier import parse
 from resolver.native import wire
 from resolver.native.server import answer
+from resolver.native.sessions import Session, Sessions
 from resolver.native.values import decode_values
 from resolver.native.wire import Message, Reader, int4, string
 
@@ -95,6 +96,7 @@ class Administration:
     def __init__(self, registry: Registry, serial: int = 1,
                  signer: wire.Signer | None = None) -> None:
         self.registry = registry
+        self.sessions = Sessions()
         self.serial = serial
         self.signer = signer      # (set by the listener: certified answers, CT)
 
@@ -102,10 +104,18 @@ class Administration:
         return answer(msg, code, body, serial=self.serial, signer=self.signer, **kw)
 
     async def handle(self, msg: Message, conn: Any = None) -> bytes:
-        """The answer to a write (a challenge) or to the answer of a challenge; on a TCP
-        connection (``conn``), also the IDIS SDK's login and writes in its session."""
+        """The answer to a write (a challenge) or to the answer of a challenge; a session
+        set up, or a request in one (sessions.py); on a TCP connection (``conn``), also the
+        IDIS SDK's login and writes in its session."""
         state = getattr(conn, "state", None)
         try:
+            if msg.op == wire.OC_SESSION_SETUP:
+                sid, body = self.sessions.setup(msg)
+                return self._reply(msg, wire.RC_SUCCESS, body, session_id=sid)
+            session = self.sessions.get(msg.session_id) if msg.session_id else None
+            if session is not None and (msg.op in WRITES or session.pending is not None
+                                        and msg.op == wire.OC_RESPONSE_TO_CHALLENGE):
+                return await self._in_session(msg, session)
             if msg.op == OC_LOGIN and state is not None:
                 return self._login(msg, state)
             if msg.op in WRITES and state is not None and \
@@ -115,15 +125,7 @@ class Administration:
                     state.get("login", (None,))[0] == msg.session_id:
                 return await self._logged_in(msg, state)
             if msg.op in WRITES:
-                text, taken = parse_write(msg)
-                if not (msg.flags & wire.MINT and msg.op == wire.OC_CREATE_HANDLE):
-                    # what needs no identity is answered before any challenge, as the
-                    # Handle.Net server answers it: not served here (301), exists (101),
-                    # values to modify missing (100, 200)
-                    indexes = frozenset(v["index"] for v in taken or ()) \
-                        if msg.op != wire.OC_REMOVE_VALUE else taken
-                    await self.registry.check(msg.op, text, indexes,
-                                              bool(msg.flags & wire.OVRW))  # network op
+                await self._precheck(msg)  # network op
                 nonce = secrets.token_bytes(NONCE_SIZE)
                 sid = await self.registry.hold(nonce, envelope_and(msg))  # network op
                 return self._reply(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce),
@@ -133,6 +135,49 @@ class Administration:
         except IdresError as exc:
             return self._reply(msg, exc.response_code, string(exc.message))
         return self._reply(msg, wire.RC_OPERATION_NOT_SUPPORTED, string(f"operation {msg.op}"))
+
+    async def _precheck(self, msg: Message) -> None:
+        """What needs no identity is answered before any challenge, as the Handle.Net
+        server answers it: not served here (301), exists (101), values to modify missing
+        (100, 200); a malformed request (4, 102, 202)."""
+        text, taken = parse_write(msg)
+        if not (msg.flags & wire.MINT and msg.op == wire.OC_CREATE_HANDLE):
+            indexes = frozenset(v["index"] for v in taken or ()) \
+                if msg.op != wire.OC_REMOVE_VALUE else taken
+            await self.registry.check(msg.op, text, indexes,
+                                      bool(msg.flags & wire.OVRW))  # network op
+
+    async def _in_session(self, msg: Message, session: Session) -> bytes:
+        """A write in a session: run on its MAC once the session is authenticated, else
+        challenged under the session's id; or the answer to that challenge, which
+        authenticates the session when it proves the identity the session was set up for
+        (and the challenged request's MAC is right)."""
+        if msg.op in WRITES:
+            if session.who is not None:
+                self.sessions.check_mac(session, msg)
+                return await self._run(session.who, msg, msg)  # network op
+            await self._precheck(msg)  # network op
+            nonce = secrets.token_bytes(NONCE_SIZE)
+            session.pending = (nonce, msg, time.monotonic())
+            return self._reply(msg, wire.RC_AUTHENTICATION_NEEDED, string(nonce), digest=True)
+        assert session.pending is not None
+        nonce, original, when = session.pending
+        session.pending = None
+        if time.monotonic() - when > 20:
+            return self._reply(msg, wire.RC_AUTHEN_TIMEOUT, string("the challenge is older "
+                                                                    "than 20 s: ask again"))
+        r = Reader(msg.body)
+        kind, handle, index, proof = r.text(), r.text(), r.int4(), r.bytes()
+        try:
+            who = await self.registry.prove(handle, index, kind, proof,
+                                            nonce + original.digest()[1:])  # network op
+        except AuthenticationFailed as exc:
+            return self._reply(original, wire.RC_AUTHENTICATION_FAILED, string(exc.message),
+                               request_id=msg.request_id)
+        if (handle, index) == session.identity:
+            self.sessions.check_mac(session, original)
+            session.who = who
+        return await self._run(who, original, msg)  # network op
 
     async def _answered(self, msg: Message) -> bytes:
         held = await self.registry.take(msg.session_id)  # network op

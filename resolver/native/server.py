@@ -34,6 +34,7 @@ from resolver.core.errors import IdresError, InvalidIdentifier, ProtocolError
 from resolver.core.identifier import parse
 from resolver.lookup import Resolver
 from resolver.native import wire
+from resolver.native.sessions import SessionError, Sessions
 from resolver.native.values import from_reply
 from resolver.native.wire import Message, Reader, string
 from resolver.reply import Form
@@ -49,7 +50,8 @@ KEPT_EXPIRATION = 7 * 86400
 _ADMIN_OPS = frozenset({wire.OC_CREATE_HANDLE, wire.OC_DELETE_HANDLE, wire.OC_ADD_VALUE,
                         wire.OC_REMOVE_VALUE, wire.OC_MODIFY_VALUE,
                         wire.OC_RESPONSE_TO_CHALLENGE, wire.OC_LIST_HANDLES,
-                        2001})   # (2001: the IDIS login)
+                        wire.OC_SESSION_SETUP, 2001})   # (2001: the IDIS login)
+_ANY_TRANSPORT = frozenset({wire.OC_RESPONSE_TO_CHALLENGE, wire.OC_SESSION_SETUP})
 
 
 class Administration(Protocol):
@@ -199,7 +201,7 @@ class Native:
             if msg.op == wire.OC_GET_SITE_INFO:
                 return self.reply(msg, wire.RC_SUCCESS, ctx.site)
             if msg.op in _ADMIN_OPS and ctx.admin is not None:
-                if conn is None and msg.op != wire.OC_RESPONSE_TO_CHALLENGE:  # (query-only)
+                if conn is None and msg.op not in _ANY_TRANSPORT:  # (UDP is query-only)
                     return self.reply(msg, wire.RC_PROTOCOL_ERROR, string(
                         "Received admin request on non-admin interface: use TCP"))
                 return await ctx.admin.handle(msg, conn)  # network op
@@ -276,11 +278,12 @@ class NativeTCP(TrackedProtocol):
                 out.append(hit)
                 continue
             try:
+                raw = opened(ctx, raw)
                 env = wire.parse_envelope(raw)
                 msg = wire.parse_message(env, raw[wire.ENVELOPE_SIZE:])
-            except ProtocolError as exc:
+            except (ProtocolError, SessionError) as exc:
                 ctx.errors += 1
-                out.append(bare_error(raw, exc.message))
+                out.append(bare_error(raw, exc.message, exc.response_code))
                 continue
             self.inflight += 1
             asyncio.get_running_loop().create_task(self._slow(msg))
@@ -302,12 +305,21 @@ class NativeTCP(TrackedProtocol):
             self.sync_reading()
 
 
-def bare_error(raw: bytes, text: str) -> bytes:
+def bare_error(raw: bytes, text: str, code: int = wire.RC_PROTOCOL_ERROR) -> bytes:
     """An error answer to a message that could not be read past its envelope (its session
     and request ids, when there is an envelope)."""
     ids = wire.ENVELOPE.unpack_from(raw)[4:6] if len(raw) >= wire.ENVELOPE_SIZE else (0, 0)
-    return wire.encode(wire.MAJOR, wire.MINOR, ids[0], ids[1], 0, wire.RC_PROTOCOL_ERROR, 0,
-                       string(text))
+    return wire.encode(wire.MAJOR, wire.MINOR, ids[0], ids[1], 0, code, 0, string(text))
+
+
+def opened(ctx: NativeContext, raw: bytes) -> bytes:
+    """``raw``, decrypted when a session encrypted it (sessions.py).
+
+    :raises SessionError: no such session, or it does not decrypt."""
+    if not raw[2] & wire.ENV_ENCRYPTED or ctx.admin is None:
+        return raw
+    sessions: Sessions = getattr(ctx.admin, "sessions")
+    return sessions.decrypt(raw)
 
 
 class NativeUDP(asyncio.DatagramProtocol):
@@ -352,11 +364,12 @@ class NativeUDP(asyncio.DatagramProtocol):
                 payload = whole
             elif len(payload) != env[6]:
                 raise ProtocolError("the datagram's length is not its message's length")
-            msg = wire.parse_message(env, payload)
-        except ProtocolError as exc:
+            raw = opened(ctx, data[:wire.ENVELOPE_SIZE] + payload)
+            msg = wire.parse_message(wire.parse_envelope(raw), raw[wire.ENVELOPE_SIZE:])
+        except (ProtocolError, SessionError) as exc:
             ctx.errors += 1
             if len(data) >= wire.ENVELOPE_SIZE:
-                self._send(bare_error(data, exc.message), addr)
+                self._send(bare_error(data, exc.message, exc.response_code), addr)
             return
         if self.tasks >= MAX_UDP_TASKS:
             ctx.busy += 1

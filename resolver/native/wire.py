@@ -86,6 +86,7 @@ RC_AUTHENTICATION_FAILED = 403
 RC_INVALID_CREDENTIAL = 404
 RC_AUTHEN_TIMEOUT = 405
 RC_AUTHEN_ERROR = 406
+RC_SESSION_TIMEOUT = 500
 RC_SESSION_FAILED = 501
 
 # hash codes of a request digest (RD) and of a challenge's digest
@@ -262,15 +263,16 @@ def encode(major: int, minor: int, session: int, request: int, op: int, code: in
                      header_body, len(credential).to_bytes(4, "big"), credential))
 
 
-def signed_data(major: int, minor: int, session: int, request: int, header_body: bytes) -> bytes:
+def signed_data(major: int, minor: int, session: int, request: int, header_body: bytes,
+                counter: int = 0) -> bytes:
     """What a certified message's signature covers: from 2.7 on, the version (and from
-    2.8 the suggested version), the session and request ids and the session counter (0),
-    then the header and body; before, the header and body alone."""
+    2.8 the suggested version), the session and request ids and the session counter (0
+    outside a session), then the header and body; before, the header and body alone."""
     if (major, minor) < (2, 7):
         return header_body
     version = bytes([major, minor, MAJOR, MINOR]) if (major, minor) >= (2, 8) \
         else bytes([major, minor])
-    return version + struct.pack(">III", session, request, 0) + header_body
+    return version + struct.pack(">III", session, request, counter) + header_body
 
 
 def datagrams(message: bytes) -> list[bytes]:
