@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from resolver.core.errors import NoSuchEndpoint, ProtocolError
+from resolver.core.errors import MethodNotAllowed, ProtocolError
 from resolver.native import wire
 from resolver.native.server import Native, bare_error
 
@@ -30,9 +30,11 @@ TUNNEL = web.AppKey("hdl_tunnel", Tunnel)
 
 async def tunnel(request: web.Request) -> web.Response:
     native = request.app[TUNNEL].native
-    if native is None or CONTENT_TYPE not in request.headers.get("Content-Type", ""):
-        raise NoSuchEndpoint("no such endpoint (HDL over HTTP takes POSTs of "
-                             f"{CONTENT_TYPE}, when the native protocol is on)")
+    if native is None or CONTENT_TYPE not in request.headers.get("Content-Type", "") \
+            or request.path.startswith("/api/"):
+        # (as before this route: these paths answer GET, so any other POST is 405)
+        raise MethodNotAllowed("method not allowed (a POST here is HDL over HTTP: "
+                               f"{CONTENT_TYPE}, when the native protocol is on)")
     body = (await request.content.read(wire.MAX_MESSAGE + wire.ENVELOPE_SIZE + 3)).lstrip(b"\r\n")
     try:
         env = wire.parse_envelope(body)
