@@ -194,35 +194,21 @@ def key_bytes(jwk: dict[str, Any]) -> bytes:
 
 
 def parse_key(data: bytes) -> dict[str, Any]:
-    """The JWK of HS_PUBKEY bytes, read as the Handle.Net software reads them (bytes after
-    the numbers are ignored).
+    """The JWK of HS_PUBKEY bytes, read as the Handle.Net software reads them (unsigned
+    numbers, bytes after them ignored; :func:`to_json` uses the JWK only when encoding it
+    gives the same bytes back).
 
     :raises ValueError, KeyError, UnicodeDecodeError: not an RSA or DSA key."""
     c = Cursor(data)
     kty, parts = _KEY_PARTS[c.text()]
     c.num(2)
-    return {"kty": kty, **{p: b64u(int.from_bytes(c.blob(), "big", signed=True))
-                           for p in parts}}
-
-
-def _key(data: bytes) -> dict[str, Any]:
-    c = Cursor(data)
-    kty, parts = _KEY_PARTS[c.text()]
-    if c.num(2) != 0:
-        raise ValueError("key flags")
-    jwk: dict[str, Any] = {"kty": kty}
-    for p in parts:
-        jwk[p] = b64u(int.from_bytes(c.blob(), "big", signed=True))
-    if kty == "RSA" and c.data[c.pos:] == bytes(4):
-        c.take(4)
-    c.end()
-    return jwk
+    return {"kty": kty, **{p: b64u(int.from_bytes(c.blob(), "big")) for p in parts}}
 
 
 # --- the two directions -----------------------------------------------------------------
 
 _STRUCTURED: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {"admin": (admin_bytes, _admin), "vlist": (vlist_bytes, _vlist),
-               "site": (site_bytes, _site), "key": (key_bytes, _key)}
+               "site": (site_bytes, _site), "key": (key_bytes, parse_key)}
 _FORM_OF_TYPE = {"HS_ADMIN": "admin", "HS_VLIST": "vlist", "HS_PUBKEY": "key",
                  **{t: "site" for t in SITE_TYPES}}
 
