@@ -41,7 +41,7 @@ from resolver.core import signing
 from resolver.core.errors import IdresError
 from resolver.core.identifier import parse_prefix
 from resolver.core.signing import derived_key, public_key_text
-from resolver.invalidate import AckListener
+from resolver.acks import AckListener
 from resolver.keys import load_or_create
 from resolver.pg.embedded import EmbeddedError
 from resolver.pg.backup import BackupError

@@ -4,7 +4,9 @@ queue, and every write to the cache (``resolver/cache.py`` is only the structure
 The coherence rule, all of it in this module:
 
 * a read of the database (or a walk down the node hierarchy) is a *flight*,
-  registered before its query is sent; concurrent readers of one key share it;
+  registered before its query is sent; concurrent readers of one key share it until
+  it is tainted (a reader that comes after an invalidation starts a read of its own:
+  the tainted one may predate the write);
 * every invalidation (a committed write's notification, a zone change, a lost
   listener) marks the flights it concerns *tainted* in the same step as it evicts;
 * a flight's result is handed to its waiters, and written to the cache only if the
@@ -102,7 +104,7 @@ class Coalescer:
         """``key`` from this node's database: shares a read in flight, or queues one that
         leaves at the end of this loop turn with the turn's other misses."""
         flight = self._local.get(key)
-        if flight is None:
+        if flight is None or flight.tainted:   # a tainted read may predate a write: not joined
             flight = self._local[key] = _Flight(key)
             if not self._queued:
                 asyncio.get_running_loop().call_soon(self._send_queued)
@@ -120,7 +122,7 @@ class Coalescer:
             entry = self.cache.get(key)
             if entry is not None:
                 out[key] = (entry.public, entry)
-            elif key in self._local:
+            elif key in self._local and not self._local[key].tainted:
                 waits.append(key)
             else:
                 out[key] = (None, None)  # placeholder, replaced below
@@ -130,7 +132,8 @@ class Coalescer:
             out.update(await self._read(todo, self._many))  # network op
         for key in waits:
             waiting = self._local.get(key)
-            out[key] = await asyncio.shield(waiting.future) if waiting else await self.local(key)
+            out[key] = (await asyncio.shield(waiting.future) if waiting and not waiting.tainted
+                        else await self.local(key))
         return out
 
     async def walk(self, key: str, start: Callable[[], Awaitable[bytes | None]],
@@ -140,7 +143,7 @@ class Coalescer:
         runs alone. Either is cached unless tainted meanwhile."""
         if shared:
             flight = self._walks.get(key)
-            if flight is not None:
+            if flight is not None and not flight.tainted:
                 return await asyncio.shield(flight.future)
             flight = self._walks[key] = _Flight(key)
         else:
@@ -153,7 +156,7 @@ class Coalescer:
             flight.future.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
         finally:
-            if shared:
+            if shared and self._walks.get(key) is flight:
                 del self._walks[key]
             else:
                 self._private.discard(flight)

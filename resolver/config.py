@@ -35,6 +35,7 @@ class StartupError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     dsn: str | None = None
+    replicas: tuple[str, ...] = ()         # DSNs of streaming replicas for resolution misses
     data_dir: Path = Path()
     host: str = "127.0.0.1"
     port: int = 8000
@@ -105,6 +106,11 @@ class Settings:
                 raise ValueError(f"--root-key {key[:60]!r} is not an Ed25519 public key (the "
                                  "unpadded base64url of 32 bytes that the root's `idres node "
                                  "key` prints)")
+        for dsn in self.replicas:
+            if not dsn.startswith(("postgres://", "postgresql://")):
+                raise ValueError(f"--replica {dsn[:40]!r}...: give a postgresql:// DSN")
+        if self.replicas and not self.dsn:
+            raise ValueError("--replica needs --dsn: the embedded database has no replicas")
         for name, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name} {path}: no such file")
@@ -121,7 +127,8 @@ def _ed25519(text: str) -> bool:
 
 
 _ENV = {
-    "dsn": "IDRES_DSN", "data_dir": "IDRES_DATA_DIR", "host": "IDRES_HOST",
+    "dsn": "IDRES_DSN", "replicas": "IDRES_REPLICAS", "data_dir": "IDRES_DATA_DIR",
+    "host": "IDRES_HOST",
     "port": "IDRES_PORT", "tls_cert": "IDRES_TLS_CERT", "tls_key": "IDRES_TLS_KEY",
     "pool_min": "IDRES_POOL_MIN", "pool_max": "IDRES_POOL_MAX",
     "max_body_bytes": "IDRES_MAX_BODY_BYTES", "max_bulk_bytes": "IDRES_MAX_BULK_BYTES",
@@ -148,7 +155,11 @@ def add_database_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path,
                         help="a TOML file of settings (env IDRES_CONFIG); flags and IDRES_* "
                              "variables win over it")
-    parser.add_argument("--dsn", help="PostgreSQL DSN (env IDRES_DSN); default: embedded server")
+    parser.add_argument("--dsn", help="PostgreSQL DSN (env IDRES_DSN); default: embedded server. "
+                        "Several hosts and target_session_attrs=read-write follow a failover")
+    parser.add_argument("--replica", dest="replicas", action="append",
+                        help="DSN of a streaming replica that answers resolution misses "
+                             "(repeatable; env IDRES_REPLICAS, space-separated)")
     parser.add_argument("--case-sensitive", action="store_true", default=None,
                         help="compare suffixes case-sensitively (env IDRES_CASE_SENSITIVE=1); "
                              "only a database without identifiers takes it; default: ASCII "
@@ -276,6 +287,8 @@ def from_args(args: argparse.Namespace) -> Settings:
 def _convert(kind: object, raw: str, env: str) -> object:
     text = str(kind)
     try:
+        if "tuple" in text and env == "IDRES_REPLICAS":   # (a DSN may hold commas)
+            return tuple(raw.split())
         if "tuple" in text:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         if "float" in text:

@@ -13,9 +13,10 @@
   new connection starts by forgetting everything cached (it stays as the stale reserve:
   invalidations may have been missed).
 
-:class:`AckBook` is the writer's half (a ``CommitSync``): tokens, acknowledgements by
-listener, the wait that outlasts every lease not acknowledged; :class:`AckListener` is
-the one of a process that caches nothing (the CLI)."""
+:class:`AckBook` (``resolver/acks.py``) is the writer's half. With replicas, the listener
+also keeps their :class:`~resolver.replicas.Gate`: each invalidation is held from its
+arrival until the primary's WAL position, read in the statement that acknowledges it,
+says how far a replica must have replayed to answer for its keys."""
 
 from __future__ import annotations
 
@@ -35,107 +36,18 @@ from resolver.core.channel import (
     INVALIDATE_CHANNEL,
     LISTENER_NAME,
     PRUNE_LEASES,
-    Waiter,
     ack_payload,
     heartbeat_key,
-    parse_ack,
     parse_payload,
     split_keys,
 )
+from resolver.acks import AckBook
 from resolver.lookup import Resolver
+from resolver.replicas import INSERTED, Gate, Ticket
 from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
 FORGET_SLICE = 50_000  # cache keys examined between two turns of the event loop
-
-
-class _Acks:
-    """One write's acknowledgements, by listener."""
-
-    def __init__(self, owner: AckBook, token: str) -> None:
-        self.owner = owner
-        self.token: str | None = token
-        self.acked: set[str] = set()
-        self.changed = asyncio.Event()
-
-    def add(self, listener: str) -> None:
-        self.acked.add(listener)
-        self.changed.set()
-
-    async def wait(self, leases: dict[str, float] | None) -> None:
-        """Until every listener of ``leases`` acknowledged or its lease ran out (None:
-        the leases are unknown, so wait one whole lease)."""
-        try:
-            if leases is None:
-                log.warning("could not read the listeners' leases after a write: waiting a "
-                            "whole lease (%.1f s)", self.owner.lease)
-                self.owner.lease_waits += 1
-                await asyncio.sleep(self.owner.lease)
-                return
-            now = time.monotonic()
-            deadlines = {lid: now + left for lid, left in leases.items()}
-            while True:
-                now = time.monotonic()
-                open_ = {lid: d for lid, d in deadlines.items()
-                         if lid not in self.acked and d > now}
-                if not open_:
-                    break
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), min(open_.values()) - now)
-            silent = [lid for lid in deadlines if lid not in self.acked]
-            if silent:
-                self.owner.lease_waits += 1
-                log.warning("%d of %d resolver processes did not confirm a write; waited for "
-                            "their leases to run out", len(silent), len(deadlines))
-        finally:
-            self.cancel()
-
-    def cancel(self) -> None:
-        if self.token is not None:
-            self.owner._acks.pop(self.token, None)
-            self.token = None
-
-
-class AckBook:
-    """The acknowledgements this process's writes are waiting for (a CommitSync)."""
-
-    def __init__(self, lease: float = DEFAULT_LEASE) -> None:
-        self.lease = lease
-        self._acks: dict[str, _Acks] = {}
-        self.lease_waits = 0   # writes that waited for a listener's lease to run out
-
-    def _on_ack(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        token, listener = parse_ack(payload)
-        if (acks := self._acks.get(token)) is not None:
-            acks.add(listener)
-
-    def expect(self) -> Waiter:
-        """A token for one write. Without a working connection of our own no
-        acknowledgement can reach us: the wait then outlasts every lease."""
-        acks = _Acks(self, uuid.uuid4().hex)
-        self._acks[acks.token] = acks  # type: ignore[index]
-        return acks
-
-
-class AckListener(AckBook):
-    """The CommitSync of a process that caches nothing (the CLI): it listens for
-    acknowledgements only, so that its writes return once no resolver process of the
-    database may serve what they changed, as the server's own writes do."""
-
-    def __init__(self, dsn: str, lease: float = DEFAULT_LEASE) -> None:
-        super().__init__(lease)
-        self.dsn = dsn
-        self._conn: asyncpg.Connection | None = None
-
-    async def start(self) -> None:
-        self._conn = await asyncpg.connect(self.dsn, timeout=10,
-                                           server_settings={"application_name": "idres-writer"})
-        await self._conn.add_listener(ACK_CHANNEL, self._on_ack)
-
-    async def close(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
 
 
 class Invalidator(AckBook):
@@ -160,7 +72,9 @@ class Invalidator(AckBook):
         self._closing = False
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        # (token to acknowledge, invalidation held for the replicas): either may be None
+        self._outbox: asyncio.Queue[tuple[str | None, Ticket | None]] = asyncio.Queue()
+        self.gate: Gate | None = None       # the replicas' (resolver/replicas.py), if any
         self._sender: asyncio.Task[None] | None = None
         self._applying: set[asyncio.Task[None]] = set()   # zone reloads under way
         self._beat: tuple[int, asyncio.Future[None]] | None = None
@@ -201,6 +115,11 @@ class Invalidator(AckBook):
             # anything could have changed while we were not listening: from here on every
             # write is heard, and what came before is forgotten
             self.resolver.zone = await fetch_zone(self.resolver.pool)  # network op
+            if self.gate is not None:   # where the primary is, now that we listen
+                mark = self.gate.mark()
+                async with self._talk:
+                    position = await conn.fetchval("SELECT " + INSERTED)  # network op
+                self.gate.reset(position, mark)
         except BaseException:
             self._conn = None
             conn.terminate()
@@ -222,6 +141,8 @@ class Invalidator(AckBook):
         self.state = "disconnected"
         self.resolver.coalescer.set_lease(0.0)
         self.resolver.coalescer.forget_all()  # reads in flight may predate a missed write
+        if self.gate is not None:
+            self.gate.drop()
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()
@@ -324,19 +245,23 @@ class Invalidator(AckBook):
         for hook in self.hooks:         # before this notification is acknowledged
             hook(keys)
         self.resolver.coalescer.invalidate(keys)
+        ticket = None
+        if self.gate is not None and (keys or zone_prefixes or everything):
+            ticket = self.gate.hold(keys, bool(zone_prefixes) or everything)
         for listener, seq in beats:
             if listener == self.listener:
                 self._beat_back(seq)
         if zone_prefixes or everything:  # acknowledge once the new zone is in place
             task = asyncio.get_running_loop().create_task(
-                self._reload_zone(token, None if everything else zone_prefixes))
+                self._reload_zone(token, ticket, None if everything else zone_prefixes))
             self._applying.add(task)
             task.add_done_callback(self._applying.discard)
             return
-        if token is not None:
-            self._outbox.put_nowait(token)
+        if token is not None or ticket is not None:
+            self._outbox.put_nowait((token, ticket))
 
-    async def _reload_zone(self, token: str | None, prefixes: list[str] | None) -> None:
+    async def _reload_zone(self, token: str | None, ticket: Ticket | None,
+                           prefixes: list[str] | None) -> None:
         """Swap in the new zone, then forget what was cached under the changed prefixes
         (a slice of the keys at a time, so resolution goes on meanwhile), then acknowledge.
         Without prefixes, or when the zone cannot be read, everything is forgotten."""
@@ -350,8 +275,8 @@ class Invalidator(AckBook):
             resolver.coalescer.forget_all()
         else:
             await self._forget_under(prefixes)
-        if token is not None:
-            self._outbox.put_nowait(token)
+        if token is not None or ticket is not None:
+            self._outbox.put_nowait((token, ticket))
 
     async def _forget_under(self, prefixes: list[str]) -> None:
         """Coalescer.forget_under over the whole cache, a slice per loop turn. Reads and
@@ -364,21 +289,36 @@ class Invalidator(AckBook):
             await asyncio.sleep(0)
 
     async def _send_acks(self) -> None:
-        """One sender, so the listening connection never runs two queries at once."""
+        """One sender, so the listening connection never runs two queries at once. With
+        replicas, the statement that acknowledges also reads the primary's WAL position,
+        which settles the invalidations held (a failed one leaves them held: their keys
+        are read from the primary until the next try or the next connection)."""
         while True:
-            tokens = [await self._outbox.get()]
+            items = [await self._outbox.get()]
             while not self._outbox.empty():
-                tokens.append(self._outbox.get_nowait())
+                items.append(self._outbox.get_nowait())
             conn = self._conn
             if conn is None or conn.is_closed() or not self.connected:
-                continue  # writers outwait our lease instead
+                continue  # writers outwait our lease instead; a reconnection resets the gate
+            payloads = [ack_payload(t, self.listener) for t, _ in items if t is not None]
+            tickets = [k for _, k in items if k is not None]
             try:
                 async with self._talk:
-                    await conn.execute(  # network op
-                        "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", ACK_CHANNEL,
-                        [ack_payload(t, self.listener) for t in tokens])
+                    if self.gate is None:
+                        await conn.execute(  # network op
+                            "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
+                            ACK_CHANNEL, payloads)
+                    else:
+                        position = await conn.fetchval(  # network op
+                            f"SELECT {INSERTED} FROM (SELECT count(pg_notify($1, t)) "
+                            "FROM unnest($2::text[]) AS t) AS acked", ACK_CHANNEL, payloads)
+                        self.gate.settle(tickets, position)
             except Exception as exc:  # noqa: BLE001 - dead, it would keep the lease, ack nothing
                 log.debug("could not acknowledge invalidations: %r", exc)
+                if tickets:
+                    await asyncio.sleep(0.05)
+                    for ticket in tickets:
+                        self._outbox.put_nowait((None, ticket))
 
     async def close(self) -> None:
         """Stop; the lease ends first here, then in the database (so that writers need

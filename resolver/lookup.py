@@ -41,14 +41,8 @@ from resolver.recursion.recursor import Recursor
 from resolver.reply import RENDER, Form, Reply
 from resolver.sharing import Sharing
 from resolver.usage import HIT, MISS, NOT_FOUND, Usage, cached
-from resolver.store import (
-    DATABASE_DOWN,
-    fetch_public,
-    fetch_publics,
-    fetch_record,
-    fetch_records,
-    find_codes,
-)
+from resolver.replicas import Primary
+from resolver.store import DATABASE_DOWN, fetch_record, fetch_records
 
 log = logging.getLogger("idres.lookup")
 
@@ -68,19 +62,18 @@ class Resolution:
     homed: bool = True  # False: the prefix is neither allocated nor delegated here
 
 
-
-
 class Resolver:
     """Cached, coalesced resolution for one process (see module docstring)."""
 
     def __init__(self, pool: asyncpg.Pool, cache: AnswerCache, zone: Zone | None = None,
                  recursor: Recursor | None = None, recursive: bool = False,
-                 signer: Any = None, db_timeout: float = 2.0) -> None:
+                 signer: Any = None, db_timeout: float = 2.0, replicas: Any = None) -> None:
         self.pool = pool
-        self.coalescer = Coalescer(cache, lambda key: fetch_public(pool, key),
-                                   lambda keys: fetch_publics(pool, keys), db_timeout)
-        self.codes = CodeFinder(lambda wanted, limit: find_codes(pool, wanted, limit),
-                                db_timeout)
+        # misses and lookups by code: the primary, or the replicas (resolver/replicas.py)
+        reads = replicas or Primary(pool)
+        self.replicas = replicas
+        self.coalescer = Coalescer(cache, reads.fetch_public, reads.fetch_publics, db_timeout)
+        self.codes = CodeFinder(reads.find_codes, db_timeout)
         self.sharing = Sharing(pool, cache, db_timeout)
         self.zone = zone or Zone()
         self.recursor = recursor

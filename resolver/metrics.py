@@ -93,6 +93,28 @@ class ResolverCollector(Collector):
                                   "Answers served stale because the authority (the database "
                                   "or another node) could not be reached",
                                   value=self.resolver.stale_answers)
+        if self.resolver.replicas is not None:
+            yield from replica_metrics(self.resolver.replicas)
+
+
+def replica_metrics(replicas: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Each replica's state and reads, and the misses the primary answered instead."""
+    up = GaugeMetricFamily("idres_replica_up", "1 while the replica answers its polls",
+                           labels=["replica"])
+    replayed = GaugeMetricFamily("idres_replica_replayed_bytes", "The WAL position the "
+                                 "replica last reported having replayed", labels=["replica"])
+    reads = CounterMetricFamily("idres_replica_reads", "Resolution misses the replica answered",
+                                labels=["replica"])
+    for r in replicas.replicas:
+        up.add_metric([r.name], 1 if r.up else 0)
+        replayed.add_metric([r.name], max(r.replayed, 0))
+        reads.add_metric([r.name], r.reads)
+    yield from (up, replayed, reads)
+    primary = CounterMetricFamily("idres_replica_primary_reads", "Misses the primary answered "
+                                  "because no replica could, by reason", labels=["reason"])
+    for reason, count in replicas.to_primary.items():
+        primary.add_metric([reason], count)
+    yield primary
 
 
 def register(registry: CollectorRegistry, resolver: Resolver,

@@ -42,6 +42,7 @@ from resolver.invalidate import Invalidator
 from resolver.keys import load_or_create, load_or_create_rsa
 from resolver.lookup import Resolver
 from resolver.pg.pool import create_pool, database, migrate_dsn, redact
+from resolver.replicas import Replicas
 from resolver.core.hsdata import b64u, site_bytes
 from resolver.core.site import native_site, site_info
 from registry import sitehandles
@@ -71,9 +72,19 @@ class Node:
             roots = tuple(Server(url.rstrip("/"), key)
                           for url, key in zip(settings.roots, settings.root_keys))
             self.recursor = Recursor(roots, settings.upstream_timeout, settings.max_depth)
+        self.replicas = None
+        if settings.replicas:     # misses read from replicas (resolver/replicas.py)
+            cache = self.cache
+            wait = min(1.0, settings.db_timeout / 2)
+            self.replicas = Replicas(
+                pool, settings.replicas, lambda: cache.clock() < cache.lease_until,
+                lambda d: create_pool(d, 1, settings.pool_max, timeout=wait), wait,
+                names=[redact(d) for d in settings.replicas])
         self.resolver = Resolver(pool, self.cache, Zone(), self.recursor, settings.recursive,
-                                 self.key, settings.db_timeout)
+                                 self.key, settings.db_timeout, self.replicas)
         self.invalidator = Invalidator(dsn, self.resolver, settings.lease)
+        if self.replicas is not None:
+            self.invalidator.gate = self.replicas.gate
         cache = self.resolver.cache
         templates.PUBLISHED.usable = lambda: (cache.usable(), cache.epoch)
         self.invalidator.hooks += [self.resolver.sharing.on_keys, templates.PUBLISHED.forget]
@@ -97,6 +108,8 @@ class Node:
 
     async def start(self) -> None:
         await self.invalidator.start()   # loads the zone too
+        if self.replicas is not None:
+            await self.replicas.start()
         self.counting = asyncio.get_running_loop().create_task(self._count())
         self.resolver.sharing.load_soon()  # readers and grants, for authorized answers
         if self.recursor is not None:
@@ -116,6 +129,8 @@ class Node:
             self.counting.cancel()
         await usage.flush(self.resolver.usage, self.resolver.pool, self._homed)
         await self.invalidator.close()
+        if self.replicas is not None:
+            await self.replicas.close()
         if self.recursor is not None:
             await self.recursor.close()
 

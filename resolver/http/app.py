@@ -205,7 +205,7 @@ async def health(request: web.Request) -> web.Response:
     marked stale); 200 with ``status`` "degraded" while the cache is off for another
     reason than the configuration (invalidations not proven received), else "ok"."""
     cache, why = cache_state(request)
-    fields = {"cache": cache} if why is None else {"cache": cache, "reason": why}
+    fields: dict[str, Any] = {"cache": cache} if why is None else {"cache": cache, "reason": why}
     try:
         # shielded: on a silent connection, cancelling the query can itself hang
         await asyncio.wait_for(asyncio.shield(request.app[POOL].fetchval("SELECT 1")),
@@ -214,6 +214,12 @@ async def health(request: web.Request) -> web.Response:
         return respond(reply.message(503, 3, status="unavailable", database="unreachable",
                                      **fields))
     status = "degraded" if why not in (None, "disabled") else "ok"
+    replicas = request.app[RESOLVER].replicas
+    if replicas is not None:   # a replica down: its reads go to the primary, degraded
+        described = replicas.describe()
+        fields["replicas"] = described
+        if not all(r["up"] for r in described):
+            status = "degraded"
     return respond(reply.message(200, 1, status=status, database="ok", **fields))
 
 

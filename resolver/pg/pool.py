@@ -97,10 +97,12 @@ async def release_reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections decode JSONB; fails fast when the server is unreachable."""
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10,
+                      timeout: float = 10) -> asyncpg.Pool:
+    """A pool whose connections decode JSONB; fails fast when the server is unreachable
+    (``timeout`` seconds to connect)."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, timeout=10,
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, timeout=timeout,
         command_timeout=30, reset=release_reset,
     )
     assert pool is not None

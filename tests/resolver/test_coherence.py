@@ -195,7 +195,8 @@ def test_a_writer_without_a_cache_waits_for_the_resolvers(pg_dsn: str, tenant: T
     from registry.prefixes import create_prefix
     from registry.store import Db
     from resolver.core.identifier import parse_prefix
-    from resolver.invalidate import AckListener, Invalidator
+    from resolver.acks import AckListener
+    from resolver.invalidate import Invalidator
 
     async def go() -> None:
         pool = await create_pool(pg_dsn)
