@@ -58,6 +58,36 @@ def test_concurrent_misses_make_one_query(pg_dsn: str, tenant: Tenant) -> None:
     asyncio.run(go())
 
 
+def test_a_reader_after_an_invalidation_does_not_join_the_read_it_tainted(
+        pg_dsn: str, tenant: Tenant) -> None:
+    """A read in flight when a write's notification arrives may predate the write: it is
+    not cached, and a resolution that starts after the invalidation (after the write was
+    acknowledged) asks again instead of sharing its answer."""
+    r = requests.put(tenant.handle_url("TJ"), json=URL, headers=tenant.op.bearer)
+    assert r.status_code in (200, 201), r.text
+
+    async def go() -> None:
+        pool = await create_pool(pg_dsn)
+        try:
+            c = Resolver(pool, AnswerCache()).coalescer
+            key = f"{tenant.prefix}/TJ"
+            early = asyncio.ensure_future(c.local(key))
+            for _ in range(10):              # the read leaves (a few loop turns)
+                if c.queries:
+                    break
+                await asyncio.sleep(0)
+            assert c.queries == 1 and not early.done()
+            c.invalidate([key])              # a write committed meanwhile
+            late = await c.local(key)
+            assert c.queries == 2            # its own read, not the tainted one
+            assert (await early)[1] is None  # the tainted read was not cached
+            assert late[1] is not None and c.fresh(key) is late[1]
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
 def test_misses_of_one_loop_turn_share_a_query(pg_dsn: str, tenant: Tenant) -> None:
     """Single resolutions of different identifiers, started together, are asked for in
     one query; each gets its own answer (or None), and a later one gets its own query."""
