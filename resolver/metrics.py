@@ -103,7 +103,7 @@ def replica_metrics(replicas: Any) -> Iterator[CounterMetricFamily | GaugeMetric
                            labels=["replica"])
     replayed = GaugeMetricFamily("idres_replica_replayed_bytes", "The WAL position the "
                                  "replica last reported having replayed", labels=["replica"])
-    reads = CounterMetricFamily("idres_replica_reads", "Resolution misses the replica answered",
+    reads = CounterMetricFamily("idres_replica_reads", "Resolution misses and lookups by code the replica answered",
                                 labels=["replica"])
     for r in replicas.replicas:
         up.add_metric([r.name], 1 if r.up else 0)

@@ -229,24 +229,26 @@ class Replicas:
 
     async def fetch_public(self, key: str) -> Fetched | None:
         return await self._read(self.gate.needed((key,)),
-                                lambda pool: fetch_public(pool, key))  # network op
+                                lambda pool: fetch_public(pool, key), 1)  # network op
 
     async def fetch_publics(self, keys: list[str]) -> dict[str, Fetched]:
         return await self._read(self.gate.needed(keys),
-                                lambda pool: fetch_publics(pool, keys))  # network op
+                                lambda pool: fetch_publics(pool, keys), len(keys))  # network op
 
     async def find_codes(self, wanted: list[tuple[str, str, str]],
                          limit: int) -> list[list[str]]:
         return await self._read(self.gate.needed_any(),
-                                lambda pool: find_codes(pool, wanted, limit))  # network op
+                                lambda pool: find_codes(pool, wanted, limit),
+                                len(wanted))  # network op
 
-    def pick(self, need: int | None) -> Replica | None:
-        """A replica that may answer for what needs ``need`` (round robin), or None."""
+    def pick(self, need: int | None, count: int = 1) -> Replica | None:
+        """A replica that may answer for what needs ``need`` (round robin), or None
+        (``count`` reads go to the primary, counted by why)."""
         if need is None:
-            self.to_primary["held"] += 1
+            self.to_primary["held"] += count
             return None
         if not self.leased():
-            self.to_primary["lease"] += 1
+            self.to_primary["lease"] += count
             return None
         count = len(self.replicas)
         for step in range(count):
@@ -254,23 +256,26 @@ class Replicas:
             if replica.up and replica.replayed >= need:
                 self._next = (self._next + step + 1) % count
                 return replica
-        self.to_primary["behind" if any(r.up for r in self.replicas) else "down"] += 1
+        self.to_primary["behind" if any(r.up for r in self.replicas) else "down"] += count
         return None
 
-    async def _read(self, need: int | None, query: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-        replica = self.pick(need)
+    async def _read(self, need: int | None, query: Callable[[asyncpg.Pool], Awaitable[T]],
+                    count: int) -> T:
+        """``query`` on a replica that may answer, else (or if it fails) on the primary;
+        ``count``: the reads (misses, lookups) it makes."""
+        replica = self.pick(need, count)
         if replica is not None and replica.pool is not None:
             try:
                 result: T = await within(query(replica.pool), self.timeout)  # network op
             except DATABASE_DOWN as exc:
                 replica.down(f"{type(exc).__name__}: {exc}")
-                self.to_primary["failed"] += 1
+                self.to_primary["failed"] += count
             except asyncpg.PostgresError as exc:   # e.g. a conflict with recovery
                 log.info("replica %s could not answer (%s): asking the primary",
                          replica.name, exc)
-                self.to_primary["failed"] += 1
+                self.to_primary["failed"] += count
             else:
-                replica.reads += 1
+                replica.reads += count
                 return result
         return await query(self.primary)  # network op
 
