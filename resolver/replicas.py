@@ -175,11 +175,13 @@ class Replica:
         self.reads = 0          # misses it answered
         self.failures = 0       # polls and reads that failed
         self.polled = 0.0       # monotonic time of the last poll that answered
+        self.why = ""           # why it is down
 
     def down(self, why: str) -> None:
-        if self.up:
+        if self.up or why != self.why:   # (said once, not at every poll)
             log.warning("replica %s is down: %s; its reads go to the primary", self.name, why)
         self.up = False
+        self.why = why
         self.failures += 1
 
 
@@ -306,15 +308,18 @@ class Replicas:
             replica.down(f"{type(exc).__name__}: {exc}")
             return
         replica.polled = now
-        if position is None:
+        if position is None:   # promoted: a new pool connects as its DSN says (a standby)
             replica.down("it is not a standby (it replays no WAL): was it promoted?")
+            pool, replica.pool = replica.pool, None
+            pool.terminate()
             return
         if not replica.up:
             log.info("replica %s is up, at %d", replica.name, position)
-        replica.up = True
+        replica.up, replica.why = True, ""
         replica.replayed = position
 
     def describe(self) -> list[dict[str, Any]]:
         """What ``/api/health`` and the metrics say of each replica."""
         return [{"name": r.name, "up": r.up, "replayed": r.replayed, "reads": r.reads,
-                 "failures": r.failures} for r in self.replicas]
+                 "failures": r.failures, **({"reason": r.why} if r.why else {})}
+                for r in self.replicas]

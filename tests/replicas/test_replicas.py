@@ -184,3 +184,17 @@ def test_a_stopped_replica_sends_its_reads_to_the_primary(replicated: Replicated
     finally:
         replicated.fast.start()
         replicated.slow.start()
+
+
+def test_a_replica_that_is_not_a_standby_is_never_read(replicated: Replicated,
+                                                       node: Any) -> None:
+    """A --replica that names a primary (a promoted standby, a mistake) answers nothing:
+    its reads go to the primary, and health says it is down."""
+    srv = node(replicated.dsn)
+    t = tenant_on(srv, replicated.admin)
+    put(t, "P1", 1)
+    assert version(t, "P1") == 1
+    assert metric(srv, "idres_replica_up") == 0
+    assert metric(srv, "idres_replica_reads_total") == 0
+    assert metric(srv, "idres_replica_primary_reads_total", 'reason="down"') >= 1
+    assert "not a standby" in srv.output()
