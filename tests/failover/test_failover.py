@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
 
@@ -103,15 +104,36 @@ def through_failover(f: Formation, writes: Writes, before: float = 1.5,
 def lost(f: Formation, server: Server, writes: Writes) -> list[str]:
     """Acknowledged writes the new primary does not hold, or that idres answers older."""
     keys = {f"{writes.t.prefix}/{s}".upper(): v for s, v in writes.acked.items()}
-    rows = run_sql(f.dsn, 'SELECT handle, "values" FROM handles WHERE handle = ANY($1)',
-                   list(keys))
+    rows = retried(lambda: run_sql(
+        f.dsn, 'SELECT handle, "values" FROM handles WHERE handle = ANY($1)', list(keys)))
     stored = {r["handle"]: int(r["values"][0]["data"]["value"].rsplit("/", 1)[1]) for r in rows}
     missing = [k for k, v in keys.items() if stored.get(k) != v]
     for suffix, v in writes.acked.items():
-        r = requests.get(f"{server.url}/api/handles/{writes.t.prefix}/{suffix}", timeout=30)
+        r = retried(lambda: answered(f"{server.url}/api/handles/{writes.t.prefix}/{suffix}"))
         if r.status_code != 200 or r.json()["values"][0]["data"]["value"] != URL.format(v):
             missing.append(f"{suffix} answered {r.status_code} {r.text[:80]}")
     return missing
+
+
+def answered(url: str) -> requests.Response:
+    """A GET that idres answered (503: no writable node yet, asked again by retried)."""
+    r = requests.get(url, timeout=30)
+    if r.status_code == 503:
+        raise ConnectionError(r.text)
+    return r
+
+
+def retried(read: Any, limit: float = 60) -> Any:
+    """``read()`` again while no node takes connections as the DSN asks: pg_auto_failover
+    holds a new primary read-only for a moment while it makes sure the old one is gone."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return read()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_idres_follows_a_failover_and_loses_no_acknowledged_write(formation: Formation) -> None:
