@@ -175,6 +175,8 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
             value = getattr(settings, f.name)
             if f.name == "dsn" and value:
                 value = redact(value)           # the password never printed
+            elif f.name == "replicas":
+                value = [redact(v) for v in value]
             rows.append({"setting": f.name, "value": str(value) if isinstance(value, Path)
                          else value, "from": came.get(f.name, "default")})
     _print(args, {"settings": rows}, "\n".join(

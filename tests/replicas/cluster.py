@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -91,6 +92,27 @@ class Standby:
                 await p.close()
                 await r.close()
         asyncio.run(go())
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started."""
+        postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        out = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    out.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open, nothing answers."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
 
     def remove(self) -> None:
         if self.running():

@@ -91,15 +91,17 @@ def test_misses_are_answered_by_a_replica_once_it_has_replayed(replicated: Repli
     assert "password" not in str(health) and replicated.dsn.split("@")[0] not in str(health)
 
 
-@pytest.mark.parametrize("cache", ["on", "off"])
+@pytest.mark.parametrize("cache", ["on", "off", "two workers"])
 def test_a_lagging_replica_never_answers_older_than_an_acknowledged_write(
         replicated: Replicated, node: Any, cache: str) -> None:
     """The slow replica applies commits 1.5 s late. Every write is read back at once, and
     other identifiers are read meanwhile: no answer is older than the write before it, and
-    the replica still answers for what was not written."""
+    the replica still answers for what was not written. With two workers, a write and
+    the read after it may be served by different processes."""
     replicated.slow.set_delay(1500)
     try:
-        extra = ("--cache-entries", "0") if cache == "off" else ()
+        extra = {"on": (), "off": ("--cache-entries", "0"),
+                 "two workers": ("--workers", "2")}[cache]
         srv = node(replicated.slow.dsn, extra=extra)
         t = tenant_on(srv, replicated.admin)
         for i in range(10):
@@ -198,3 +200,34 @@ def test_a_replica_that_is_not_a_standby_is_never_read(replicated: Replicated,
     assert metric(srv, "idres_replica_reads_total") == 0
     assert metric(srv, "idres_replica_primary_reads_total", 'reason="down"') >= 1
     assert "not a standby" in srv.output()
+
+
+def test_a_replica_that_stops_answering_costs_at_most_its_timeout(replicated: Replicated,
+                                                                  node: Any) -> None:
+    """Its server frozen (SIGSTOP: connections open, nothing answers): a miss waits at most
+    a second for it, then the primary answers; the next polls mark it down."""
+    srv = node(replicated.slow.dsn, extra=("--cache-entries", "0", "--db-timeout", "2"))
+    t = tenant_on(srv, replicated.admin)
+    for i in range(5):
+        put(t, f"F{i}", i)
+    replicated.slow.wait_caught_up(replicated.dsn)
+    time.sleep(0.3)
+    before = metric(srv, "idres_replica_reads_total")
+    assert version(t, "F0") == 0
+    assert metric(srv, "idres_replica_reads_total") > before      # it was in use
+    replicated.slow.freeze()
+    try:
+        for i in range(5):
+            started = time.monotonic()
+            assert version(t, f"F{i}") == i
+            assert time.monotonic() - started < 1.8
+        health = requests.get(f"{srv.url}/healthz", timeout=10).json()
+        assert health["status"] == "degraded" and health["replicas"][0]["up"] is False
+        assert metric(srv, "idres_replica_primary_reads_total", 'reason="failed"') \
+            + metric(srv, "idres_replica_primary_reads_total", 'reason="down"') >= 5
+    finally:
+        replicated.slow.thaw()
+    deadline = time.monotonic() + 15
+    while not metric(srv, "idres_replica_up") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric(srv, "idres_replica_up") == 1
