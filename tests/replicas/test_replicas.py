@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Operator, Server, Tenant, new_operator
+from tests.conftest import Operator, Server, Tenant, new_operator, run_sql
 from tests.registry.test_templates import put as put_typed
 from tests.registry.test_templates import template
 from tests.replicas.conftest import Replicated
@@ -231,3 +231,30 @@ def test_a_replica_that_stops_answering_costs_at_most_its_timeout(replicated: Re
     while not metric(srv, "idres_replica_up") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert metric(srv, "idres_replica_up") == 1
+
+
+def test_a_listener_cut_while_a_replica_lags_sends_reads_to_the_primary(
+        replicated: Replicated, node: Any) -> None:
+    """The LISTEN connection terminated just before each write (it misses the write's
+    notification): the write is acknowledged when the lease runs out, and the process,
+    without a lease, then after a reconnection that resets every position, never takes
+    the old record from the lagging replica."""
+    replicated.slow.set_delay(4000)     # longer than a lease (2 s): the write's wait
+    try:
+        srv = node(replicated.slow.dsn, extra=("--cache-entries", "0"))
+        t = tenant_on(srv, replicated.admin)
+        put(t, "CUT", 0)
+        time.sleep(4.5)
+        for round_ in range(1, 6):
+            run_sql(replicated.dsn, "SELECT count(pg_terminate_backend(pid)) FROM "
+                    "pg_stat_activity WHERE application_name = 'idres-listener'")
+            put(t, "CUT", round_)
+            assert version(t, "CUT") == round_
+            time.sleep(0.3)
+            assert version(t, "CUT") == round_
+        assert metric(srv, "idres_invalidate_reconnects_total") >= 5
+        assert metric(srv, "idres_replica_primary_reads_total", 'reason="lease"') \
+            + metric(srv, "idres_replica_primary_reads_total", 'reason="held"') \
+            + metric(srv, "idres_replica_primary_reads_total", 'reason="behind"') >= 10
+    finally:
+        replicated.slow.set_delay(0)
