@@ -217,6 +217,7 @@ def test_a_bulk_load_cut_by_a_failover_is_all_or_nothing(formation: Formation) -
 
 
 @pytest.mark.long
+@pytest.mark.timeout(6000)
 def test_a_hundred_failovers_lose_no_acknowledged_write(formation: Formation) -> None:
     rounds = int(os.environ.get("IDRES_FAILOVERS", "100"))
     srv = Server(formation.dsn, "--replica", formation.standby_dsn, "--db-timeout", "2",
