@@ -4,9 +4,9 @@ queue, and every write to the cache (``resolver/cache.py`` is only the structure
 The coherence rule, all of it in this module:
 
 * a read of the database (or a walk down the node hierarchy) is a *flight*,
-  registered before its query is sent; concurrent readers of one key share it until
-  it is tainted (a reader that comes after an invalidation starts a read of its own:
-  the tainted one may predate the write);
+  registered before its query is sent; concurrent readers of one key share it while
+  it is not tainted and the lease holds (a reader that comes after an invalidation,
+  or after the lease ran out, starts a read of its own: the other may predate a write);
 * every invalidation (a committed write's notification, a zone change, a lost
   listener) marks the flights it concerns *tainted* in the same step as it evicts;
 * a flight's result is handed to its waiters, and written to the cache only if the
@@ -104,7 +104,7 @@ class Coalescer:
         """``key`` from this node's database: shares a read in flight, or queues one that
         leaves at the end of this loop turn with the turn's other misses."""
         flight = self._local.get(key)
-        if flight is None or flight.tainted:   # a tainted read may predate a write: not joined
+        if flight is None or not self._joinable(flight):
             flight = self._local[key] = _Flight(key)
             if not self._queued:
                 asyncio.get_running_loop().call_soon(self._send_queued)
@@ -122,7 +122,7 @@ class Coalescer:
             entry = self.cache.get(key)
             if entry is not None:
                 out[key] = (entry.public, entry)
-            elif key in self._local and not self._local[key].tainted:
+            elif key in self._local and self._joinable(self._local[key]):
                 waits.append(key)
             else:
                 out[key] = (None, None)  # placeholder, replaced below
@@ -132,7 +132,8 @@ class Coalescer:
             out.update(await self._read(todo, self._many))  # network op
         for key in waits:
             waiting = self._local.get(key)
-            out[key] = (await asyncio.shield(waiting.future) if waiting and not waiting.tainted
+            out[key] = (await asyncio.shield(waiting.future)
+                        if waiting is not None and self._joinable(waiting)
                         else await self.local(key))
         return out
 
@@ -143,7 +144,7 @@ class Coalescer:
         runs alone. Either is cached unless tainted meanwhile."""
         if shared:
             flight = self._walks.get(key)
-            if flight is not None and not flight.tainted:
+            if flight is not None and self._joinable(flight):
                 return await asyncio.shield(flight.future)
             flight = self._walks[key] = _Flight(key)
         else:
@@ -230,6 +231,12 @@ class Coalescer:
         return self.cache.sweep()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _joinable(self, flight: _Flight) -> bool:
+        """A read in flight may be shared only if no invalidation tainted it and the lease
+        holds: without the lease, a write may have been acknowledged (its writer outwaited
+        this process) that no notification reached us for, so the read may predate it."""
+        return not flight.tainted and self.cache.clock() < self.cache.lease_until
 
     def _taint(self, matches: Callable[[str], bool]) -> None:
         for flight in (*self._local.values(), *self._walks.values(), *self._private):

@@ -106,9 +106,13 @@ class Settings:
                 raise ValueError(f"--root-key {key[:60]!r} is not an Ed25519 public key (the "
                                  "unpadded base64url of 32 bytes that the root's `idres node "
                                  "key` prints)")
-        for dsn in self.replicas:
+        for n, dsn in enumerate(self.replicas, 1):
             if not dsn.startswith(("postgres://", "postgresql://")):
-                raise ValueError(f"--replica {dsn[:40]!r}...: give a postgresql:// DSN")
+                raise ValueError(f"replica {n}: give a postgresql:// DSN")
+            hosts = dsn.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+            if "," in hosts or "load_balance_hosts" in dsn or "host=" in dsn:
+                raise ValueError(f"replica {n} names several servers: give one --replica per "
+                                 "server (its position is checked on that server)")
         if self.replicas and not self.dsn:
             raise ValueError("--replica needs --dsn: the embedded database has no replicas")
         for name, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):

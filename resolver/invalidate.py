@@ -43,7 +43,7 @@ from resolver.core.channel import (
 )
 from resolver.acks import AckBook
 from resolver.lookup import Resolver
-from resolver.replicas import INSERTED, Gate, Ticket
+from resolver.replicas import INSERTED, WHERE_PRIMARY, Gate, Ticket
 from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
@@ -118,8 +118,8 @@ class Invalidator(AckBook):
             if self.gate is not None:   # where the primary is, now that we listen
                 mark = self.gate.mark()
                 async with self._talk:
-                    position = await conn.fetchval("SELECT " + INSERTED)  # network op
-                self.gate.reset(position, mark)
+                    row = await conn.fetchrow(WHERE_PRIMARY)  # network op
+                self.gate.reset(row["position"], mark, row["timeline"])
         except BaseException:
             self._conn = None
             conn.terminate()
@@ -268,8 +268,8 @@ class Invalidator(AckBook):
         resolver = self.resolver
         try:
             resolver.zone = await fetch_zone(resolver.pool)  # network op
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("could not reload the zone: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, forget all and go on
+            log.warning("could not reload the zone: %r", exc)
             prefixes = None
         if prefixes is None:
             resolver.coalescer.forget_all()
@@ -298,10 +298,16 @@ class Invalidator(AckBook):
             while not self._outbox.empty():
                 items.append(self._outbox.get_nowait())
             conn = self._conn
-            if conn is None or conn.is_closed() or not self.connected:
-                continue  # writers outwait our lease instead; a reconnection resets the gate
-            payloads = [ack_payload(t, self.listener) for t, _ in items if t is not None]
             tickets = [k for _, k in items if k is not None]
+            if conn is None or conn.is_closed() or not self.connected:
+                # writers outwait our lease instead; held keys wait for the connection (a
+                # reset releases those it covers, the others settle on the new one)
+                if tickets:
+                    await asyncio.sleep(0.05)
+                    for ticket in tickets:
+                        self._outbox.put_nowait((None, ticket))
+                continue
+            payloads = [ack_payload(t, self.listener) for t, _ in items if t is not None]
             try:
                 async with self._talk:
                     if self.gate is None:

@@ -44,9 +44,17 @@ T = TypeVar("T")
 
 POLL = 0.05          # seconds between two reads of a replica's replay position
 MAX_NEEDS = 100_000  # keys remembered with their own position; beyond, the floor rises
-# positions as byte offsets (pg_lsn minus 0/0): plain integers to compare
-REPLAYED = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
+# positions as byte offsets (pg_lsn minus 0/0): plain integers to compare; timelines as
+# the primary's WAL file names and the replica's WAL receiver say (a replica left on the
+# old timeline by a failover may report positions the new primary has not reached)
 INSERTED = "(pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
+WHERE_PRIMARY = f"""SELECT {INSERTED} AS position,
+    ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int
+    AS timeline"""
+POSITION = """SELECT CASE WHEN pg_is_in_recovery()
+                           THEN (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint END
+                      AS replayed,
+                      (SELECT received_tli FROM pg_stat_wal_receiver) AS timeline"""
 
 
 class Ticket:
@@ -72,6 +80,7 @@ class Gate:
         self._held_all = 0                # open tickets that concern every key
         self._seq = itertools.count(1)
         self.connected = False            # a reset happened since the last drop
+        self.timeline: int | None = None  # the primary's, at the last reset
 
     def hold(self, keys: Iterable[str], everything: bool = False) -> Ticket:
         """An invalidation arrived (before it is acknowledged)."""
@@ -118,7 +127,7 @@ class Gate:
         """The ticket number before a reset's position is read."""
         return next(self._seq)
 
-    def reset(self, position: int, mark: int) -> None:
+    def reset(self, position: int, mark: int, timeline: int | None = None) -> None:
         """The listener (re)connected and the primary was at ``position`` after it
         listened (taken after :meth:`mark`): every key needs that, and what was held
         before the mark is covered by it. Replaces, never raises: after a failover the new
@@ -126,6 +135,7 @@ class Gate:
         for ticket in [t for t in self._open if t.seq < mark]:
             self._release(ticket)
         self.floor = self.latest = position
+        self.timeline = timeline
         self.need.clear()
         self.connected = True
 
@@ -176,6 +186,9 @@ class Replica:
         self.failures = 0       # polls and reads that failed
         self.polled = 0.0       # monotonic time of the last poll that answered
         self.why = ""           # why it is down
+        self.primary = False    # it answered, as a primary (promoted): down, not broken
+        self.conn: asyncpg.Connection | None = None      # the polls'
+        self.opening: asyncio.Future[asyncpg.Pool] | None = None
 
     def down(self, why: str) -> None:
         if self.up or why != self.why:   # (said once, not at every poll)
@@ -224,6 +237,10 @@ class Replicas:
         if self._poller is not None:
             self._poller.cancel()
         for replica in self.replicas:
+            if replica.opening is not None:
+                replica.opening.cancel()
+            if replica.conn is not None:
+                replica.conn.terminate()
             if replica.pool is not None:
                 replica.pool.terminate()
 
@@ -252,11 +269,11 @@ class Replicas:
         if not self.leased():
             self.to_primary["lease"] += count
             return None
-        count = len(self.replicas)
-        for step in range(count):
-            replica = self.replicas[(self._next + step) % count]
+        many = len(self.replicas)
+        for step in range(many):
+            replica = self.replicas[(self._next + step) % many]
             if replica.up and replica.replayed >= need:
-                self._next = (self._next + step + 1) % count
+                self._next = (self._next + step + 1) % many
                 return replica
         self.to_primary["behind" if any(r.up for r in self.replicas) else "down"] += count
         return None
@@ -295,31 +312,59 @@ class Replicas:
             self.gate.prune(min(up))
 
     async def _poll(self, replica: Replica) -> None:
+        """Where the replica is, on its own connection (terminated when it does not answer
+        in time, so a silent server costs one connection); its pool is made on the way,
+        one attempt at a time. Any failure: down, with why."""
         now = time.monotonic()
         if not replica.up and now < replica.polled + 1.0:
             return                       # a replica that is down is tried once a second
+        replica.polled = now
         try:
             if replica.pool is None:
-                replica.pool = await within(self.make_pool(replica.dsn), self.timeout)
-            position = await within(replica.pool.fetchval(REPLAYED),  # network op
-                                    self.timeout)
-        except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
-            replica.polled = now
+                await self._open(replica)
+            if replica.conn is None or replica.conn.is_closed():
+                replica.conn = await asyncio.wait_for(asyncpg.connect(
+                    replica.dsn, timeout=self.timeout,
+                    server_settings={"application_name": "idres-replica-poll"}), self.timeout)
+            conn: asyncpg.Connection = replica.conn
+            row = await within(conn.fetchrow(POSITION), self.timeout)  # network op
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the replica is not usable
+            if replica.conn is not None:
+                replica.conn.terminate()
+                replica.conn = None
+            replica.primary = False
             replica.down(f"{type(exc).__name__}: {exc}")
             return
-        replica.polled = now
-        if position is None:   # promoted: a new pool connects as its DSN says (a standby)
-            replica.down("it is not a standby (it replays no WAL): was it promoted?")
-            pool, replica.pool = replica.pool, None
-            pool.terminate()
+        replica.primary = row["replayed"] is None
+        if replica.primary:   # promoted, or a primary named by mistake
+            replica.down("it is not a standby (it replays no WAL): a primary now")
+            return
+        timeline, wanted = row["timeline"], self.gate.timeline
+        if timeline is None:
+            replica.down("it streams from no primary now, or this role may not read "
+                         "pg_stat_wal_receiver (GRANT pg_read_all_stats)")
+            return
+        if wanted is not None and timeline != wanted:
+            replica.down(f"it is on timeline {timeline}, the primary on {wanted}")
             return
         if not replica.up:
-            log.info("replica %s is up, at %d", replica.name, position)
+            log.info("replica %s is up, at %d", replica.name, row["replayed"])
         replica.up, replica.why = True, ""
-        replica.replayed = position
+        replica.replayed = row["replayed"]
+
+    async def _open(self, replica: Replica) -> None:
+        """The replica's pool: one attempt in flight at most, adopted when it lands (a slow
+        one is waited for again at the next poll, never started twice nor leaked)."""
+        if replica.opening is None:
+            replica.opening = asyncio.ensure_future(self.make_pool(replica.dsn))
+        await asyncio.wait({replica.opening}, timeout=self.timeout)
+        if not replica.opening.done():
+            raise TimeoutError("no connection within the timeout")
+        task, replica.opening = replica.opening, None
+        replica.pool = task.result()
 
     def describe(self) -> list[dict[str, Any]]:
         """What ``/api/health`` and the metrics say of each replica."""
-        return [{"name": r.name, "up": r.up, "replayed": r.replayed, "reads": r.reads,
-                 "failures": r.failures, **({"reason": r.why} if r.why else {})}
-                for r in self.replicas]
+        return [{"name": r.name, "up": r.up, "primary": r.primary, "replayed": r.replayed,
+                 "reads": r.reads, "failures": r.failures,
+                 **({"reason": r.why} if r.why else {})} for r in self.replicas]

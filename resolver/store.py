@@ -13,10 +13,13 @@ from resolver.core.delegation import Delegation, Server, Zone
 Values = list[dict[str, Any]]
 
 # The database went away or is refusing us: a resolution falls back to a stale answer
-# or answers 503, never a stack trace.
+# or answers 503, never a stack trace. During a failover that includes a server shutting
+# down or restarting, and one that takes no writes for a moment (a primary being demoted,
+# or promoted and not yet sure the old one is gone).
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError,
+    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.ReadOnlySQLTransactionError,
 )
 
 FETCH_RECORD = """SELECT "values", template, state, public_json FROM handles

@@ -87,9 +87,15 @@ async def write_transaction(db: Db) -> AsyncIterator[WriteTx]:
     leases: dict[str, float] | None = {}
     try:
         async with db.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            async with conn.transaction():
-                tx = WriteTx(conn, waiter.token)
-                yield tx
+            try:
+                async with conn.transaction():
+                    tx = WriteTx(conn, waiter.token)
+                    yield tx
+            except asyncpg.ReadOnlySQLTransactionError:
+                # the server takes no writes now (a primary being demoted or a standby
+                # after a failover): the pool connects again, where the DSN says
+                conn.terminate()
+                raise
             # committed: the leases to honour are those valid now (any renewed later
             # covers this write)
             if tx.notified and waiter.token is not None:

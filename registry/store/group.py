@@ -90,7 +90,8 @@ SELECT coalesce((SELECT array_agg(handle) FROM ins), '{}') AS inserted,
 # data the database refuses): its writes are then made alone. A database that is away
 # is every write's answer instead (alone, each would wait for it again).
 _DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-         asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, TimeoutError)
+         asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+         asyncpg.ReadOnlySQLTransactionError, TimeoutError)
 
 
 @dataclass(frozen=True)

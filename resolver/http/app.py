@@ -218,8 +218,8 @@ async def health(request: web.Request) -> web.Response:
     if replicas is not None:   # a replica down: its reads go to the primary, degraded
         described = replicas.describe()
         fields["replicas"] = described
-        if not all(r["up"] for r in described):
-            status = "degraded"
+        if any(not r["up"] and not r["primary"] for r in described):
+            status = "degraded"      # (a standby promoted is the primary now, not broken)
     return respond(reply.message(200, 1, status=status, database="ok", **fields))
 
 

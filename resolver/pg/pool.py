@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,21 @@ log = logging.getLogger("idres.pg")
 
 
 def redact(dsn: str) -> str:
-    """The DSN without its password, for logs and messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        netloc = parts.netloc
-    else:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = "&".join(
-        "password=***" if q.lower().startswith("password=") else q
-        for q in parts.query.split("&")
-    ) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The DSN without its passwords, for logs, metrics and messages: the user's (a ``/``
+    or ``@`` in it included: everything up to the last ``@`` is the user part), and
+    ``password``/``sslpassword`` parameters, in URL or keyword form."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return _SECRET_WORD.sub(r"\1***", dsn)
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        rest = f"{user}:***@{rest[at + 1:]}" if colon else rest
+    return scheme + "://" + _SECRET_PARAM.sub(r"\1***", rest)
+
+
+_SECRET_PARAM = re.compile(r"([?&](?:ssl)?password=)[^&]*", re.IGNORECASE)
+_SECRET_WORD = re.compile(r"\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def _encode_json(value: Any) -> bytes:

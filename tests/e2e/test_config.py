@@ -40,14 +40,16 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
 def test_replicas_come_space_separated_and_are_printed_without_passwords() -> None:
     dsn = "postgresql://idres:pw@127.0.0.1:5/idres"
     replicas = ("postgresql://ro:r3plica-pw@r1:5432/idres "
-                "postgresql://ro:r3plica-pw@r2:5432,r3:5432/idres?target_session_attrs=standby")
+                "postgresql://ro:r3plica-pw@r2:5432/idres?target_session_attrs=standby")
     out = run_cli("config", "--json", env={"IDRES_DSN": dsn, "IDRES_REPLICAS": replicas})
     got = {r["setting"]: r for r in json.loads(out.stdout)["settings"]}["replicas"]
-    assert got["value"] == ["postgresql://ro:***@r1:5432/idres", "postgresql://ro:***@r2:5432,"
-                            "r3:5432/idres?target_session_attrs=standby"]
+    assert got["value"] == ["postgresql://ro:***@r1:5432/idres", "postgresql://ro:***@r2:5432/"
+                            "idres?target_session_attrs=standby"]
     assert got["from"] == "environment IDRES_REPLICAS" and "r3plica-pw" not in out.stdout
     for env, said in (({"IDRES_DSN": "", "IDRES_REPLICAS": replicas}, "--replica needs --dsn"),
-                      ({"IDRES_DSN": dsn, "IDRES_REPLICAS": "r1:5432"}, "postgresql:// DSN")):
+                      ({"IDRES_DSN": dsn, "IDRES_REPLICAS": "r1:5432"}, "postgresql:// DSN"),
+                      ({"IDRES_DSN": dsn, "IDRES_REPLICAS": "postgresql://ro:pw@r1,r2/idres"},
+                       "one --replica per server")):
         bad = run_cli("config", env=env, check=False)
         assert bad.returncode == 2 and said in bad.stderr, bad.stderr
 

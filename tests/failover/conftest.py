@@ -36,7 +36,7 @@ def _ports_free(base: int) -> bool:
 class Formation:
     folder: Path
     dsn: str            # every node, the one that takes writes first
-    standby_dsn: str    # every node, a standby first
+    nodes: list[str]    # each node alone: idres's --replica, one per server
     admin: Operator
 
     def run(self, *args: str, timeout: float = 240) -> str:
@@ -65,13 +65,15 @@ def formation() -> Iterator[Formation]:
     folder = make_temp_dir() / "formation"
     base = next(b for b in (random.randrange(20000, 40000, 3) for _ in range(50))
                 if _ports_free(b))
-    f = Formation(folder, "", "", Operator("", "", "", ""))
+    f = Formation(folder, "", [], Operator("", "", "", ""))
     try:
         f.run("up", str(base))
         dsn = f.run("uri").strip()
         f.dsn = dsn
-        f.standby_dsn = dsn.replace("target_session_attrs=read-write",
-                                    "target_session_attrs=prefer-standby")
+        head, rest = dsn.split("@", 1)
+        hosts, tail = rest.split("/", 1)
+        f.nodes = [f"{head}@{host}/{tail.split('?')[0]}?sslmode=disable"
+                   for host in hosts.split(",")]
         run_cli("migrate", dsn=dsn)
         out = json.loads(run_cli("operator", "create", "failover-admin", "--admin", "--json",
                                  dsn=dsn).stdout)

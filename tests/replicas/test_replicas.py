@@ -258,3 +258,29 @@ def test_a_listener_cut_while_a_replica_lags_sends_reads_to_the_primary(
             + metric(srv, "idres_replica_primary_reads_total", 'reason="behind"') >= 10
     finally:
         replicated.slow.set_delay(0)
+
+
+def test_a_primary_that_takes_no_writes_for_a_moment_answers_503(replicated: Replicated,
+                                                                 node: Any) -> None:
+    """pg_auto_failover holds a new primary read-only until it is sure the old one is
+    gone (default_transaction_read_only): writes meanwhile get 503, not 500, nothing is
+    half-stored, and once it takes writes again they succeed on new connections."""
+    srv = node()
+    t = tenant_on(srv, replicated.admin)
+    put(t, "RO", 1)
+    run_sql(replicated.dsn, "ALTER SYSTEM SET default_transaction_read_only = on")
+    run_sql(replicated.dsn, "SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.3)
+        for n in range(2, 6):
+            r = requests.put(t.handle_url("RO"), json={"values": url_value(n)},
+                             headers=t.op.bearer, timeout=30)
+            assert r.status_code == 503 and r.json()["responseCode"] == 3, r.text
+        assert version(t, "RO") == 1
+    finally:
+        run_sql(replicated.dsn, "ALTER SYSTEM RESET default_transaction_read_only")
+        run_sql(replicated.dsn, "SELECT pg_reload_conf()")
+    time.sleep(0.3)
+    put(t, "RO", 7)
+    assert version(t, "RO") == 7
+    assert "Traceback" not in srv.output()

@@ -82,6 +82,19 @@ def test_a_reader_after_an_invalidation_does_not_join_the_read_it_tainted(
             assert c.queries == 2            # its own read, not the tainted one
             assert (await early)[1] is None  # the tainted read was not cached
             assert late[1] is not None and c.fresh(key) is late[1]
+            # without the lease (a write may have been acknowledged by its running out,
+            # unheard here), a read in flight is not shared either
+            c.cache.evict(key)
+            first = asyncio.ensure_future(c.local(key))
+            for _ in range(10):
+                if c.queries == 3:
+                    break
+                await asyncio.sleep(0)
+            assert c.queries == 3 and not first.done()
+            c.set_lease(0.0)
+            await c.local(key)
+            assert c.queries == 4
+            await first
         finally:
             await pool.close()
 
