@@ -96,11 +96,8 @@ class Idres:
         shutil.rmtree(self.keydir, ignore_errors=True)
 
 
-def pin_postgres(pgdata: Path, cores: set[int]) -> None:
-    """Move the PostgreSQL server (postmaster and every backend; later backends inherit)
-    onto ``cores``: the database is part of the server side of the measurement."""
-    if not PIN:
-        return
+def server_pids(pgdata: Path) -> list[int]:
+    """The postmaster of the server running on ``pgdata`` and every process it started."""
     postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     pids = [postmaster]
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -109,7 +106,15 @@ def pin_postgres(pgdata: Path, cores: set[int]) -> None:
                 pids.append(int(stat.parent.name))
         except (OSError, ValueError, IndexError):
             continue
-    for pid in pids:
+    return pids
+
+
+def pin_postgres(pgdata: Path, cores: set[int]) -> None:
+    """Move the PostgreSQL server (postmaster and every backend; later backends inherit)
+    onto ``cores``: the database is part of the server side of the measurement."""
+    if not PIN:
+        return
+    for pid in server_pids(pgdata):
         try:
             os.sched_setaffinity(pid, cores)
         except OSError:

@@ -48,6 +48,9 @@ from resolver.store import fetch_zone
 
 log = logging.getLogger("idres.invalidate")
 FORGET_SLICE = 50_000  # cache keys examined between two turns of the event loop
+# acknowledgements of invalidations, and where the primary is after them (replicas.py)
+ACKNOWLEDGE = (f"SELECT {INSERTED} FROM (SELECT count(pg_notify($1, t)) "
+               "FROM unnest($2::text[]) AS t) AS acked")
 
 
 class Invalidator(AckBook):
@@ -289,36 +292,26 @@ class Invalidator(AckBook):
             await asyncio.sleep(0)
 
     async def _send_acks(self) -> None:
-        """One sender, so the listening connection never runs two queries at once. With
-        replicas, the statement that acknowledges also reads the primary's WAL position,
-        which settles the invalidations held (a failed one leaves them held: their keys
-        are read from the primary until the next try or the next connection)."""
+        """One sender, so the listening connection never runs two queries at once. The
+        statement that acknowledges also reads the primary's WAL position, which settles
+        the invalidations held for the replicas. Without a working connection nothing is
+        acknowledged (writers outwait our lease instead) and held keys wait for the next
+        try (a reconnection's reset releases those it covers, the others settle after)."""
         while True:
             items = [await self._outbox.get()]
             while not self._outbox.empty():
                 items.append(self._outbox.get_nowait())
-            conn = self._conn
             tickets = [k for _, k in items if k is not None]
-            if conn is None or conn.is_closed() or not self.connected:
-                # writers outwait our lease instead; held keys wait for the connection (a
-                # reset releases those it covers, the others settle on the new one)
-                if tickets:
-                    await asyncio.sleep(0.05)
-                    for ticket in tickets:
-                        self._outbox.put_nowait((None, ticket))
-                continue
             payloads = [ack_payload(t, self.listener) for t, _ in items if t is not None]
+            conn = self._conn
             try:
+                if conn is None or conn.is_closed() or not self.connected:
+                    raise ConnectionError("not connected")
                 async with self._talk:
-                    if self.gate is None:
-                        await conn.execute(  # network op
-                            "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t",
-                            ACK_CHANNEL, payloads)
-                    else:
-                        position = await conn.fetchval(  # network op
-                            f"SELECT {INSERTED} FROM (SELECT count(pg_notify($1, t)) "
-                            "FROM unnest($2::text[]) AS t) AS acked", ACK_CHANNEL, payloads)
-                        self.gate.settle(tickets, position)
+                    position = await conn.fetchval(ACKNOWLEDGE, ACK_CHANNEL,  # network op
+                                                   payloads)
+                if self.gate is not None:
+                    self.gate.settle(tickets, position)
             except Exception as exc:  # noqa: BLE001 - dead, it would keep the lease, ack nothing
                 log.debug("could not acknowledge invalidations: %r", exc)
                 if tickets:

@@ -181,15 +181,19 @@ def new_operator(server: Server, admin: Operator, name: str, **extra: Any) -> Op
     return Operator(body["name"], body["identity"], body["secret"], body["token"])
 
 
+def make_tenant(server: Server, admin: Operator, name: str, prefix: str) -> Tenant:
+    """A new operator ``name`` that owns the new ``prefix``, on ``server``."""
+    op = new_operator(server, admin, name)
+    r = requests.post(f"{server.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
+                      headers=admin.bearer, timeout=30)
+    assert r.status_code == 201, r.text
+    return Tenant(op, prefix, server.url)
+
+
 @pytest.fixture
 def tenant(server: Server, admin: Operator) -> Tenant:
     n = next(_counter)
-    op = new_operator(server, admin, f"op-{_base}-{n}")
-    prefix = f"88.{_base}.{n}"
-    r = requests.post(f"{server.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
-                      headers=admin.bearer, timeout=10)
-    assert r.status_code == 201, r.text
-    return Tenant(op, prefix, server.url)
+    return make_tenant(server, admin, f"op-{_base}-{n}", f"88.{_base}.{n}")
 
 
 def run_sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import requests
 
-from tests.conftest import Server, Tenant, new_operator, run_sql
+from tests.conftest import Server, Tenant, make_tenant, run_sql
 from tests.failover.conftest import Formation
 from tests.replicas.test_replicas import metric
 
@@ -31,12 +31,8 @@ def replicas(f: Formation) -> list[str]:
 
 
 def tenant_on(server: Server, f: Formation, n: int) -> Tenant:
-    op = new_operator(server, f.admin, f"fo-op-{n}-{os.getpid()}-{int(time.time())}")
-    prefix = f"88.{900 + n}.{int(time.time()) % 100000}"
-    r = requests.post(f"{server.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
-                      headers=f.admin.bearer, timeout=30)
-    assert r.status_code == 201, r.text
-    return Tenant(op, prefix, server.url)
+    return make_tenant(server, f.admin, f"fo-op-{n}-{os.getpid()}-{int(time.time())}",
+                       f"88.{900 + n}.{int(time.time()) % 100000}")
 
 
 @dataclass

@@ -11,13 +11,13 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from benchmarks.run import server_pids
 from resolver.pg.embedded import EmbeddedPostgres
 from tests.conftest import free_port
 
@@ -93,25 +93,13 @@ class Standby:
                 await r.close()
         asyncio.run(go())
 
-    def pids(self) -> list[int]:
-        """The postmaster and every process it started."""
-        postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
-        out = [postmaster]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                    out.append(int(stat.parent.name))
-            except (OSError, ValueError, IndexError):
-                continue
-        return out
-
     def freeze(self) -> None:
         """SIGSTOP the whole server: connections stay open, nothing answers."""
-        for pid in self.pids():
+        for pid in server_pids(self.pgdata):
             os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        for pid in self.pids():
+        for pid in server_pids(self.pgdata):
             os.kill(pid, signal.SIGCONT)
 
     def remove(self) -> None:
@@ -122,8 +110,3 @@ class Standby:
                 pass
         shutil.rmtree(self.pgdata.parent, ignore_errors=True)
 
-
-def kill_postmaster(pgdata: Path) -> None:
-    """SIGKILL a server's postmaster, as a crash would (its backends follow)."""
-    pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    subprocess.run(["kill", "-9", str(pid)], check=False)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Operator, Server, Tenant, new_operator, run_sql
+from tests.conftest import Operator, Server, Tenant, make_tenant, run_sql
 from tests.registry.test_templates import put as put_typed
 from tests.registry.test_templates import template
 from tests.replicas.conftest import Replicated
@@ -33,12 +33,8 @@ def metric(server: Server, name: str, label: str = "") -> float:
 
 def tenant_on(server: Server, admin: Operator) -> Tenant:
     n = next(_n)
-    op = new_operator(server, admin, f"rep-op-{n}-{int(time.time())}")
-    prefix = f"88.{700 + n}.{int(time.time()) % 100000}"
-    r = requests.post(f"{server.url}/api/prefixes", json={"prefix": prefix, "owner": op.name},
-                      headers=admin.bearer, timeout=10)
-    assert r.status_code == 201, r.text
-    return Tenant(op, prefix, server.url)
+    return make_tenant(server, admin, f"rep-op-{n}-{int(time.time())}",
+                       f"88.{700 + n}.{int(time.time()) % 100000}")
 
 
 def url_value(n: int) -> list[dict[str, Any]]:
